@@ -1,0 +1,180 @@
+"""The engine's async face: ``load``, ``unload``, ``generate``, ``cancel``.
+
+Safe to use from any asyncio loop (the GUI's qasync loop, the API server's uvicorn loop, the
+CLI's ``asyncio.run``); all native work happens on the scheduler's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from backend.engine.chat_template import select_template
+from backend.engine.native import ContextConfig, NativeContext, NativeModel
+from backend.engine.scheduler import LoadedState, Scheduler
+from backend.engine.slot import Job, Slot
+from backend.engine.types import (
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    LoadedModel,
+    LoadPlan,
+)
+from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
+from backend.library.local import LocalModel
+
+
+def physical_cores() -> int:
+    """Decode speed scales with physical cores; hyper-threads only add contention."""
+    try:
+        import psutil
+
+        n = psutil.cpu_count(logical=False)
+    except ImportError:  # pragma: no cover - psutil is a dependency; be kind anyway
+        n = None
+    return max(1, n or os.cpu_count() or 1)
+
+
+class Engine:
+    def __init__(self) -> None:
+        self._scheduler = Scheduler()
+        self._jobs: dict[str, Job] = {}
+        self._jobs_lock = threading.Lock()
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._loaded
+
+    async def load(self, model: LocalModel, plan: LoadPlan | None = None) -> LoadedModel:
+        """Load (replacing whatever was loaded). Raises ModelLoadFailed with a sentence."""
+        plan = plan or LoadPlan()
+        if plan.n_ctx < 16 or plan.n_parallel < 1:
+            raise InvalidRequest("The context length must be at least 16 tokens and there must "
+                                 "be at least one parallel slot.")
+        future = self._scheduler.call(
+            lambda: self._load_on_engine_thread(model.id, model.path, plan))
+        self._loaded = await asyncio.wrap_future(future)
+        return self._loaded
+
+    async def unload(self) -> None:
+        await asyncio.wrap_future(self._scheduler.call(self._unload_on_engine_thread))
+        self._loaded = None
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+        """Text deltas, then exactly one ``Finished``.
+
+        Raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
+        request is refused before generating. Closing the iterator early cancels the request.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+
+        def sink(event: GenerationEvent | BaseException) -> None:  # engine thread
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+
+        job = Job(request, sink)
+        with self._jobs_lock:
+            if request.request_id in self._jobs:
+                raise InvalidRequest(f"Request id {request.request_id} is already running.")
+            self._jobs[request.request_id] = job
+        self._scheduler.submit(job)
+        done = False
+        try:
+            while True:
+                event = await queue.get()
+                if isinstance(event, BaseException):
+                    done = True
+                    raise event
+                if isinstance(event, Finished):
+                    done = True
+                    yield event
+                    return
+                yield event
+        finally:
+            with self._jobs_lock:
+                self._jobs.pop(request.request_id, None)
+            if not done:  # the consumer went away (disconnect, break, task cancelled)
+                job.cancelled = True
+                self._scheduler.poke()
+
+    def cancel(self, request_id: str) -> bool:
+        """Stop a request at the next decode step; it ends with finish_reason 'cancelled'."""
+        with self._jobs_lock:
+            job = self._jobs.get(request_id)
+        if job is None:
+            return False
+        job.cancelled = True
+        self._scheduler.poke()
+        return True
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._loaded = None
+
+    # -- engine thread ---------------------------------------------------------------------
+    def _load_on_engine_thread(self, model_id: str, path: Path, plan: LoadPlan) -> LoadedModel:
+        self._unload_on_engine_thread()
+        model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers)
+        try:
+            threads = plan.n_threads or physical_cores()
+            n_ctx = min(plan.n_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else plan.n_ctx
+            config = ContextConfig(
+                n_ctx=n_ctx * plan.n_parallel,
+                n_batch=plan.n_batch,
+                n_ubatch=min(plan.n_ubatch, plan.n_batch),
+                n_seq_max=plan.n_parallel,
+                n_threads=threads,
+                n_threads_batch=plan.n_threads_batch or threads,
+                flash_attn=plan.flash_attn,
+            )
+            ctx = NativeContext(model, config)
+            gguf_template = model.chat_template()
+            template = select_template(
+                gguf_template, plan.chat_template_override,
+                bos_token=model.token_text(model.bos_id),
+                eos_token=model.token_text(model.eos_id))
+        except BaseException:
+            model.close()
+            raise
+        source = ("override" if plan.chat_template_override
+                  else "gguf" if gguf_template else "chatml")
+        info = LoadedModel(
+            model_id=model_id, path=str(path), n_ctx=ctx.n_ctx // plan.n_parallel,
+            n_parallel=plan.n_parallel, n_ctx_train=model.n_ctx_train, n_layer=model.n_layer,
+            n_gpu_layers=plan.n_gpu_layers, n_threads=threads, template_source=source)
+        self._scheduler.state = LoadedState(
+            model=model, ctx=ctx, template=template, info=info,
+            slots=[Slot(i) for i in range(plan.n_parallel)])
+        return info
+
+    def _unload_on_engine_thread(self) -> None:
+        self._scheduler.cancel_all()
+        state, self._scheduler.state = self._scheduler.state, None
+        if state is not None:
+            state.ctx.close()
+            state.model.close()
+
+    # -- engine thread, for benchmarks -----------------------------------------------------
+    async def native_perf(self) -> tuple[int, float, int, float]:
+        """llama.cpp's own counters (n_eval, t_eval_ms, n_p_eval, t_p_eval_ms)."""
+
+        def read() -> tuple[int, float, int, float]:
+            if self._scheduler.state is None:
+                raise ModelNotLoaded("No model is loaded.")
+            return self._scheduler.state.ctx.perf()
+
+        return await asyncio.wrap_future(self._scheduler.call(read))
+
+    async def reset_native_perf(self) -> None:
+        def reset() -> None:
+            if self._scheduler.state is not None:
+                self._scheduler.state.ctx.perf_reset()
+
+        await asyncio.wrap_future(self._scheduler.call(reset))
+
+
+__all__ = ["BackendError", "Engine", "physical_cores"]

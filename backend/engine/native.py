@@ -1,0 +1,305 @@
+"""Thin, typed wrappers over llama-cpp-python's low-level (ctypes) API.
+
+Only the engine thread calls into these objects once they are built: llama.cpp contexts are
+not thread-safe, and one owner per native resource keeps it simple. Nothing here knows about
+requests, slots or asyncio; ``scheduler.py`` does.
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import llama_cpp as C
+
+from backend.errors import GenerationFailed, InvalidRequest, ModelLoadFailed
+
+GGUF_MAGIC = b"GGUF"
+_RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
+
+# llama.cpp logs through one process-wide callback. We keep the recent error lines so a failed
+# load can tell the user *why* (e.g. "tensor data is not within the file bounds" = truncated).
+_log_lock = threading.Lock()
+_recent_errors: collections.deque[str] = collections.deque(maxlen=20)
+_GGML_LOG_LEVEL_ERROR = 4
+_backend_started = False
+
+
+@C.llama_log_callback
+def _on_llama_log(level: int, text: bytes | None, _user_data: ctypes.c_void_p) -> None:
+    if level == _GGML_LOG_LEVEL_ERROR and text:
+        with _log_lock:
+            _recent_errors.append(text.decode("utf-8", "replace").strip())
+
+
+def start_backend() -> None:
+    """Initialise llama.cpp once per process, with its chatter silenced but errors kept."""
+    global _backend_started
+    with _log_lock:
+        if _backend_started:
+            return
+        _backend_started = True
+    C.llama_log_set(_on_llama_log, ctypes.c_void_p(0))
+    C.llama_backend_init()
+
+
+def _take_recent_errors() -> str:
+    with _log_lock:
+        lines = [line for line in _recent_errors if line]
+        _recent_errors.clear()
+    return "; ".join(lines[-3:])
+
+
+def check_gguf_file(path: Path) -> None:
+    """Catch the common bad inputs before llama.cpp sees them, with a sentence for each."""
+    if not path.exists():
+        raise ModelLoadFailed(f"There is no model file at {path}. Check the path, or pick a "
+                              "model from the library.")
+    if path.is_dir():
+        raise ModelLoadFailed(f"{path} is a folder, not a model file. Pick the .gguf file "
+                              "inside it.")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(4)
+    if head != GGUF_MAGIC:
+        if size == 0:
+            what = "is empty"
+        elif head[:1].isascii() and head.isascii() and head.decode("ascii").isprintable():
+            what = "looks like a text file"
+        else:
+            what = "does not start with the GGUF signature"
+        raise ModelLoadFailed(f"{path.name} is not a GGUF model file: it {what}. Hearth runs "
+                              "GGUF files only; download the model again or pick a .gguf file.")
+
+
+class NativeModel:
+    """A loaded llama.cpp model and its vocabulary."""
+
+    def __init__(self, path: Path, n_gpu_layers: int = 0, use_mmap: bool = True) -> None:
+        start_backend()
+        check_gguf_file(path)
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.use_mmap = use_mmap
+        _take_recent_errors()
+        ptr = C.llama_model_load_from_file(str(path).encode(), params)
+        if not ptr:
+            reason = _take_recent_errors() or "llama.cpp gave no reason"
+            raise ModelLoadFailed(
+                f"llama.cpp could not load {path.name} ({path.stat().st_size:,} bytes): "
+                f"{reason}. The file is probably truncated or damaged (download it again), or "
+                "its architecture is newer than this llama.cpp (update Hearth).")
+        self.path = path
+        self.ptr = ptr
+        self.vocab = C.llama_model_get_vocab(ptr)
+        self.n_vocab: int = C.llama_vocab_n_tokens(self.vocab)
+        self.n_ctx_train: int = C.llama_model_n_ctx_train(ptr)
+        self.n_layer: int = C.llama_model_n_layer(ptr)
+        self.add_bos: bool = bool(C.llama_vocab_get_add_bos(self.vocab))
+        self.bos_id: int = C.llama_vocab_bos(self.vocab)
+        self.eos_id: int = C.llama_vocab_eos(self.vocab)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._piece_cache: dict[int, bytes] = {}
+
+    def meta(self, key: str) -> str | None:
+        buf = ctypes.create_string_buffer(1 << 16)
+        n = C.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        if n < 0:
+            return None
+        if n >= len(buf):  # templates can be long: retry with the exact size
+            buf = ctypes.create_string_buffer(n + 1)
+            C.llama_model_meta_val_str(self.ptr, key.encode(), buf, len(buf))
+        return buf.value.decode("utf-8", "replace")
+
+    def chat_template(self) -> str | None:
+        return self.meta("tokenizer.chat_template")
+
+    def token_text(self, token: int) -> str:
+        """Text of a special token (BOS/EOS) as templates write it; '' if the model has none."""
+        if token < 0:
+            return ""
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def tokenize(self, text: str, *, add_bos: bool, parse_special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buf = (C.llama_token * capacity)()
+        n = C.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_bos, parse_special)
+        if n < 0:  # cannot happen with capacity > bytes, but llama.cpp's contract allows it
+            capacity = -n
+            buf = (C.llama_token * capacity)()
+            n = C.llama_tokenize(self.vocab, data, len(data), buf, capacity, add_bos,
+                                 parse_special)
+        return list(buf[:n])
+
+    def piece(self, token: int, *, special: bool = False) -> bytes:
+        """Bytes of one token (may be part of a UTF-8 character). Cached: the hot path."""
+        key = token if not special else -token - 1
+        cached = self._piece_cache.get(key)
+        if cached is not None:
+            return cached
+        n = C.llama_token_to_piece(self.vocab, token, self._piece_buf, len(self._piece_buf), 0,
+                                   special)
+        if n < 0:
+            big = ctypes.create_string_buffer(-n)
+            n = C.llama_token_to_piece(self.vocab, token, big, len(big), 0, special)
+            data = big.raw[:n]
+        else:
+            data = self._piece_buf.raw[:n]
+        self._piece_cache[key] = data
+        return data
+
+    def is_eog(self, token: int) -> bool:
+        return bool(C.llama_vocab_is_eog(self.vocab, token))
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_model_free(self.ptr)
+            self.ptr = None
+
+
+@dataclass(frozen=True)
+class ContextConfig:
+    n_ctx: int  # total KV cells across all sequences
+    n_batch: int
+    n_ubatch: int
+    n_seq_max: int
+    n_threads: int
+    n_threads_batch: int
+    flash_attn: bool | None = None  # None: llama.cpp decides
+    kv_unified: bool = False
+
+
+class NativeContext:
+    """A llama.cpp context (KV cache for ``n_seq_max`` sequences) plus one reusable batch."""
+
+    def __init__(self, model: NativeModel, config: ContextConfig) -> None:
+        params = C.llama_context_default_params()
+        params.n_ctx = config.n_ctx
+        params.n_batch = config.n_batch
+        params.n_ubatch = config.n_ubatch
+        params.n_seq_max = config.n_seq_max
+        params.n_threads = config.n_threads
+        params.n_threads_batch = config.n_threads_batch
+        params.no_perf = False  # keep llama_perf_context counting: the benchmark reads it
+        params.kv_unified = config.kv_unified
+        params.flash_attn_type = {None: C.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                                  True: C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+                                  False: C.LLAMA_FLASH_ATTN_TYPE_DISABLED}[config.flash_attn]
+        _take_recent_errors()
+        ptr = C.llama_init_from_model(model.ptr, params)
+        if not ptr:
+            reason = _take_recent_errors() or "llama.cpp gave no reason"
+            raise ModelLoadFailed(
+                f"llama.cpp could not create a {config.n_ctx:,}-token context for "
+                f"{model.path.name}: {reason}. Try a shorter context length.")
+        self.ptr = ptr
+        self.config = config
+        self.model = model
+        self.n_ctx: int = C.llama_n_ctx(ptr)
+        self.memory = C.llama_get_memory(ptr)
+        self.batch = C.llama_batch_init(config.n_batch, 0, config.n_seq_max)
+        self.batch_capacity = config.n_batch
+        # Cached raw pointers: attribute lookups through the ctypes struct cost more than the
+        # stores themselves on the per-token path.
+        self._tok = self.batch.token
+        self._pos = self.batch.pos
+        self._nseq = self.batch.n_seq_id
+        self._seq = self.batch.seq_id
+        self._logits = self.batch.logits
+        self.n_in_batch = 0
+
+    # -- batch -----------------------------------------------------------------------------
+    def batch_clear(self) -> None:
+        self.n_in_batch = 0
+
+    def batch_add(self, token: int, pos: int, seq_id: int, want_logits: bool) -> int:
+        """Append one token; returns its index in the batch (where its logits will be)."""
+        i = self.n_in_batch
+        self._tok[i] = token
+        self._pos[i] = pos
+        self._nseq[i] = 1
+        self._seq[i][0] = seq_id
+        self._logits[i] = want_logits
+        self.n_in_batch = i + 1
+        return i
+
+    def decode(self) -> None:
+        self.batch.n_tokens = self.n_in_batch
+        rc = C.llama_decode(self.ptr, self.batch)
+        if rc != 0:
+            reason = {1: "the KV cache is full", 2: "the decode was aborted"}.get(
+                rc, _take_recent_errors() or f"llama_decode returned {rc}")
+            raise GenerationFailed(f"llama.cpp failed to evaluate the batch: {reason}.")
+
+    # -- KV cache --------------------------------------------------------------------------
+    def seq_remove(self, seq_id: int, p0: int, p1: int = -1) -> bool:
+        """Drop cached positions [p0, p1) of a sequence; False if this cache can't (SWA)."""
+        return bool(C.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
+
+    def perf(self) -> tuple[int, float, int, float]:
+        """(n_eval, t_eval_ms, n_p_eval, t_p_eval_ms) as llama.cpp counts them."""
+        data = C.llama_perf_context(self.ptr)
+        return data.n_eval, data.t_eval_ms, data.n_p_eval, data.t_p_eval_ms
+
+    def perf_reset(self) -> None:
+        C.llama_perf_context_reset(self.ptr)
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_batch_free(self.batch)
+            C.llama_free(self.ptr)
+            self.ptr = None
+
+
+class NativeSampler:
+    """llama.cpp's native sampler chain for one request (penalties → grammar → top-k → top-p →
+    min-p → temperature → dist), built once per request and freed when it ends."""
+
+    def __init__(self, model: NativeModel, *, temperature: float, top_k: int, top_p: float,
+                 min_p: float, repeat_penalty: float, repeat_last_n: int,
+                 presence_penalty: float, frequency_penalty: float, seed: int | None,
+                 grammar: str | None) -> None:
+        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
+        self.ptr = chain
+        add = C.llama_sampler_chain_add
+        if repeat_penalty != 1.0 or presence_penalty != 0.0 or frequency_penalty != 0.0:
+            add(chain, C.llama_sampler_init_penalties(
+                model.n_vocab, repeat_last_n, repeat_penalty, frequency_penalty,
+                presence_penalty))
+        if grammar:
+            _take_recent_errors()
+            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
+            if not g:
+                C.llama_sampler_free(chain)
+                self.ptr = None
+                reason = _take_recent_errors() or "it does not parse"
+                raise InvalidRequest(f"The grammar was rejected by llama.cpp: {reason}. Check "
+                                   "the GBNF syntax; the start rule must be named 'root'.")
+            add(chain, g)
+        if temperature <= 0.0:
+            add(chain, C.llama_sampler_init_greedy())
+            return
+        if top_k > 0:
+            add(chain, C.llama_sampler_init_top_k(top_k))
+        if top_p < 1.0:
+            add(chain, C.llama_sampler_init_top_p(top_p, 1))
+        if min_p > 0.0:
+            add(chain, C.llama_sampler_init_min_p(min_p, 1))
+        add(chain, C.llama_sampler_init_temp(temperature))
+        add(chain, C.llama_sampler_init_dist(_RANDOM_SEED if seed is None else seed & 0xFFFFFFFF))
+
+    def sample(self, ctx: NativeContext, batch_index: int) -> int:
+        # llama_sampler_sample also accepts the token into the chain (penalties, grammar).
+        return C.llama_sampler_sample(self.ptr, ctx.ptr, batch_index)
+
+    def accept(self, token: int) -> None:
+        C.llama_sampler_accept(self.ptr, token)
+
+    def close(self) -> None:
+        if self.ptr:
+            C.llama_sampler_free(self.ptr)
+            self.ptr = None

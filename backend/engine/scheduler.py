@@ -1,0 +1,305 @@
+"""The engine thread: the one owner of the llama.cpp model, context and samplers.
+
+Everyone else talks to it through ``submit`` (a generation), ``call`` (load/unload, run on this
+thread) and ``Job.cancelled``. Each loop iteration is one decode step: cancelled requests leave,
+waiting requests join free slots (first in, first out), then one batch holds the next token of
+every generating slot plus prompt tokens of slots still prefilling. Results go back through
+each job's sink as values; this thread never touches Qt or asyncio objects directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from backend.engine.chat_template import ChatTemplate, strip_leading_bos
+from backend.engine.native import NativeContext, NativeModel, NativeSampler
+from backend.engine.overflow import fit_messages, fit_tokens, prompt_budget
+from backend.engine.slot import Job, Slot, common_prefix_length
+from backend.engine.types import ChatMessage, GenerationRequest, LoadedModel
+from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# While some slot is generating, a prompt is fed in chunks of at most this many tokens per
+# step, so a long prompt arriving never freezes the streams already running.
+PREFILL_CHUNK_WHILE_GENERATING = 128
+
+
+@dataclass
+class LoadedState:
+    model: NativeModel
+    ctx: NativeContext
+    template: ChatTemplate
+    info: LoadedModel
+    slots: list[Slot]
+
+
+class Scheduler:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._calls: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
+        self._calls = collections.deque()
+        self._waiting: collections.deque[Job] = collections.deque()
+        self._closing = False
+        self.state: LoadedState | None = None  # engine thread only
+        self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
+        self._thread.start()
+
+    # -- any thread ------------------------------------------------------------------------
+    def call(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` on the engine thread between decode steps."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._wake:
+            if self._closing:
+                future.set_exception(RuntimeError("the engine is shut down"))
+                return future
+            self._calls.append((fn, future))
+            self._wake.notify()
+        return future
+
+    def submit(self, job: Job) -> None:
+        with self._wake:
+            self._waiting.append(job)
+            self._wake.notify()
+
+    def poke(self) -> None:
+        """Wake the loop, e.g. after a cancel flag was set."""
+        with self._wake:
+            self._wake.notify()
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self._wake:
+            self._closing = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    # -- engine thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not (self._closing or self._calls or self._has_work_locked()):
+                    self._wake.wait()
+                if self._closing:
+                    break
+                calls = list(self._calls)
+                self._calls.clear()
+            for fn, future in calls:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn())
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            try:
+                self._step()
+            except Exception:  # a bug here must not kill the only engine thread
+                log.exception("engine step failed")
+                self._fail_all(BackendError("The engine hit an internal error; the request "
+                                            "was stopped. Try again, or reload the model."))
+        self._shutdown()
+
+    def _has_work_locked(self) -> bool:
+        if self._waiting:
+            return True
+        state = self.state
+        return state is not None and any(slot.busy for slot in state.slots)
+
+    def _step(self) -> None:
+        state = self.state
+        if state is None:
+            with self._wake:
+                waiting = list(self._waiting)
+                self._waiting.clear()
+            for job in waiting:
+                job.sink(ModelNotLoaded("No model is loaded. Load a model first, then send "
+                                        "the message again."))
+            return
+        for slot in state.slots:
+            if slot.job is not None and slot.job.cancelled:
+                slot.finish("cancelled")
+        self._admit(state)
+        self._decode_one_step(state)
+
+    def _admit(self, state: LoadedState) -> None:
+        while True:
+            free = [slot for slot in state.slots if not slot.busy]
+            if not free:
+                return
+            with self._wake:
+                if not self._waiting:
+                    return
+                job = self._waiting.popleft()
+            if job.cancelled:
+                slot = free[0]
+                slot.job = job
+                slot.finish("cancelled")
+                continue
+            try:
+                prompt, dropped = self._prepare_prompt(state, job.request)
+                sampler = _make_sampler(state.model, job.request)
+            except BackendError as exc:
+                job.sink(exc)
+                continue
+            slot = _choose_slot(free, prompt)
+            reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
+            if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
+                # Sliding-window caches can't drop a suffix: start this sequence afresh.
+                state.ctx.seq_remove(slot.seq_id, -1, -1)
+                reused = 0
+            slot.start(job, prompt, reused, sampler, dropped)
+
+    def _prepare_prompt(self, state: LoadedState, request: GenerationRequest
+                        ) -> tuple[list[int], int]:
+        """Render and tokenize the request, applying its overflow policy."""
+        model = state.model
+        budget = prompt_budget(state.info.n_ctx, request.max_tokens)
+        if request.messages is not None:
+            if not request.messages:
+                raise InvalidRequest("The request has no messages; send at least one.")
+
+            def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
+                text = state.template.render(
+                    messages, add_generation_prompt=request.add_generation_prompt)
+                if model.add_bos:
+                    text, _ = strip_leading_bos(text, state.template.bos_token)
+                return model.tokenize(text, add_bos=model.add_bos, parse_special=True)
+
+            fitted = fit_messages(request.messages, lambda m: len(tokens_of(m)), budget,
+                                  request.overflow)
+            return tokens_of(fitted.messages), fitted.dropped
+        if request.prompt is None:
+            raise InvalidRequest("The request needs either messages or a prompt.")
+        tokens = model.tokenize(request.prompt, add_bos=model.add_bos, parse_special=True)
+        if not tokens:
+            raise InvalidRequest("The prompt is empty and this model adds no start token; "
+                                 "send some text.")
+        tokens, _ = fit_tokens(tokens, budget, request.overflow, keep_head=int(model.add_bos))
+        return tokens, 0
+
+    def _decode_one_step(self, state: LoadedState) -> None:
+        ctx = state.ctx
+        ctx.batch_clear()
+        generating = [s for s in state.slots if s.busy and s.pending_token is not None]
+        for slot in generating:
+            token = slot.pending_token
+            assert token is not None
+            slot.logits_index = ctx.batch_add(token, len(slot.cached), slot.seq_id, True)
+            slot.cached.append(token)
+            slot.pending_token = None
+        room = ctx.batch_capacity - ctx.n_in_batch
+        if generating:
+            room = min(room, PREFILL_CHUNK_WHILE_GENERATING)
+        sampling = list(generating)
+        for slot in state.slots:
+            if room <= 0:
+                break
+            if not slot.prefilling:
+                continue
+            end = min(len(slot.prompt), slot.n_fed + room)
+            for i in range(slot.n_fed, end):
+                last = i == len(slot.prompt) - 1
+                idx = ctx.batch_add(slot.prompt[i], i, slot.seq_id, last)
+                if last:
+                    slot.logits_index = idx
+                    sampling.append(slot)
+            slot.cached.extend(slot.prompt[slot.n_fed:end])
+            room -= end - slot.n_fed
+            slot.n_fed = end
+        if ctx.n_in_batch == 0:
+            return
+        try:
+            ctx.decode()
+        except BackendError as exc:
+            for slot in state.slots:
+                if slot.busy:
+                    ctx.seq_remove(slot.seq_id, -1, -1)
+                    slot.cached = []
+                    slot.finish("error", exc)
+            return
+        now = time.perf_counter()
+        for slot in sampling:
+            if slot.job is None:
+                continue
+            assert slot.sampler is not None
+            token = slot.sampler.sample(ctx, slot.logits_index)
+            self._on_token(state, slot, token, now)
+
+    def _on_token(self, state: LoadedState, slot: Slot, token: int, now: float) -> None:
+        model = state.model
+        if slot.n_generated == 0:
+            slot.t_first = now
+        slot.t_last = now
+        if model.is_eog(token):
+            slot.finish("stop")
+            return
+        slot.n_generated += 1
+        text = slot.utf8.decode(model.piece(token))
+        if text:
+            safe, hit = slot.stops.feed(text)
+            if safe:
+                slot.emit_text(safe)
+            if hit:
+                slot.stop_hit = True
+                slot.finish("stop")
+                return
+        if slot.max_tokens is not None and slot.n_generated >= slot.max_tokens:
+            slot.finish("length")
+        elif len(slot.cached) + 1 >= state.info.n_ctx:
+            slot.finish("length")  # the context window is full
+        else:
+            slot.pending_token = token
+
+    def _fail_all(self, error: BackendError) -> None:
+        state = self.state
+        if state is not None:
+            for slot in state.slots:
+                if slot.busy:
+                    state.ctx.seq_remove(slot.seq_id, -1, -1)
+                    slot.cached = []
+                    slot.finish("error", error)
+
+    def cancel_all(self) -> None:
+        """Engine thread: end every request (before an unload)."""
+        state = self.state
+        if state is not None:
+            for slot in state.slots:
+                if slot.busy:
+                    slot.finish("cancelled")
+        with self._wake:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        for job in waiting:
+            job.sink(ModelNotLoaded("The model was unloaded before this request started. "
+                                    "Load a model and send it again."))
+
+    def _shutdown(self) -> None:
+        self.cancel_all()
+        state, self.state = self.state, None
+        if state is not None:
+            state.ctx.close()
+            state.model.close()
+
+
+def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
+    """The free slot whose cache shares the longest prefix; else the least recently used."""
+    best = max(free, key=lambda s: common_prefix_length(s.cached, prompt))
+    if common_prefix_length(best.cached, prompt) > 0:
+        return best
+    return min(free, key=lambda s: s.last_used)
+
+
+def _make_sampler(model: NativeModel, request: GenerationRequest) -> NativeSampler:
+    p = request.sampling
+    return NativeSampler(
+        model, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
+        repeat_penalty=p.repeat_penalty, repeat_last_n=p.repeat_last_n,
+        presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
+        seed=p.seed, grammar=request.grammar)

@@ -1,0 +1,135 @@
+"""One sequence of the shared llama.cpp context, and the request it is serving.
+
+Runs on the engine thread only. A slot outlives its requests: ``cached`` remembers which tokens
+its KV cache holds, so the next request that shares a prefix (the next turn of the same chat)
+decodes only what is new.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from backend.engine.native import NativeSampler
+from backend.engine.stop_strings import StopMatcher
+from backend.engine.types import (
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    GenerationRequest,
+    TextDelta,
+    Usage,
+)
+from backend.errors import BackendError
+
+EventSink = Callable[[GenerationEvent | BaseException], None]
+
+
+@dataclass
+class Job:
+    """A request on its way through the engine. ``cancelled`` is set from any thread."""
+
+    request: GenerationRequest
+    sink: EventSink
+    submitted_at: float = field(default_factory=time.perf_counter)
+    cancelled: bool = False
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Slot:
+    def __init__(self, seq_id: int) -> None:
+        self.seq_id = seq_id
+        self.cached: list[int] = []  # tokens whose keys/values are in the cache, in order
+        self.last_used = 0.0
+        self.job: Job | None = None
+        self._reset_request_state()
+
+    def _reset_request_state(self) -> None:
+        self.prompt: list[int] = []
+        self.n_fed = 0  # prompt tokens already in the cache (reused or decoded)
+        self.cached_prompt_tokens = 0
+        self.messages_dropped = 0
+        self.sampler: NativeSampler | None = None
+        self.stops = StopMatcher(())
+        self.stop_hit = False
+        self.utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self.pending_token: int | None = None  # sampled, not yet decoded
+        self.logits_index = -1  # where this slot's logits are in the current batch
+        self.n_generated = 0
+        self.max_tokens: int | None = None
+        self.t_first = 0.0
+        self.t_last = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self.job is not None
+
+    @property
+    def prefilling(self) -> bool:
+        return self.job is not None and self.n_fed < len(self.prompt)
+
+    def start(self, job: Job, prompt: list[int], reused: int, sampler: NativeSampler,
+              messages_dropped: int) -> None:
+        self._reset_request_state()
+        self.job = job
+        self.prompt = prompt
+        self.n_fed = reused
+        self.cached_prompt_tokens = reused
+        self.cached = prompt[:reused]
+        self.sampler = sampler
+        self.stops = StopMatcher(job.request.stop)
+        self.max_tokens = job.request.max_tokens
+        self.messages_dropped = messages_dropped
+
+    def emit(self, event: GenerationEvent | BaseException) -> None:
+        assert self.job is not None
+        try:
+            self.job.sink(event)
+        except RuntimeError:  # the consumer's event loop is gone: nobody is listening
+            self.job.cancelled = True
+
+    def finish(self, reason: FinishReason, error: BackendError | None = None) -> None:
+        """Flush held-back text, report usage, and free the request's sampler."""
+        assert self.job is not None
+        if reason in ("stop", "length") and not self.stop_hit:
+            # Text held back because it might have begun a stop string is the reply's after all.
+            text, hit = "", False
+            tail = self.utf8.decode(b"", final=True)
+            if tail:
+                text, hit = self.stops.feed(tail)
+            if not hit:
+                text += self.stops.flush()
+            if text:
+                self.emit_text(text)
+        now = time.perf_counter()
+        ttft = (self.t_first - self.job.submitted_at) if self.n_generated else 0.0
+        span = self.t_last - self.t_first
+        tps = (self.n_generated - 1) / span if self.n_generated > 1 and span > 0 else 0.0
+        usage = Usage(
+            prompt_tokens=len(self.prompt),
+            cached_prompt_tokens=self.cached_prompt_tokens,
+            completion_tokens=self.n_generated,
+            time_to_first_token_s=ttft,
+            decode_tokens_per_s=tps,
+            messages_dropped=self.messages_dropped,
+        )
+        self.emit(Finished(self.job.request.request_id, reason, usage, error))
+        if self.sampler is not None:
+            self.sampler.close()
+        self.job = None
+        self.last_used = now
+        self._reset_request_state()
+
+    def emit_text(self, text: str) -> None:
+        assert self.job is not None
+        self.emit(TextDelta(self.job.request.request_id, text))

@@ -1,0 +1,127 @@
+"""Values that cross the engine boundary: requests go down, events come up.
+
+All frozen dataclasses: they are handed between the caller's thread and the engine thread, so
+nobody may mutate one after it was sent.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+from backend.errors import BackendError
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class OverflowPolicy(StrEnum):
+    """What to do when a prompt does not fit the context window."""
+
+    STOP = "stop"  # refuse before generating, saying by how many tokens it is over
+    TRUNCATE_MIDDLE = "truncate_middle"  # keep system + first user turn + the latest turns
+    ROLLING_WINDOW = "rolling_window"  # drop the oldest turns, keep the system prompt
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """llama.cpp's native sampler chain, in the order llama-server applies it."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: int | None = None  # None: a fresh random seed per request
+
+
+_request_ids = itertools.count(1)
+
+
+def new_request_id() -> str:
+    return f"req-{next(_request_ids)}"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """Exactly one of ``messages`` (chat, rendered with the model's template) or ``prompt``."""
+
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    max_tokens: int | None = None  # None: until end of generation or the context is full
+    stop: tuple[str, ...] = ()
+    grammar: str | None = None  # GBNF; root rule "root"
+    overflow: OverflowPolicy = OverflowPolicy.TRUNCATE_MIDDLE
+    add_generation_prompt: bool = True
+    request_id: str = field(default_factory=new_request_id)
+
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    request_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    cached_prompt_tokens: int
+    completion_tokens: int
+    time_to_first_token_s: float
+    decode_tokens_per_s: float
+    messages_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    request_id: str
+    finish_reason: FinishReason
+    usage: Usage
+    error: BackendError | None = None  # set when finish_reason == "error"
+
+
+GenerationEvent = TextDelta | Finished
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load a model: what the offload planner decides, or the user overrides."""
+
+    n_gpu_layers: int = 0
+    n_ctx: int = 4096  # per slot: each parallel sequence may use this many tokens
+    n_parallel: int = 1  # sequences decoded together in one batch
+    n_batch: int = 512
+    n_ubatch: int = 512
+    n_threads: int | None = None  # None: physical core count
+    n_threads_batch: int | None = None  # None: same as n_threads
+    flash_attn: bool | None = None  # None: llama.cpp decides
+    chat_template_override: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What the engine reports after a successful load."""
+
+    model_id: str
+    path: str
+    n_ctx: int  # per slot
+    n_parallel: int
+    n_ctx_train: int
+    n_layer: int
+    n_gpu_layers: int
+    n_threads: int
+    template_source: Literal["override", "gguf", "chatml"]

