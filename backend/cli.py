@@ -12,7 +12,9 @@ import argparse
 import asyncio
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from backend import __version__
@@ -28,6 +30,7 @@ from backend.engine.types import (
 )
 from backend.errors import BackendError
 from backend.library.local import STARTER_ID, list_models, resolve_model
+from backend.settings import DEFAULT_PORT, load_settings
 
 EXIT_ERROR = 1
 
@@ -43,7 +46,7 @@ def _has_display() -> bool:
 def _open_app() -> int:
     if not _has_display():
         print(f"No display was found, so the Hearth window can't open here; chat in this "
-              f"terminal with `hearth run {STARTER_ID}` instead.")
+              f"terminal with `hearth run {STARTER_ID}`, or serve the API with `hearth serve`.")
         return 0
     # Imported by name: the GUI is a front end of the backend, never a dependency of it.
     return int(importlib.import_module("app.main").main())
@@ -69,6 +72,19 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
 
     sub.add_parser("list", help="list models on this machine")
+
+    serve = sub.add_parser("serve", help="run the OpenAI/Ollama-compatible API server")
+    serve.add_argument("--model", help="load this model before serving")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
+    serve.add_argument("--cors", nargs="*", default=None, metavar="ORIGIN",
+                       help="extra browser origins allowed to call the API")
+    serve.add_argument("--parallel", type=int, help="requests decoded together")
+    serve.add_argument("--ctx", type=int, help="context length per request (tokens)")
+    serve.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
+    serve.add_argument("--no-jit", action="store_true",
+                       help="don't load models on request; only --model is served")
     return parser
 
 
@@ -133,6 +149,45 @@ async def _run(args: argparse.Namespace) -> int:
         engine.close()
 
 
+def _serve(args: argparse.Namespace) -> int:
+    # Imported here: the server stack (FastAPI, uvicorn) is not needed to open the app fast.
+    from backend.host import ModelHost
+    from backend.load_plans import plan_from_settings
+    from backend.server.service import ServerService
+
+    settings = load_settings()
+    server = settings.server.model_copy(update={
+        k: v for k, v in {"host": args.host, "port": args.port, "api_key": args.api_key,
+                          "cors_origins": args.cors}.items() if v is not None})
+    if args.no_jit:
+        server.jit_loading = False
+    engine_cfg = settings.engine.model_copy(update={
+        k: v for k, v in {"parallel": args.parallel, "n_ctx": args.ctx,
+                          "threads": args.threads}.items() if v is not None})
+    settings = settings.model_copy(update={"server": server, "engine": engine_cfg})
+    host = ModelHost(Engine(), lambda model: plan_from_settings(model, settings.engine))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    service = ServerService(host, settings)
+    try:
+        if args.model:
+            info = asyncio.run(host.load(args.model))
+            print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots).")
+        service.start()
+        print(f"Hearth API listening on {service.base_url} (OpenAI: /v1, Ollama: /api). "
+              "Ctrl+C stops it.", flush=True)
+        while not stop.wait(0.5):
+            if service.state.value == "failed":
+                print(f"error: {service.error}", file=sys.stderr)
+                return EXIT_ERROR
+    except KeyboardInterrupt:
+        pass
+    finally:
+        service.stop()
+        host.engine.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
@@ -144,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return asyncio.run(_run(args))
+        if args.command == "serve":
+            return _serve(args)
     except BackendError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_ERROR

@@ -51,3 +51,45 @@ class InvalidRequest(BackendError):
 
 class GenerationFailed(BackendError):
     http_status = 500
+
+
+# --- Hub and downloads (backend/library/hub.py, backend/library/downloads.py) ---
+
+
+class HubUnavailable(BackendError):
+    """The Hub could not be reached (offline, DNS, refused, timed out, dropped mid-transfer)."""
+
+    http_status = 503
+
+
+class GatedModel(BackendError):
+    """The repo needs a licence accepted on its page, or a token that has access."""
+
+    http_status = 403
+
+
+class DownloadFailed(BackendError):
+    """A download ended without a usable file (checksum mismatch, file changed, write error)."""
+
+    http_status = 502
+
+
+class DiskFull(BackendError):
+    http_status = 507
+
+
+class DownloadCancelled(BackendError):
+    """The person cancelled the download; its partial files are gone."""
+
+    # nginx's "client closed request": the caller asked for it, nothing failed on our side.
+    http_status = 499
+
+
+class PortInUse(BackendError):
+    http_status = 500
+
+
+class ServerBusy(BackendError):
+    """More requests are waiting than the queue allows: the client should retry later."""
+
+    http_status = 503

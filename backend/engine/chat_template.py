@@ -142,7 +142,7 @@ class ChatTemplate:
         template = _compile(self.source)
         context: dict[str, Any] = {
             # Plain dicts, as HF templates index message['role'] and message.content alike.
-            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "messages": [m.as_template_dict() for m in messages],
             "bos_token": self.bos_token,
             "eos_token": self.eos_token,
             "add_generation_prompt": add_generation_prompt,

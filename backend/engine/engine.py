@@ -101,6 +101,11 @@ class Engine:
                 job.cancelled = True
                 self._scheduler.poke()
 
+    def in_flight(self) -> int:
+        """Requests submitted and not yet finished: running plus waiting."""
+        with self._jobs_lock:
+            return len(self._jobs)
+
     def cancel(self, request_id: str) -> bool:
         """Stop a request at the next decode step; it ends with finish_reason 'cancelled'."""
         with self._jobs_lock:
@@ -145,7 +150,8 @@ class Engine:
         info = LoadedModel(
             model_id=model_id, path=str(path), n_ctx=ctx.n_ctx // plan.n_parallel,
             n_parallel=plan.n_parallel, n_ctx_train=model.n_ctx_train, n_layer=model.n_layer,
-            n_gpu_layers=plan.n_gpu_layers, n_threads=threads, template_source=source)
+            n_gpu_layers=plan.n_gpu_layers, n_threads=threads, template_source=source,
+            supports_tools="tools" in template.source)
         self._scheduler.state = LoadedState(
             model=model, ctx=ctx, template=template, info=info,
             slots=[Slot(i) for i in range(plan.n_parallel)])

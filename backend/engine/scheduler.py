@@ -167,7 +167,8 @@ class Scheduler:
 
             def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
                 text = state.template.render(
-                    messages, add_generation_prompt=request.add_generation_prompt)
+                    messages, add_generation_prompt=request.add_generation_prompt,
+                    tools=list(request.tools) if request.tools else None)
                 if model.add_bos:
                     text, _ = strip_leading_bos(text, state.template.bos_token)
                 return model.tokenize(text, add_bos=model.add_bos, parse_special=True)

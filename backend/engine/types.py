@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from backend.errors import BackendError
 
@@ -20,6 +20,21 @@ Role = Literal["system", "user", "assistant", "tool"]
 class ChatMessage:
     role: Role
     content: str
+    # OpenAI-style tool use: an assistant turn that called tools, and a tool's answer.
+    tool_calls: tuple[dict[str, Any], ...] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def as_template_dict(self) -> dict[str, Any]:
+        """The message as Hugging Face chat templates expect it."""
+        d: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            d["tool_calls"] = [dict(c) for c in self.tool_calls]
+        if self.tool_call_id:
+            d["tool_call_id"] = self.tool_call_id
+        if self.name:
+            d["name"] = self.name
+        return d
 
 
 class OverflowPolicy(StrEnum):
@@ -64,6 +79,7 @@ class GenerationRequest:
     grammar: str | None = None  # GBNF; root rule "root"
     overflow: OverflowPolicy = OverflowPolicy.TRUNCATE_MIDDLE
     add_generation_prompt: bool = True
+    tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions, for the template
     request_id: str = field(default_factory=new_request_id)
 
 
@@ -125,3 +141,4 @@ class LoadedModel:
     n_gpu_layers: int
     n_threads: int
     template_source: Literal["override", "gguf", "chatml"]
+    supports_tools: bool = False  # the chat template renders a `tools` list

@@ -1,0 +1,134 @@
+"""``ModelHost``: which model the one engine holds, shared by GUI chats and API clients.
+
+Callers take a *lease* on a model name for the length of one request. A lease on the loaded
+model is immediate; a lease on another model waits until every running request on the current
+one has finished (no request ever cuts another's stream off), then swaps the model. Loading
+on first use (JIT) and unloading after an idle time (TTL) live here too.
+
+Thread-safe and loop-agnostic: the GUI's qasync loop and the server's own loop both call it,
+so the shared state sits behind a ``threading.Condition``, never an asyncio primitive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from backend.engine.engine import Engine
+from backend.engine.types import LoadedModel, LoadPlan
+from backend.errors import ModelNotLoaded
+from backend.library.local import LocalModel, resolve_model
+
+PlanFor = Callable[[LocalModel], LoadPlan]
+
+
+@dataclass(frozen=True)
+class HostedModel:
+    name: str  # as requested: an id, alias or preset name resolves to the same file
+    info: LoadedModel
+    loaded_at: float
+    last_used: float
+    active_requests: int
+
+
+class ModelHost:
+    def __init__(self, engine: Engine, plan_for: PlanFor) -> None:
+        self.engine = engine
+        self._plan_for = plan_for
+        self._cond = threading.Condition()
+        self._model: LocalModel | None = None
+        self._loaded_at = 0.0
+        self._last_used = 0.0
+        self._users = 0
+        self._loading = False
+
+    # -- queries ---------------------------------------------------------------------------
+    def current(self) -> HostedModel | None:
+        with self._cond:
+            info = self.engine.loaded
+            if self._model is None or info is None:
+                return None
+            return HostedModel(self._model.id, info, self._loaded_at, self._last_used,
+                               self._users)
+
+    # -- leases ----------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lease(self, name: str, *, load_if_needed: bool = True) -> AsyncIterator[LocalModel]:
+        """Hold ``name`` loaded for the body of the ``async with``."""
+        model = resolve_model(name)
+        await self._acquire(model, load_if_needed)
+        try:
+            yield model
+        finally:
+            with self._cond:
+                self._users -= 1
+                self._last_used = time.monotonic()
+                self._cond.notify_all()
+
+    async def _acquire(self, model: LocalModel, load_if_needed: bool) -> None:
+        while True:
+            with self._cond:
+                if not self._loading and self._same(model):
+                    self._users += 1
+                    return
+                if not self._loading and self._users == 0:
+                    if not load_if_needed:
+                        raise ModelNotLoaded(
+                            f"'{model.id}' is not loaded and loading on request is switched "
+                            "off. Load it in Hearth first, or turn on JIT loading.")
+                    self._loading = True
+                    break
+            # Someone else is loading, or requests on another model are still running: wait
+            # in a worker thread so this event loop keeps serving them meanwhile.
+            await asyncio.to_thread(self._wait_for_change, 1.0)
+        try:
+            await self.engine.load(model, self._plan_for(model))
+        except BaseException:
+            with self._cond:
+                self._loading = False
+                self._model = None
+                self._cond.notify_all()
+            raise
+        with self._cond:
+            self._model = model
+            self._loading = False
+            self._loaded_at = self._last_used = time.monotonic()
+            self._users += 1
+            self._cond.notify_all()
+
+    def _same(self, model: LocalModel) -> bool:
+        return self._model is not None and self._model.path == model.path \
+            and self.engine.loaded is not None
+
+    def _wait_for_change(self, timeout: float) -> None:
+        with self._cond:
+            self._cond.wait(timeout)
+
+    # -- explicit load / unload ------------------------------------------------------------
+    async def load(self, name: str) -> LoadedModel:
+        async with self.lease(name):
+            info = self.engine.loaded
+        assert info is not None
+        return info
+
+    async def unload(self, *, only_if_idle_for: float | None = None) -> bool:
+        """Unload now, or only when idle for at least ``only_if_idle_for`` seconds."""
+        with self._cond:
+            if self._model is None or self._users or self._loading:
+                return False
+            if only_if_idle_for is not None and \
+                    time.monotonic() - self._last_used < only_if_idle_for:
+                return False
+            self._loading = True  # nobody may lease while the model goes away
+        try:
+            await self.engine.unload()
+        finally:
+            with self._cond:
+                self._model = None
+                self._loading = False
+                self._cond.notify_all()
+        return True

@@ -1,0 +1,1 @@
+"""The local API server: OpenAI- and Ollama-compatible routes over the shared engine."""

@@ -1,0 +1,93 @@
+"""Errors as each API's clients expect them, mapped by exception type, never by text.
+
+``/v1/...`` answers OpenAI-shaped ``{"error": {"message", "type", "param", "code"}}``;
+``/api/...`` answers Ollama-shaped ``{"error": "..."}``. No stack trace ever leaves the server.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.errors import (
+    BackendError,
+    ContextTooLong,
+    InvalidRequest,
+    ModelNotFound,
+    ServerBusy,
+    TemplateError,
+)
+
+log = logging.getLogger(__name__)
+
+# OpenAI's error "type" and "code" per error class; the most specific class wins.
+_OPENAI_KINDS: list[tuple[type[BackendError], str, str | None]] = [
+    (ContextTooLong, "invalid_request_error", "context_length_exceeded"),
+    (ModelNotFound, "invalid_request_error", "model_not_found"),
+    (TemplateError, "invalid_request_error", "template_error"),
+    (InvalidRequest, "invalid_request_error", None),
+    (ServerBusy, "server_error", "server_busy"),
+]
+
+
+def error_body(path: str, status: int, message: str, *, kind: str | None = None,
+               code: str | None = None, param: str | None = None) -> dict[str, object]:
+    if path.startswith("/api/"):
+        return {"error": message}
+    if kind is None:
+        kind = "invalid_request_error" if status < 500 else "server_error"
+        if status == 401:
+            kind = "authentication_error"
+        elif status == 404:
+            kind = "not_found_error"
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def error_response(request: Request, status: int, message: str, *, kind: str | None = None,
+                   code: str | None = None, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(request.url.path, status, message, kind=kind, code=code,
+                                   param=param), status_code=status, headers=headers)
+
+
+def backend_error_response(request: Request, exc: BackendError) -> JSONResponse:
+    kind, code = None, None
+    for cls, k, c in _OPENAI_KINDS:
+        if isinstance(exc, cls):
+            kind, code = k, c
+            break
+    headers = {"Retry-After": "2"} if isinstance(exc, ServerBusy) else None
+    return error_response(request, exc.http_status, exc.user_message, kind=kind, code=code,
+                          headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(BackendError)
+    async def _backend(request: Request, exc: BackendError) -> JSONResponse:
+        return backend_error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        param = None
+        for err in exc.errors()[:5]:
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            param = param or where or None
+            problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")
+        message = "The request is not valid: " + "; ".join(problems) + "."
+        return error_response(request, 400, message, param=param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, exc.status_code, str(exc.detail),
+                              headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return error_response(request, 500, "Hearth hit an internal error while handling "
+                              "this request; it has been logged. Try again.")

@@ -1,0 +1,265 @@
+"""OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
+
+from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
+from backend.engine.types import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    GenerationRequest,
+    LoadedModel,
+    TextDelta,
+)
+from backend.errors import InvalidRequest, ModelNotFound
+from backend.library.local import list_models
+from backend.server.context import RequestLogEntry, ServerContext
+from backend.server.convert import openai_finish_reason, sampling_from
+from backend.server.errors import error_body
+from backend.server.openai_schemas import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatMessageOut,
+    ChunkChoice,
+    ChunkDelta,
+    Completion,
+    CompletionChoice,
+    CompletionRequest,
+    FunctionCall,
+    ModelCard,
+    ModelList,
+    ToolCall,
+    UsageOut,
+    _SamplingFields,
+)
+from backend.server.tool_calls import parse_tool_calls
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+def _ctx(request: Request) -> ServerContext:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+@router.get("/models", response_model=ModelList)
+async def list_model_cards() -> ModelList:
+    return ModelList(data=[ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+                           for m in list_models() if m.path.exists()])
+
+
+@router.get("/models/{model_id:path}", response_model=ModelCard)
+async def get_model_card(model_id: str) -> ModelCard:
+    for m in list_models():
+        if m.id == model_id:
+            return ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+    raise ModelNotFound(f"No model named '{model_id}'. GET /v1/models lists the models.")
+
+
+def _sampling(ctx: ServerContext, body: _SamplingFields) -> dict[str, Any]:
+    if body.n is not None and body.n > 1:
+        raise InvalidRequest("n > 1 is not supported: send n separate requests instead.")
+    return {"sampling": sampling_from(
+        ctx.settings_sampling, temperature=body.temperature, top_p=body.top_p,
+        top_k=body.top_k, min_p=body.min_p, seed=body.seed,
+        presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
+        repeat_penalty=body.repeat_penalty), "stop": body.stop_list()}
+
+
+def _usage(final: Finished) -> UsageOut:
+    u = final.usage
+    return UsageOut(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
+                    total_tokens=u.prompt_tokens + u.completion_tokens,
+                    prompt_tokens_details={"cached_tokens": u.cached_prompt_tokens})
+
+
+def _grammar(body: ChatCompletionRequest) -> str | None:
+    fmt = body.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return JSON_OBJECT_GRAMMAR
+    if fmt.json_schema is None or not fmt.json_schema.schema_:
+        raise InvalidRequest("response_format json_schema needs a 'json_schema.schema'.")
+    return grammar_for_json_schema(fmt.json_schema.schema_)
+
+
+def _messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
+    out = []
+    for m in body.messages:
+        role = "system" if m.role == "developer" else m.role
+        out.append(ChatMessage(role, m.text(),  # type: ignore[arg-type]
+                               tool_calls=tuple(m.tool_calls) if m.tool_calls else None,
+                               tool_call_id=m.tool_call_id, name=m.name))
+    return tuple(out)
+
+
+def _require_tools(loaded: LoadedModel) -> None:
+    if not loaded.supports_tools:
+        raise InvalidRequest(f"The chat template of '{loaded.model_id}' has no support for "
+                             "tools, so it can't call them. Use a model trained for tool use "
+                             "(Qwen 2.5/3, Llama 3.1+, Mistral…) or send the request without "
+                             "'tools'.")
+
+
+def _sse(payload: BaseModel | dict[str, Any]) -> str:
+    data = payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) \
+        else json.dumps(payload)
+    return f"data: {data}\n\n"
+
+
+@router.post("/chat/completions", response_model=ChatCompletion)
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    ctx = _ctx(request)
+    started = time.monotonic()
+    use_tools = bool(body.tools) and body.tool_choice != "none"
+    gen = GenerationRequest(
+        messages=_messages(body), grammar=_grammar(body),
+        max_tokens=body.max_completion_tokens or body.max_tokens or ctx.default_max_tokens,
+        tools=tuple(body.tools) if use_tools and body.tools else None,
+        overflow=ctx.overflow, **_sampling(ctx, body))
+    events = await ctx.generate(body.model, gen, _require_tools if use_tools else None)
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+    def log(final: Finished | None, status: int = 200) -> None:
+        u = final.usage if final else None
+        ctx.log(RequestLogEntry(time.time(), "POST", "/v1/chat/completions", body.model,
+                                status, u.prompt_tokens if u else 0,
+                                u.completion_tokens if u else 0,
+                                time.monotonic() - started))
+
+    if not body.stream:
+        text, final = await _collect(events)
+        content, calls = parse_tool_calls(text) if use_tools else (text, [])
+        log(final)
+        if final.error is not None:
+            raise final.error
+        return ChatCompletion(
+            id=cid, created=created, model=body.model, usage=_usage(final),
+            choices=[ChatChoice(
+                message=ChatMessageOut(content=content or (None if calls else ""),
+                                       tool_calls=[ToolCall(id=c.id, function=FunctionCall(
+                                           name=c.name, arguments=c.arguments))
+                                           for c in calls] or None),
+                finish_reason="tool_calls" if calls else
+                openai_finish_reason(final.finish_reason))])
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(delta: ChunkDelta, finish: str | None = None) -> str:
+        return _sse(ChatCompletionChunk(id=cid, created=created, model=body.model, choices=[
+            ChunkChoice(delta=delta, finish_reason=finish)]))  # type: ignore[arg-type]
+
+    async def stream() -> AsyncIterator[str]:
+        final: Finished | None = None
+        held: list[str] = []  # with tools, the reply is held until we know if it is a call
+        try:
+            yield chunk(ChunkDelta(role="assistant", content=""))
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    if use_tools:
+                        held.append(event.text)
+                    else:
+                        yield chunk(ChunkDelta(content=event.text))
+                    continue
+                final = event
+            assert final is not None
+            finish = openai_finish_reason(final.finish_reason)
+            if use_tools:
+                content, calls = parse_tool_calls("".join(held))
+                if content:
+                    yield chunk(ChunkDelta(content=content))
+                if calls:
+                    finish = "tool_calls"
+                    yield chunk(ChunkDelta(tool_calls=[
+                        {"index": i, "id": c.id, "type": "function",
+                         "function": {"name": c.name, "arguments": c.arguments}}
+                        for i, c in enumerate(calls)]))
+            if final.error is not None:
+                yield _sse(error_body("/v1", final.error.http_status,
+                                      final.error.user_message))
+            yield chunk(ChunkDelta(), finish)
+            if include_usage:
+                yield _sse(ChatCompletionChunk(id=cid, created=created, model=body.model,
+                                               choices=[], usage=_usage(final)))
+            yield "data: [DONE]\n\n"
+        finally:
+            log(final, 200 if final else 499)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+@router.post("/completions", response_model=Completion)
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    ctx = _ctx(request)
+    started = time.monotonic()
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise InvalidRequest("Send one prompt per request (a list of one string is fine).")
+        prompt = prompt[0]
+    gen = GenerationRequest(prompt=prompt, max_tokens=body.max_tokens or ctx.default_max_tokens,
+                            overflow=ctx.overflow, **_sampling(ctx, body))
+    events = await ctx.generate(body.model, gen)
+    cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+    def log(final: Finished | None) -> None:
+        u = final.usage if final else None
+        ctx.log(RequestLogEntry(time.time(), "POST", "/v1/completions", body.model,
+                                200 if final else 499, u.prompt_tokens if u else 0,
+                                u.completion_tokens if u else 0, time.monotonic() - started))
+
+    if not body.stream:
+        text, final = await _collect(events)
+        log(final)
+        if final.error is not None:
+            raise final.error
+        return Completion(id=cid, created=created, model=body.model, usage=_usage(final),
+                          choices=[CompletionChoice(
+                              text=(prompt + text) if body.echo else text,
+                              finish_reason=openai_finish_reason(final.finish_reason))])
+
+    def chunk(text: str, finish: str | None = None) -> str:
+        return _sse(Completion(id=cid, created=created, model=body.model, choices=[
+            CompletionChoice(text=text, finish_reason=finish)]))  # type: ignore[arg-type]
+
+    async def stream() -> AsyncIterator[str]:
+        final: Finished | None = None
+        try:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    yield chunk(event.text)
+                else:
+                    final = event
+            assert final is not None
+            yield chunk("", openai_finish_reason(final.finish_reason))
+            yield "data: [DONE]\n\n"
+        finally:
+            log(final)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache"})
+
+
+async def _collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finished]:
+    parts: list[str] = []
+    final: Finished | None = None
+    async for event in events:
+        if isinstance(event, TextDelta):
+            parts.append(event.text)
+        else:
+            final = event
+    assert final is not None
+    return "".join(parts), final

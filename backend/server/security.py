@@ -1,0 +1,166 @@
+"""Safe by default: Host allow-list (DNS rebinding), API key, CORS allow-list, body limit.
+
+One pure-ASGI middleware so every check runs before any route code, streaming included.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from backend.server.errors import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# Browser origins allowed by default: pages served from this machine and editor webviews.
+_DEFAULT_ORIGIN = re.compile(
+    r"^(https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?|app://.*|vscode-webview://.*)$")
+PUBLIC_PATHS = frozenset({"/health"})
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_without_port(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8080
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, *, bound_host: str, api_key: str | None,
+                 extra_origins: list[str], max_body_bytes: int) -> None:
+        self.app = app
+        self.allowed_hosts = {*LOOPBACK_HOSTS, _host_without_port(bound_host)}
+        self.api_key = api_key or None
+        self.extra_origins = {o.rstrip("/") for o in extra_origins}
+        self.max_body = max_body_bytes
+
+    def origin_allowed(self, origin: str) -> bool:
+        return origin.rstrip("/") in self.extra_origins or bool(_DEFAULT_ORIGIN.match(origin))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                   for k, v in scope.get("headers", [])}
+        path: str = scope.get("path", "")
+        host = _host_without_port(headers.get("host", ""))
+        if host not in self.allowed_hosts and not self._bound_to_all_and_ip(host):
+            await _reject(send, path, 403, f"Host '{host}' is not allowed. Use localhost or "
+                          "the address the server is bound to.")
+            return
+        origin = headers.get("origin")
+        cors_ok = origin is not None and self.origin_allowed(origin)
+        if scope["method"] == "OPTIONS" and origin is not None \
+                and "access-control-request-method" in headers:
+            await self._preflight(send, origin, cors_ok, headers)
+            return
+        if self.api_key and path not in PUBLIC_PATHS and not self._authorized(headers):
+            await _reject(send, path, 401, "A valid API key is required: send it as "
+                          "'Authorization: Bearer <key>'.", cors_origin=origin if cors_ok
+                          else None)
+            return
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _reject(send, path, 413, f"The request body is larger than the "
+                          f"{self.max_body:,}-byte limit.")
+            return
+        receive = self._limited(receive)
+
+        async def send_with_cors(message: Message) -> None:
+            if cors_ok and message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (b"access-control-allow-origin", origin.encode()),
+                                      (b"vary", b"Origin")]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_cors)
+        except _BodyTooLarge:
+            await _reject(send, path, 413, f"The request body is larger than the "
+                          f"{self.max_body:,}-byte limit.")
+
+    def _bound_to_all_and_ip(self, host: str) -> bool:
+        # Bound to 0.0.0.0/:: (an API key is then mandatory): accept any literal IP address,
+        # but never an arbitrary DNS name, which is what a rebinding attack uses.
+        if not ({"0.0.0.0", "::"} & self.allowed_hosts):
+            return False
+        try:
+            ipaddress.ip_address(host)
+            return True
+        except ValueError:
+            return False
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        assert self.api_key is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.api_key)
+
+    async def _preflight(self, send: Send, origin: str, ok: bool,
+                         headers: dict[str, str]) -> None:
+        if not ok:
+            await send({"type": "http.response.start", "status": 403, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        allow_headers = headers.get("access-control-request-headers",
+                                    "authorization, content-type")
+        await send({"type": "http.response.start", "status": 204, "headers": [
+            (b"access-control-allow-origin", origin.encode()),
+            (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", allow_headers.encode()),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"Origin"),
+        ]})
+        await send({"type": "http.response.body", "body": b""})
+
+    def _limited(self, receive: Receive) -> Receive:
+        """Counts chunked bodies too, which carry no Content-Length."""
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        return wrapped
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _reject(send: Send, path: str, status: int, message: str,
+                  cors_origin: str | None = None) -> None:
+    body = json.dumps(error_body(path, status, message)).encode()
+    headers = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode())]
+    if cors_origin:
+        headers.append((b"access-control-allow-origin", cors_origin.encode()))
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,131 @@
+"""Settings as pydantic models: the only schema.
+
+The parameter panel, the CLI flags and validation all derive from these ``Field``s (their
+description, bounds and defaults). Stored as one JSON file under the config dir, written
+atomically so a crash mid-write never loses the user's settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from backend.engine.types import OverflowPolicy
+from backend.paths import hearth_paths
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 11435  # Ollama uses 11434; next door, so both can run at once
+
+
+class SamplingSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    temperature: float = Field(0.8, ge=0.0, le=2.0, description="Randomness; 0 is greedy.")
+    top_k: int = Field(40, ge=0, le=1000, description="Sample from the k likeliest tokens; 0 "
+                       "is off.")
+    top_p: float = Field(0.95, ge=0.0, le=1.0, description="Nucleus sampling threshold.")
+    min_p: float = Field(0.05, ge=0.0, le=1.0, description="Drop tokens less likely than this "
+                         "fraction of the top token.")
+    repeat_penalty: float = Field(1.0, ge=0.0, le=2.0, description="Penalty for repeating "
+                                  "recent tokens; 1 is off.")
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Fixed seed for "
+                             "repeatable replies; empty for random.")
+    max_tokens: int | None = Field(None, ge=1, le=1 << 20, description="Longest reply; empty "
+                                   "for no limit but the context.")
+
+
+class EngineSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    n_ctx: int = Field(4096, ge=256, le=1 << 20, description="Context length per slot "
+                       "(tokens).")
+    parallel: int = Field(4, ge=1, le=64, description="Requests decoded together in one "
+                          "batch.")
+    threads: int | None = Field(None, ge=1, le=512, description="CPU threads; empty for the "
+                                "physical core count.")
+    gpu_layers: int | None = Field(None, ge=0, le=1000, description="Layers on the GPU; empty "
+                                   "lets the planner decide.")
+    flash_attn: bool | None = Field(None, description="Flash attention; empty lets llama.cpp "
+                                    "decide.")
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache "
+                                                          "element type.")
+    overflow: OverflowPolicy = Field(OverflowPolicy.TRUNCATE_MIDDLE,
+                                     description="What to do when a chat outgrows the "
+                                     "context.")
+
+
+class ServerSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    enabled: bool = Field(False, description="Serve the API while the app runs.")
+    host: str = Field("127.0.0.1", description="Address to bind; anything but loopback needs "
+                      "an API key.")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    api_key: str | None = Field(None, description="Bearer token every route but /health "
+                                "requires.")
+    cors_origins: list[str] = Field(default_factory=list, description="Extra browser origins "
+                                    "allowed to call the API.")
+    jit_loading: bool = Field(True, description="Load a requested model on first use.")
+    idle_ttl_minutes: float = Field(30.0, ge=0, le=7 * 24 * 60, description="Unload an idle "
+                                    "model after this many minutes; 0 never.")
+    max_queue: int = Field(64, ge=1, le=10_000, description="Requests waiting beyond the "
+                           "running ones before new ones get 503.")
+    max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body.")
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    default_model: str | None = None
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+
+def settings_path() -> Path:
+    return hearth_paths().config_dir / "settings.json"
+
+
+def load_settings() -> Settings:
+    """Never fails: a damaged file is kept aside (not deleted) and defaults are used."""
+    path = settings_path()
+    if not path.exists():
+        return Settings()
+    try:
+        return Settings.model_validate(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, ValidationError) as exc:
+        backup = path.with_suffix(".damaged.json")
+        log.warning("settings file %s is unreadable (%s); kept as %s, using defaults",
+                    path, exc, backup)
+        with contextlib.suppress(OSError):
+            os.replace(path, backup)
+        return Settings()
+
+
+def save_settings(settings: Settings) -> None:
+    write_json_atomic(settings_path(), settings.model_dump(mode="json"))
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the old file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
