@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from backend.engine.chat_template import ChatTemplate, strip_leading_bos
+from backend.engine.chat_template import ChatTemplate, select_template, strip_leading_bos
 from backend.engine.native import NativeContext, NativeModel, NativeSampler
 from backend.engine.overflow import fit_messages, fit_tokens, prompt_budget
 from backend.engine.slot import Job, Slot, common_prefix_length
@@ -165,12 +165,18 @@ class Scheduler:
             if not request.messages:
                 raise InvalidRequest("The request has no messages; send at least one.")
 
+            template = state.template
+            if request.chat_template:  # e.g. a preset's TEMPLATE; sandboxed all the same
+                template = select_template(None, request.chat_template,
+                                           bos_token=template.bos_token,
+                                           eos_token=template.eos_token)
+
             def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
-                text = state.template.render(
+                text = template.render(
                     messages, add_generation_prompt=request.add_generation_prompt,
                     tools=list(request.tools) if request.tools else None)
                 if model.add_bos:
-                    text, _ = strip_leading_bos(text, state.template.bos_token)
+                    text, _ = strip_leading_bos(text, template.bos_token)
                 return model.tokenize(text, add_bos=model.add_bos, parse_special=True)
 
             fitted = fit_messages(request.messages, lambda m: len(tokens_of(m)), budget,

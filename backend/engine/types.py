@@ -80,6 +80,7 @@ class GenerationRequest:
     overflow: OverflowPolicy = OverflowPolicy.TRUNCATE_MIDDLE
     add_generation_prompt: bool = True
     tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions, for the template
+    chat_template: str | None = None  # Jinja source replacing the model's for this request
     request_id: str = field(default_factory=new_request_id)
 
 
