@@ -109,7 +109,7 @@ async def _reply(engine: Engine, request: GenerationRequest, verbose: bool) -> s
 
 
 async def _run(args: argparse.Namespace) -> int:
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, allow_paths=True)
     engine = Engine()
     try:
         await engine.load(model, LoadPlan(n_ctx=args.ctx, n_threads=args.threads,

@@ -34,7 +34,7 @@ class Backend:
         return self.engine.loaded
 
     async def load_model(self, name: str, plan: LoadPlan | None = None) -> LoadedModel:
-        return await self.engine.load(resolve_model(name), plan)
+        return await self.engine.load(resolve_model(name, allow_paths=True), plan)
 
     def chat(self, messages: Sequence[ChatMessage], *,
              sampling: SamplingParams | None = None, max_tokens: int | None = None,

