@@ -64,10 +64,11 @@ class Engine:
         await asyncio.wrap_future(self._scheduler.call(self._unload_on_engine_thread))
         self._loaded = None
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """Text deltas, then exactly one ``Finished``.
 
-        Raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
+        The request is queued at once (so ``cancel`` works before the first read); iterating
+        raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
         request is refused before generating. Closing the iterator early cancels the request.
         """
         loop = asyncio.get_running_loop()
@@ -82,6 +83,10 @@ class Engine:
                 raise InvalidRequest(f"Request id {request.request_id} is already running.")
             self._jobs[request.request_id] = job
         self._scheduler.submit(job)
+        return self._events(job, queue)
+
+    async def _events(self, job: Job, queue: asyncio.Queue[GenerationEvent | BaseException]
+                      ) -> AsyncIterator[GenerationEvent]:
         done = False
         try:
             while True:
@@ -96,7 +101,7 @@ class Engine:
                 yield event
         finally:
             with self._jobs_lock:
-                self._jobs.pop(request.request_id, None)
+                self._jobs.pop(job.request.request_id, None)
             if not done:  # the consumer went away (disconnect, break, task cancelled)
                 job.cancelled = True
                 self._scheduler.poke()

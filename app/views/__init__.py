@@ -1,0 +1,1 @@
+"""Qt widgets. They render values from ``backend`` and turn user gestures into intents."""

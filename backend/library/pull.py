@@ -1,0 +1,49 @@
+"""What ``hearth pull NAME`` (and Ollama's /api/pull) fetches: name → repo and quant."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from backend.errors import InvalidRequest
+from backend.library import hub
+from backend.library.catalog import find_entry
+from backend.library.quants import QuantOption
+
+DEFAULT_QUANT = "Q4_K_M"
+
+
+def parse_pull_name(name: str) -> tuple[str, str | None]:
+    """``alias`` | ``owner/repo`` | ``owner/repo:QUANT`` → (repo id, quant or None)."""
+    entry = find_entry(name)
+    if entry:
+        return entry.repo, None
+    repo, _, quant = name.partition(":")
+    if repo.count("/") != 1 or not all(repo.split("/")) or ".." in repo:
+        raise InvalidRequest(f"'{name}' is neither a catalog name (like llama3.2:3b) nor a "
+                             "Hugging Face repo (owner/repo or owner/repo:QUANT).")
+    return repo, (quant.upper() or None)
+
+
+def choose_quant(options: list[QuantOption], quant: str | None,
+                 fits: Callable[[int], bool] | None = None) -> QuantOption:
+    """The asked-for quant; else Q4_K_M; else the largest that fits; else the smallest."""
+    if not options:
+        raise InvalidRequest("That repository has no GGUF files to download.")
+    if quant is not None:
+        for option in options:
+            if option.quant == quant:
+                return option
+        have = ", ".join(o.quant for o in options)
+        raise InvalidRequest(f"That repository has no {quant} file. It has: {have}.")
+    for option in options:
+        if option.quant == DEFAULT_QUANT:
+            return option
+    by_size = sorted(options, key=lambda o: o.total_size)
+    fitting = [o for o in by_size if fits is None or fits(o.total_size)]
+    return fitting[-1] if fitting else by_size[0]
+
+
+def resolve_pull(name: str, fits: Callable[[int], bool] | None = None
+                 ) -> tuple[str, QuantOption]:
+    repo, quant = parse_pull_name(name)
+    return repo, choose_quant(hub.list_quants(repo), quant, fits)
