@@ -1,0 +1,379 @@
+"""How to fit a model onto this machine: GPU layers and context length, decided before loading.
+
+Pure functions of (model metadata, hardware, request), in the order llama.cpp's ``--fit``
+(common/fit.cpp) uses: count *free* memory, keep a margin (1 GiB) free on every device, and
+when the model does not fit, first shorten an automatic context toward a floor (4096), then
+move layers to the CPU, back to front. Byte estimates follow what llama.cpp allocates:
+
+* weights: the GGUF tensor sizes. ``n_gpu_layers`` counts the output head as one more layer
+  (llama.cpp offloads it first: ngl=1 is the head alone, ngl=n_layer+1 is everything), and the
+  token embeddings always stay on the CPU (a tied head is *copied* to the GPU).
+* KV cache: per layer n_head_kv × (k_dim + v_dim) × bytes/element × cells, where cells is the
+  context rounded up to 256, times the parallel slots (each slot has its own context); with
+  ``swa_full=False`` a sliding-window layer keeps only window + n_ubatch cells per slot.
+* compute buffer: the larger of the logits stage (n_vocab floats per token of a micro-batch)
+  and, without flash attention, the attention stage (an n_ctx × n_ubatch float matrix per
+  head). Checked against llama.cpp's own "compute buffer size" lines; see the constants.
+  On a GPU that whole reservation is real memory. In system RAM only the pages a decode
+  touches become resident, and the engine asks for one row of logits per slot, never one per
+  prompt token, so the CPU side counts the logits it really produces (for Gemma 3's 262k
+  vocabulary the difference is 512 MiB). Windows commits the reservation; the margin and
+  pagefile absorb that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from backend.engine.types import LoadPlan
+from backend.errors import InvalidRequest
+from backend.hardware.probe import GiB, Hardware
+from backend.library.gguf_meta import GgufMetadata
+
+MiB = 1024**2
+CTX_ALIGN = 256  # llama.cpp pads every context (and each slot's share) to 256 cells
+KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32,
+                        "q5_1": 24 / 32, "q5_0": 22 / 32, "q4_1": 20 / 32, "q4_0": 18 / 32}
+# Allocator slack seen on top of the two stages (2–4 MiB on SmolLM2 and Gemma 3 270M).
+COMPUTE_BASE_BYTES = 4 * MiB
+# CUDA context, cuBLAS workspace and kernel images: VRAM that no llama.cpp buffer reports.
+GPU_RUNTIME_BYTES = 384 * MiB
+# Process-side extras of a loaded model (ggml contexts, thread pools, graph metadata) plus
+# llama.cpp's vocabulary tables (token strings, hash maps: ~120 bytes a token, 30 MB for a
+# 262k vocabulary). Calibrated with bench/planner_accuracy.py on the two test models.
+CPU_RUNTIME_BYTES = 16 * MiB
+VOCAB_BYTES_PER_TOKEN = 128
+
+
+class Verdict(StrEnum):
+    FULL_GPU = "full_gpu"
+    PARTIAL = "partial"
+    CPU = "cpu"
+    TOO_LARGE = "too_large"
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    n_ctx: int | None = None  # per slot; None: automatic (trained, capped at default_ctx)
+    default_ctx: int = 8192
+    min_ctx: int = 4096  # an automatic context is never shortened below this
+    kv_cache_type: str = "f16"
+    flash_attn: bool = True  # llama.cpp's "auto" turns it on for CPU, CUDA and Metal
+    n_parallel: int = 1
+    n_batch: int = 512
+    n_ubatch: int = 512
+    margin_bytes: int = GiB  # kept free on every device (a setting)
+    n_gpu_layers: int | None = None  # manual override: skips the search
+    swa_full: bool = True  # llama.cpp's default, and what the engine loads with today
+
+    def __post_init__(self) -> None:
+        if self.kv_cache_type not in KV_BYTES_PER_ELEMENT:
+            raise InvalidRequest(f"Unknown KV cache type '{self.kv_cache_type}'; use one of "
+                                 f"{', '.join(KV_BYTES_PER_ELEMENT)}.")
+        if self.n_parallel < 1 or self.n_ubatch < 1 or self.n_batch < 1:
+            raise InvalidRequest("Parallel slots and batch sizes must be at least 1.")
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    weights: int = 0
+    kv_cache: int = 0
+    compute: int = 0
+    overhead: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.overhead
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    meta: GgufMetadata
+    hardware: Hardware
+    request: PlanRequest
+
+
+@dataclass(frozen=True)
+class OffloadPlan:
+    verdict: Verdict
+    n_gpu_layers: int  # in llama.cpp's terms: n_layers_total means everything
+    n_layers_total: int  # repeating layers + the output head
+    n_ctx: int  # per slot
+    flash_attn: bool
+    gpu: MemoryUse  # predicted use on the GPU(s)
+    cpu: MemoryUse  # predicted use in system RAM
+    gpu_budget: int  # free VRAM minus the margin (0 without a usable GPU)
+    cpu_budget: int  # available RAM minus the margin (minus GPU use on unified memory)
+    reason: str  # one sentence for people
+    inputs: _Inputs = field(repr=False, compare=False)  # what next_smaller_plan replans from
+    ctx_shortened_from: int | None = None
+
+    @property
+    def total_bytes(self) -> int:
+        return self.gpu.total + self.cpu.total
+
+    @property
+    def over_budget(self) -> bool:
+        """Only a manual ``n_gpu_layers`` or an OOM retry can produce one that is."""
+        return self.gpu.total > self.gpu_budget or self.cpu.total > self.cpu_budget
+
+    def to_load_plan(self) -> LoadPlan:
+        req = self.inputs.request
+        # LoadPlan has no KV cache type or swa_full yet: plans with a non-default one are
+        # predicted correctly but load with llama.cpp's defaults (f16, full-size SWA cache).
+        # "auto" rather than forcing it on: llama.cpp then enables it wherever the backend
+        # supports it (what the estimate assumes) and falls back where it does not.
+        return LoadPlan(n_gpu_layers=self.n_gpu_layers, n_ctx=self.n_ctx,
+                        n_parallel=req.n_parallel, n_batch=req.n_batch, n_ubatch=req.n_ubatch,
+                        flash_attn=None if self.flash_attn else False)
+
+
+def _pad(n: int, align: int = CTX_ALIGN) -> int:
+    return -(-n // align) * align
+
+
+def kv_cache_bytes_per_layer(meta: GgufMetadata, n_ctx: int, *, n_parallel: int = 1,
+                             kv_cache_type: str = "f16", swa_full: bool = True,
+                             n_ubatch: int = 512) -> list[int]:
+    """KV bytes of each layer for ``n_parallel`` slots of ``n_ctx`` tokens each."""
+    bpe = KV_BYTES_PER_ELEMENT[kv_cache_type]
+    cells = _pad(n_ctx)
+    swa_cells = cells
+    if meta.sliding_window and not swa_full:
+        swa_cells = _pad(min(cells, meta.sliding_window + n_ubatch))
+    return [int(n_kv * (meta.head_dim_k + meta.head_dim_v) * bpe
+                * (swa_cells if swa else cells) * n_parallel)
+            for n_kv, swa in zip(meta.n_head_kv, meta.swa_layers, strict=True)]
+
+
+def kv_cache_bytes(meta: GgufMetadata, n_ctx: int, *, n_parallel: int = 1,
+                   kv_cache_type: str = "f16", swa_full: bool = True, n_ubatch: int = 512) -> int:
+    return sum(kv_cache_bytes_per_layer(meta, n_ctx, n_parallel=n_parallel,
+                                        kv_cache_type=kv_cache_type, swa_full=swa_full,
+                                        n_ubatch=n_ubatch))
+
+
+def _compute_bytes(meta: GgufMetadata, n_ctx: int, req: PlanRequest, flash: bool, *,
+                   logits_rows: int, attention: bool) -> int:
+    """Compute buffer of one device: the peak of the stages it runs."""
+    n_tok = min(req.n_ubatch, req.n_batch, _pad(n_ctx) * req.n_parallel)
+    n_kv = _pad(n_ctx)
+    stage_logits = 4 * (logits_rows * meta.n_vocab + 2 * n_tok * meta.n_embd)
+    if attention:
+        n_head = max(meta.n_head, default=0)
+        # Without FA: the KQ scores (f32, one n_kv × n_tok matrix per head), the mask, and an
+        # f16 copy of the scores for the KQ·V product (ggml's CPU work buffer, CUDA's pool).
+        # FA never builds them: only its f16 mask remains.
+        scores = (2 * n_tok * n_kv if flash else n_tok * n_kv * (6 * n_head + 4))
+        stage_attn = scores + 4 * n_tok * 6 * meta.n_embd
+    else:  # only embeddings in and the mask: the host side of a fully offloaded model
+        stage_attn = 4 * n_tok * (meta.n_embd + n_kv)
+    return max(stage_logits, stage_attn) + COMPUTE_BASE_BYTES
+
+
+def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUse]:
+    """(GPU use, CPU use) with ``n_gpu`` layers offloaded and ``n_ctx`` tokens per slot."""
+    meta, req = inp.meta, inp.request
+    flash = req.flash_attn or req.kv_cache_type not in ("f32", "f16", "bf16")
+    kv = kv_cache_bytes_per_layer(meta, n_ctx, n_parallel=req.n_parallel,
+                                  kv_cache_type=req.kv_cache_type, swa_full=req.swa_full,
+                                  n_ubatch=req.n_ubatch)
+    first_gpu = max(meta.n_layer + 1 - n_gpu, 0)  # llama.cpp's i_gpu_start
+    on_gpu = range(first_gpu, meta.n_layer)
+    on_cpu = range(0, min(first_gpu, meta.n_layer))
+    head = meta.output_head_bytes + meta.other_bytes
+    cpu_weights = meta.token_embd_bytes + sum(meta.layer_bytes[i] for i in on_cpu)
+    # Logits handed back to us (one row per slot) and the vocabulary tables.
+    cpu_overhead = CPU_RUNTIME_BYTES + (4 * req.n_parallel + VOCAB_BYTES_PER_TOKEN) * meta.n_vocab
+    if n_gpu == 0:
+        cpu_weights += meta.output_bytes + meta.other_bytes
+        cpu = MemoryUse(cpu_weights, sum(kv),
+                        _compute_bytes(meta, n_ctx, req, flash, logits_rows=req.n_parallel,
+                                       attention=True),
+                        cpu_overhead)
+        return MemoryUse(), cpu
+    n_devices = max(1, len(inp.hardware.usable_gpus))
+    gpu = MemoryUse(
+        weights=head + sum(meta.layer_bytes[i] for i in on_gpu),
+        kv_cache=sum(kv[i] for i in on_gpu),
+        # Reserved for a full micro-batch, on every card (each runs its slice of the graph).
+        compute=n_devices * _compute_bytes(meta, n_ctx, req, flash,
+                                           logits_rows=min(req.n_ubatch, req.n_batch),
+                                           attention=bool(on_gpu)),
+        overhead=GPU_RUNTIME_BYTES * n_devices)
+    cpu = MemoryUse(
+        weights=cpu_weights, kv_cache=sum(kv[i] for i in on_cpu),
+        compute=_compute_bytes(meta, n_ctx, req, flash, logits_rows=0,
+                               attention=bool(on_cpu)),
+        overhead=cpu_overhead)
+    return gpu, cpu
+
+
+def _budgets(inp: _Inputs, gpu_use: MemoryUse) -> tuple[int, int]:
+    hw, margin = inp.hardware, inp.request.margin_bytes
+    gpus = hw.usable_gpus
+    cpu_budget = hw.ram_available_bytes - margin
+    if hw.unified_memory:  # Apple: the GPU's share comes out of the same RAM
+        gpu_budget = min(sum(g.free_bytes for g in gpus), hw.ram_available_bytes) - margin
+        return max(0, gpu_budget), cpu_budget - gpu_use.total
+    gpu_budget = sum(max(0, g.free_bytes - margin) for g in gpus)
+    if len(gpus) > 1:  # only whole layers go to each card: expect to waste one per extra card
+        gpu_budget -= (len(gpus) - 1) * max(inp.meta.layer_bytes, default=0)
+    return max(0, gpu_budget), cpu_budget
+
+
+def _fits(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[bool, bool]:
+    gpu, cpu = _estimate(inp, n_gpu, n_ctx)
+    gpu_budget, cpu_budget = _budgets(inp, gpu)
+    return gpu.total <= gpu_budget, cpu.total <= cpu_budget
+
+
+def _largest(lo: int, hi: int, ok: Callable[[int], bool]) -> int | None:
+    """Largest x in [lo, hi] with ok(x), for ok monotone (true up to a point); None if none."""
+    if lo > hi or not ok(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def _gib(n: int) -> str:
+    return f"{n / GiB:.1f} GiB"
+
+
+def _gpu_name(hw: Hardware) -> str:
+    gpus = hw.gpus
+    if len(gpus) > 1:
+        return f"{len(gpus)} GPUs"
+    return f"the {gpus[0].name}" if gpus and gpus[0].backend != "override" else "the GPU"
+
+
+def _possessive(name: str) -> str:
+    return name + ("'" if name.endswith("s") else "'s")
+
+
+def _make(inp: _Inputs, n_gpu: int, n_ctx: int, verdict: Verdict | None, why: str,
+          shortened_from: int | None = None) -> OffloadPlan:
+    gpu, cpu = _estimate(inp, n_gpu, n_ctx)
+    gpu_budget, cpu_budget = _budgets(inp, gpu)
+    total = inp.meta.n_layer + 1
+    if verdict is None:
+        verdict = (Verdict.CPU if n_gpu == 0 else Verdict.FULL_GPU if n_gpu >= total
+                   else Verdict.PARTIAL)
+    req = inp.request
+    return OffloadPlan(
+        verdict=verdict, n_gpu_layers=n_gpu, n_layers_total=total, n_ctx=n_ctx,
+        flash_attn=req.flash_attn or req.kv_cache_type not in ("f32", "f16", "bf16"),
+        gpu=gpu, cpu=cpu, gpu_budget=gpu_budget, cpu_budget=cpu_budget,
+        reason=_reason(inp, verdict, n_gpu, n_ctx, gpu, cpu, why, shortened_from),
+        inputs=inp, ctx_shortened_from=shortened_from)
+
+
+def _reason(inp: _Inputs, verdict: Verdict, n_gpu: int, n_ctx: int, gpu: MemoryUse,
+            cpu: MemoryUse, why: str, shortened_from: int | None) -> str:
+    hw, meta = inp.hardware, inp.meta
+    total = meta.n_layer + 1
+    free_vram = sum(g.free_bytes for g in hw.usable_gpus)
+    vram = (f"{_possessive(_gpu_name(hw))} {_gib(free_vram)} "
+            f"{'of GPU memory' if hw.unified_memory else 'free VRAM'}")
+    shorter = (f" once the context is shortened from {shortened_from:,} to {n_ctx:,} tokens"
+               if shortened_from else "")
+    if why == "manual":
+        text = f"You chose to put {n_gpu} of {total} layers on the GPU"
+        if n_gpu and gpu.total > free_vram - inp.request.margin_bytes:
+            text += (f"; Hearth predicts {_gib(gpu.total)}, more than {vram} allows, so "
+                     "loading may fail")
+        return text + "."
+    if why == "retry":
+        where = f"{n_gpu} of {total} layers on the GPU" if n_gpu else "everything on the CPU"
+        return (f"Loading ran out of memory, so Hearth is trying again with {where} and a "
+                f"context of {n_ctx:,} tokens.")
+    if verdict is Verdict.FULL_GPU:
+        return (f"All {total} layers fit in {vram}{shorter} "
+                f"({_gib(free_vram - gpu.total)} to spare).")
+    if verdict is Verdict.PARTIAL:
+        return (f"{n_gpu} of {total} layers fit in {vram}{shorter}; the other "
+                f"{total - n_gpu} run on the CPU, so replies will be slower.")
+    ram = f"{_gib(hw.ram_available_bytes)} of free memory"
+    if verdict is Verdict.TOO_LARGE:
+        has = (f"{ram}" if not hw.usable_gpus or hw.unified_memory
+               else f"{_gib(free_vram)} of free VRAM and {ram}")
+        return (f"{meta.name or 'This model'} needs about {_gib(gpu.total + cpu.total)} but "
+                f"this computer has only {has}, even with a context of {n_ctx:,} tokens; "
+                "pick a smaller model or a smaller quantization.")
+    if hw.gpus and not hw.gpu_offload_supported:
+        cause = (f"this llama.cpp build cannot use {_gpu_name(hw)} (rebuild with "
+                 f"`{hw.rebuild_hint}` to use it)")
+    elif hw.usable_gpus:
+        cause = f"not even the output layer fits in {vram}"
+    else:
+        cause = "no usable GPU was found"
+    return (f"The model runs on the CPU because {cause}; it uses {_gib(cpu.total)} of the "
+            f"{ram}{shorter}.")
+
+
+def plan_offload(meta: GgufMetadata, hardware: Hardware,
+                 request: PlanRequest | None = None) -> OffloadPlan:
+    """Decide GPU layers and context for loading ``meta`` on ``hardware``."""
+    req = request or PlanRequest()
+    inp = _Inputs(meta, hardware, req)
+    total = meta.n_layer + 1
+    trained = meta.n_ctx_train or req.n_ctx or req.default_ctx
+    auto_ctx = req.n_ctx is None
+    want = min(req.n_ctx or req.default_ctx, trained)
+    floor = min(req.min_ctx, want)
+
+    if req.n_gpu_layers is not None:
+        n_gpu = min(max(req.n_gpu_layers, 0), total) if hardware.usable_gpus else 0
+        return _make(inp, n_gpu, want, None, "manual")
+
+    def shrink_ctx(n_gpu: int) -> int | None:
+        """Longest automatic context (a multiple of 256, at least the floor) that fits."""
+        steps = _largest(0, (want - floor) // CTX_ALIGN,
+                         lambda k: all(_fits(inp, n_gpu, floor + k * CTX_ALIGN)))
+        return None if steps is None else floor + steps * CTX_ALIGN
+
+    if not hardware.usable_gpus:
+        if all(_fits(inp, 0, want)):
+            return _make(inp, 0, want, Verdict.CPU, "")
+        ctx = shrink_ctx(0) if auto_ctx else None
+        if ctx is None:
+            return _make(inp, 0, floor if auto_ctx else want, Verdict.TOO_LARGE, "")
+        return _make(inp, 0, ctx, Verdict.CPU, "", shortened_from=want)
+
+    # 1. Everything on the GPU at the wanted context.
+    if all(_fits(inp, total, want)):
+        return _make(inp, total, want, Verdict.FULL_GPU, "")
+    # 2. Shorten an automatic context before giving up any layer.
+    if auto_ctx and (ctx := shrink_ctx(total)) is not None:
+        return _make(inp, total, ctx, Verdict.FULL_GPU, "", shortened_from=want)
+    # 3. Move layers to the CPU, back to front, at the shortest allowed context.
+    ctx = floor if auto_ctx else want
+    shortened = want if ctx < want else None
+    n_gpu = _largest(0, total, lambda g: _fits(inp, g, ctx)[0]) or 0
+    if not _fits(inp, n_gpu, ctx)[1]:  # the CPU share only grows with fewer GPU layers
+        return _make(inp, n_gpu, ctx, Verdict.TOO_LARGE, "")
+    return _make(inp, n_gpu, ctx, None, "", shortened_from=shortened)
+
+
+def next_smaller_plan(plan: OffloadPlan) -> OffloadPlan | None:
+    """The plan to retry with after a load ran out of memory: about an eighth fewer GPU
+    layers while any are left, then half the context down to the floor; None when neither
+    can shrink further (the caller then reports ``InsufficientMemory``)."""
+    inp = plan.inputs
+    if plan.verdict is Verdict.TOO_LARGE:
+        return None
+    if plan.n_gpu_layers > 0:
+        step = max(1, math.ceil(plan.n_layers_total / 8))
+        return _make(inp, max(0, plan.n_gpu_layers - step), plan.n_ctx, None, "retry")
+    floor = min(inp.request.min_ctx, plan.n_ctx)
+    if plan.n_ctx <= floor:
+        return None
+    ctx = max(floor, plan.n_ctx // 2 // CTX_ALIGN * CTX_ALIGN)
+    return dataclasses.replace(_make(inp, 0, ctx, None, "retry"),
+                               ctx_shortened_from=plan.ctx_shortened_from or plan.n_ctx)
