@@ -3,6 +3,9 @@
     hearth                      open the app
     hearth run MODEL [PROMPT]   stream one reply, or chat interactively (/bye quits)
     hearth list                 models on this machine
+    hearth create NAME -f FILE  make a preset (base model + defaults) from a Modelfile
+    hearth ps                   what a running `hearth serve` has loaded
+    hearth bench --model M      load-test an OpenAI-compatible server (latency, tokens/s)
     hearth --version
 """
 
@@ -11,13 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import os
 import signal
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
 
 from backend import __version__
+from backend.benchmark.command import add_bench_command, run_bench
+from backend.cli_library import add_library_commands, run_library_command
 from backend.engine.engine import Engine
 from backend.engine.types import (
     ChatMessage,
@@ -29,7 +40,9 @@ from backend.engine.types import (
     TextDelta,
 )
 from backend.errors import BackendError
-from backend.library.local import STARTER_ID, list_models, resolve_model
+from backend.library.local import STARTER_ID, resolve_model
+from backend.library.modelfile import parse_modelfile
+from backend.library.presets import apply_preset, build_preset, find_preset, save_preset
 from backend.settings import DEFAULT_PORT, load_settings
 
 EXIT_ERROR = 1
@@ -61,17 +74,28 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("model", help=f"a model name such as {STARTER_ID}, or a path to a .gguf")
     run.add_argument("prompt", nargs="?", help="one message; omit for an interactive chat")
     run.add_argument("--system", help="system prompt")
-    run.add_argument("--ctx", type=int, default=4096, help="context length (tokens)")
+    run.add_argument("--ctx", type=int, default=None,
+                     help="context length (tokens; default: the preset's num_ctx, else 4096)")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
     run.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
     run.add_argument("--max-tokens", type=int, default=None)
-    run.add_argument("--temperature", type=float, default=0.8)
+    run.add_argument("--temperature", type=float, default=None, help="default 0.8, or the "
+                     "preset's")
     run.add_argument("--seed", type=int, default=None)
     run.add_argument("--overflow", choices=[p.value for p in OverflowPolicy],
                      default=OverflowPolicy.TRUNCATE_MIDDLE.value)
     run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
 
-    sub.add_parser("list", help="list models on this machine")
+    add_library_commands(sub)
+
+    create = sub.add_parser("create", help="make a preset from a Modelfile")
+    create.add_argument("name", help="the preset's name, then usable as a model name")
+    create.add_argument("-f", "--file", default="Modelfile", help="the Modelfile (default: "
+                        "./Modelfile)")
+
+    ps = sub.add_parser("ps", help="show what a running Hearth server has loaded")
+    ps.add_argument("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", help="the server")
+    ps.add_argument("--api-key", help="the server's API key, if it has one")
 
     serve = sub.add_parser("serve", help="run the OpenAI/Ollama-compatible API server")
     serve.add_argument("--model", help="load this model before serving")
@@ -85,6 +109,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     serve.add_argument("--no-jit", action="store_true",
                        help="don't load models on request; only --model is served")
+    add_bench_command(sub)
     return parser
 
 
@@ -110,20 +135,25 @@ async def _reply(engine: Engine, request: GenerationRequest, verbose: bool) -> s
 
 async def _run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, allow_paths=True)
+    preset = find_preset(args.model)
+    n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or 4096
     engine = Engine()
     try:
-        await engine.load(model, LoadPlan(n_ctx=args.ctx, n_threads=args.threads,
+        await engine.load(model, LoadPlan(n_ctx=n_ctx, n_threads=args.threads,
                                           n_gpu_layers=args.gpu_layers))
         history: list[ChatMessage] = []
         if args.system:
             history.append(ChatMessage("system", args.system))
-        sampling = SamplingParams(temperature=args.temperature, seed=args.seed)
+        sampling = SamplingParams(temperature=0.8 if args.temperature is None
+                                  else args.temperature, seed=args.seed)
+        given = {name for name in ("temperature", "seed", "max_tokens")
+                 if getattr(args, name) is not None}  # these flags win over a preset's values
 
         def request_for(text: str) -> GenerationRequest:
             history.append(ChatMessage("user", text))
-            return GenerationRequest(messages=tuple(history), sampling=sampling,
-                                     max_tokens=args.max_tokens,
-                                     overflow=OverflowPolicy(args.overflow))
+            return apply_preset(args.model, GenerationRequest(
+                messages=tuple(history), sampling=sampling, max_tokens=args.max_tokens,
+                overflow=OverflowPolicy(args.overflow)), given)
 
         if args.prompt is not None:
             await _reply(engine, request_for(args.prompt), args.verbose)
@@ -152,7 +182,7 @@ async def _run(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (FastAPI, uvicorn) is not needed to open the app fast.
     from backend.host import ModelHost
-    from backend.load_plans import plan_from_settings
+    from backend.load_plans import planned_loads
     from backend.server.service import ServerService
 
     settings = load_settings()
@@ -165,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
         k: v for k, v in {"parallel": args.parallel, "n_ctx": args.ctx,
                           "threads": args.threads}.items() if v is not None})
     settings = settings.model_copy(update={"server": server, "engine": engine_cfg})
-    host = ModelHost(Engine(), lambda model: plan_from_settings(model, settings.engine))
+    host = ModelHost(Engine(), lambda model: planned_loads(model, settings.engine))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = ServerService(host, settings)
@@ -188,19 +218,74 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _create(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        print(f"error: can't read the Modelfile {path}: {exc.strerror or exc}.", file=sys.stderr)
+        return EXIT_ERROR
+    spec = parse_modelfile(text)
+    base = Path(spec.from_).expanduser()
+    if (spec.from_.endswith(".gguf") or spec.from_.startswith(".")) and not base.is_absolute():
+        spec = replace(spec, from_=str(path.parent / base))  # relative to the Modelfile, as Ollama
+    preset, warnings = build_preset(args.name, spec, allow_paths=True)
+    save_preset(preset)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"Created {preset.name} (based on {preset.base}). Try it: hearth run {preset.name}")
+    return 0
+
+
+def _ps(args: argparse.Namespace) -> int:
+    # The server's own view (GET /api/ps): the GUI and `hearth serve` each hold their models.
+    url = args.url.rstrip("/")
+    request = urllib.request.Request(f"{url}/api/ps", headers={"Authorization": f"Bearer "
+                                     f"{args.api_key}"} if args.api_key else {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            models = json.loads(response.read()).get("models", [])
+    except urllib.error.HTTPError as exc:
+        detail = json.loads(exc.read() or b"{}").get("error", exc.reason)
+        print(f"error: the server at {url} answered {exc.code}: {detail}", file=sys.stderr)
+        return EXIT_ERROR
+    except (urllib.error.URLError, OSError):
+        print(f"error: no Hearth server is running at {url}. Start one with `hearth serve`, "
+              "or point --url at it.", file=sys.stderr)
+        return EXIT_ERROR
+    if not models:
+        print(f"No model is loaded on {url}.")
+        return 0
+    print(f"{'NAME':<40} {'SIZE':>9}  {'PROCESSOR':<10} {'CONTEXT':>8}  UNTIL")
+    for m in models:
+        size, vram = m.get("size", 0), m.get("size_vram", 0)
+        processor = f"{round(100 * vram / size)}% GPU" if size and vram else "100% CPU"
+        until = datetime.fromisoformat(m["expires_at"].replace("Z", "+00:00"))
+        minutes = (until - datetime.now(UTC)).total_seconds() / 60
+        when = "forever" if minutes > 60 * 24 * 365 else f"{max(0, round(minutes))} min from now"
+        print(f"{m['name']:<40} {size / 1e6:>6.0f} MB  {processor:<10} "
+              f"{m.get('context_length', 0):>8}  {when}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
         if args.command is None:
             return _open_app()
-        if args.command == "list":
-            for model in list_models():
-                print(f"{model.id:<32} {model.size_bytes / 1e6:>8.0f} MB  {model.path}")
-            return 0
+        handled = run_library_command(args)
+        if handled is not None:
+            return handled
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "serve":
             return _serve(args)
+        if args.command == "bench":
+            return run_bench(args)
+        if args.command == "create":
+            return _create(args)
+        if args.command == "ps":
+            return _ps(args)
     except BackendError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_ERROR

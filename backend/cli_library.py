@@ -26,11 +26,13 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
                       help="pretend a GPU with this much free memory, e.g. 8GiB")
     show.add_argument("--parallel", type=int, default=1)
     show.add_argument("--json", action="store_true")
+    add_hardware_command(sub)
 
 
 def run_library_command(args: argparse.Namespace) -> int | None:
     """Runs the command if it is one of ours; None otherwise."""
-    handler = {"pull": _pull, "list": _list, "rm": _rm, "show": _show}.get(args.command)
+    handler = {"pull": _pull, "list": _list, "rm": _rm, "show": _show,
+               "hardware": run_hardware_command}.get(args.command)
     return handler(args) if handler else None
 
 
@@ -149,4 +151,35 @@ def _plan(meta: Any, args: argparse.Namespace) -> dict[str, Any]:
     if args.gpu_memory:
         hardware = hardware.with_gpu_override(parse_size(args.gpu_memory))
     plan = plan_offload(meta, hardware, PlanRequest(n_ctx=args.ctx, n_parallel=args.parallel))
-    return asdict(plan) if is_dataclass(plan) else dict(vars(plan))
+    data = asdict(plan) if is_dataclass(plan) else dict(vars(plan))
+    data.pop("inputs", None)  # the metadata and hardware, shown elsewhere
+    for side in ("gpu", "cpu"):
+        if isinstance(data.get(side), dict) and not args.json:
+            data[side] = ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in data[side].items())
+    return data
+
+
+def add_hardware_command(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    hw = sub.add_parser("hardware", help="what Hearth sees: CPU, RAM, GPUs, offload support")
+    hw.add_argument("--json", action="store_true")
+
+
+def run_hardware_command(args: argparse.Namespace) -> int:
+    from backend.hardware.probe import probe_hardware
+
+    hardware = probe_hardware()
+    data = hardware.to_json()
+    if args.json:
+        print(json.dumps(data, indent=1))
+        return 0
+    print(f"CPU   {data['cpu_name']} ({data['physical_cores']} physical cores)")
+    print(f"RAM   {_human(data['ram_available_bytes'])} free of {_human(data['ram_total_bytes'])}")
+    for gpu in data["gpus"]:
+        print(f"GPU   {gpu['name']}: {_human(gpu['free_bytes'])} free of "
+              f"{_human(gpu['total_bytes'])} ({gpu['backend']})")
+    if not data["gpus"]:
+        print("GPU   none found")
+    print(f"GPU offload in this build: {'yes' if data['gpu_offload_supported'] else 'no'}")
+    if data.get("rebuild_hint"):
+        print(f"To use the GPU, rebuild: {data['rebuild_hint']}")
+    return 0

@@ -15,15 +15,16 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from backend.engine.engine import Engine
-from backend.engine.types import LoadedModel, LoadPlan
-from backend.errors import ModelNotLoaded
+from backend.engine.types import LoadedModel
+from backend.errors import InsufficientMemory, ModelNotLoaded
 from backend.library.local import LocalModel, resolve_model
+from backend.load_plans import PlannedLoad, remember_good_plan
 
-PlanFor = Callable[[LocalModel], LoadPlan]
+PlansFor = Callable[[LocalModel], Iterator[PlannedLoad]]
 
 
 @dataclass(frozen=True)
@@ -36,9 +37,10 @@ class HostedModel:
 
 
 class ModelHost:
-    def __init__(self, engine: Engine, plan_for: PlanFor) -> None:
+    def __init__(self, engine: Engine, plans_for: PlansFor) -> None:
         self.engine = engine
-        self._plan_for = plan_for
+        self._plans_for = plans_for
+        self.last_load_summary = ""  # what the planner decided, for the status bar / ps
         self._cond = threading.Condition()
         self._model: LocalModel | None = None
         self._loaded_at = 0.0
@@ -86,7 +88,7 @@ class ModelHost:
             # in a worker thread so this event loop keeps serving them meanwhile.
             await asyncio.to_thread(self._wait_for_change, 1.0)
         try:
-            await self.engine.load(model, self._plan_for(model))
+            await self._load_with_retries(model)
         except BaseException:
             with self._cond:
                 self._loading = False
@@ -99,6 +101,22 @@ class ModelHost:
             self._loaded_at = self._last_used = time.monotonic()
             self._users += 1
             self._cond.notify_all()
+
+    async def _load_with_retries(self, model: LocalModel) -> None:
+        """The planner's plan first; on running out of memory, ever smaller ones."""
+        failure: InsufficientMemory | None = None
+        for attempt, planned in enumerate(self._plans_for(model)):
+            try:
+                await self.engine.load(model, planned.plan)
+            except InsufficientMemory as exc:
+                failure = exc
+                continue
+            self.last_load_summary = planned.summary
+            if attempt > 0:
+                remember_good_plan(model, planned.plan)
+            return
+        raise failure or InsufficientMemory(f"'{model.id}' does not fit in this machine's "
+                                            "free memory, even on the CPU.")
 
     def _same(self, model: LocalModel) -> bool:
         return self._model is not None and self._model.path == model.path \

@@ -1,18 +1,91 @@
-"""How a model gets loaded when nobody said exactly how: the user's engine settings, with the
-offload planner filling in GPU layers when they are left on Auto."""
+"""How a model gets loaded when nobody said exactly how.
+
+The user's engine settings give context, slots, threads and KV type; the offload planner fills
+in GPU layers (and may shorten an automatic context) from the GGUF header and *free* memory.
+When a load still fails for memory, the host retries with ``next_smaller_plan`` (fewer layers,
+then less context) and the plan that worked is remembered per model file, so the next load
+starts from it and the user is told.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
 from backend.engine.types import LoadPlan
+from backend.errors import BackendError, InsufficientMemory
 from backend.library.local import LocalModel
-from backend.settings import EngineSettings
+from backend.paths import hearth_paths
+from backend.settings import EngineSettings, write_json_atomic
+
+log = logging.getLogger(__name__)
 
 
-def plan_from_settings(model: LocalModel, engine: EngineSettings) -> LoadPlan:
-    return LoadPlan(
-        n_gpu_layers=engine.gpu_layers or 0,
-        n_ctx=engine.n_ctx,
-        n_parallel=engine.parallel,
-        n_threads=engine.threads,
-        flash_attn=engine.flash_attn,
-    )
+@dataclass(frozen=True)
+class PlannedLoad:
+    plan: LoadPlan
+    summary: str  # one sentence for the user: the verdict and why
+    offload: object | None = None  # the planner's OffloadPlan, for retries and the GUI's bar
+
+
+def _remembered_path() -> str:
+    return str(hearth_paths().data_dir / "load_plans.json")
+
+
+def _remembered() -> dict[str, dict[str, int]]:
+    try:
+        with open(_remembered_path(), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def remember_good_plan(model: LocalModel, plan: LoadPlan) -> None:
+    data = _remembered()
+    data[str(model.path)] = {"n_gpu_layers": plan.n_gpu_layers, "n_ctx": plan.n_ctx}
+    write_json_atomic(hearth_paths().data_dir / "load_plans.json", data)
+
+
+def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[PlannedLoad]:
+    """The plan to try first, then ever smaller ones for the host to retry with."""
+    base = LoadPlan(n_gpu_layers=engine.gpu_layers or 0, n_ctx=engine.n_ctx,
+                    n_parallel=engine.parallel, n_threads=engine.threads,
+                    flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type)
+    try:
+        from backend.hardware.planner import PlanRequest, next_smaller_plan, plan_offload
+        from backend.hardware.probe import probe_hardware
+        from backend.library.gguf_meta import read_gguf_metadata
+
+        meta = read_gguf_metadata(model.path)
+        hardware = probe_hardware()
+    except BackendError:
+        # An unreadable header: let the engine load it and say precisely what is wrong.
+        yield PlannedLoad(base, "Loading with your settings (the model header was unreadable).")
+        return
+    offload = plan_offload(meta, hardware, PlanRequest(
+        n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
+        flash_attn=engine.flash_attn is not False, n_parallel=engine.parallel,
+        n_gpu_layers=engine.gpu_layers))
+    if offload.verdict == "too_large":
+        raise InsufficientMemory(offload.reason)
+    remembered = _remembered().get(str(model.path))
+    plan = _with_settings(offload.to_load_plan(), engine)
+    if remembered and engine.gpu_layers is None and \
+            remembered["n_gpu_layers"] < plan.n_gpu_layers:
+        plan = replace(plan, n_gpu_layers=remembered["n_gpu_layers"],
+                       n_ctx=min(plan.n_ctx, remembered["n_ctx"]))
+        yield PlannedLoad(plan, f"{offload.reason} Using {plan.n_gpu_layers} GPU layers, "
+                          "which worked last time after a load ran out of memory.", offload)
+    else:
+        yield PlannedLoad(plan, offload.reason, offload)
+    current = offload
+    while (current := next_smaller_plan(current)) is not None:
+        yield PlannedLoad(_with_settings(current.to_load_plan(), engine),
+                          f"Retrying with less memory: {current.reason}", current)
+
+
+def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:
+    return replace(plan, n_threads=engine.threads, flash_attn=engine.flash_attn)

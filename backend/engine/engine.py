@@ -128,7 +128,7 @@ class Engine:
     # -- engine thread ---------------------------------------------------------------------
     def _load_on_engine_thread(self, model_id: str, path: Path, plan: LoadPlan) -> LoadedModel:
         self._unload_on_engine_thread()
-        model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers)
+        model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap)
         try:
             threads = plan.n_threads or physical_cores()
             n_ctx = min(plan.n_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else plan.n_ctx
@@ -140,6 +140,8 @@ class Engine:
                 n_threads=threads,
                 n_threads_batch=plan.n_threads_batch or threads,
                 flash_attn=plan.flash_attn,
+                kv_cache_type=plan.kv_cache_type,
+                swa_full=plan.swa_full,
             )
             ctx = NativeContext(model, config)
             gguf_template = model.chat_template()

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import llama_cpp as C
 
-from backend.errors import GenerationFailed, InvalidRequest, ModelLoadFailed
+from backend.errors import GenerationFailed, InsufficientMemory, InvalidRequest, ModelLoadFailed
 
 GGUF_MAGIC = b"GGUF"
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
+_KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
 
 # llama.cpp logs through one process-wide callback. We keep the recent error lines so a failed
 # load can tell the user *why* (e.g. "tensor data is not within the file bounds" = truncated).
@@ -53,6 +54,14 @@ def _take_recent_errors() -> str:
     return "; ".join(lines[-3:])
 
 
+def _is_out_of_memory(reason: str) -> bool:
+    # llama.cpp reports allocation failures only as log text; this is the one place that reads
+    # it, turning it into a type everyone else can match on.
+    lowered = reason.lower()
+    return any(s in lowered for s in ("out of memory", "failed to allocate", "alloc_buffer",
+                                      "cudamalloc", "unable to allocate"))
+
+
 def check_gguf_file(path: Path) -> None:
     """Catch the common bad inputs before llama.cpp sees them, with a sentence for each."""
     if not path.exists():
@@ -83,11 +92,15 @@ class NativeModel:
         check_gguf_file(path)
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
-        params.use_mmap = use_mmap
+        # This llama.cpp replaced use_mmap with load_mode (ctypes ignores unknown fields).
+        params.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
         _take_recent_errors()
         ptr = C.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             reason = _take_recent_errors() or "llama.cpp gave no reason"
+            if _is_out_of_memory(reason):
+                raise InsufficientMemory(f"{path.name} did not fit in memory ({reason}). Try "
+                                         "fewer GPU layers or a shorter context.")
             raise ModelLoadFailed(
                 f"llama.cpp could not load {path.name} ({path.stat().st_size:,} bytes): "
                 f"{reason}. The file is probably truncated or damaged (download it again), or "
@@ -171,6 +184,8 @@ class ContextConfig:
     n_threads_batch: int
     flash_attn: bool | None = None  # None: llama.cpp decides
     kv_unified: bool = False
+    kv_cache_type: str = "f16"
+    swa_full: bool = True
 
 
 class NativeContext:
@@ -186,6 +201,8 @@ class NativeContext:
         params.n_threads_batch = config.n_threads_batch
         params.no_perf = False  # keep llama_perf_context counting: the benchmark reads it
         params.kv_unified = config.kv_unified
+        params.swa_full = config.swa_full
+        params.type_k = params.type_v = _KV_TYPES[config.kv_cache_type]
         params.flash_attn_type = {None: C.LLAMA_FLASH_ATTN_TYPE_AUTO,
                                   True: C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
                                   False: C.LLAMA_FLASH_ATTN_TYPE_DISABLED}[config.flash_attn]
@@ -193,6 +210,10 @@ class NativeContext:
         ptr = C.llama_init_from_model(model.ptr, params)
         if not ptr:
             reason = _take_recent_errors() or "llama.cpp gave no reason"
+            if _is_out_of_memory(reason):
+                raise InsufficientMemory(f"The {config.n_ctx:,}-token context for "
+                                         f"{model.path.name} did not fit in memory ({reason}). "
+                                         "Try a shorter context or fewer GPU layers.")
             raise ModelLoadFailed(
                 f"llama.cpp could not create a {config.n_ctx:,}-token context for "
                 f"{model.path.name}: {reason}. Try a shorter context length.")

@@ -126,6 +126,9 @@ class LoadPlan:
     n_threads: int | None = None  # None: physical core count
     n_threads_batch: int | None = None  # None: same as n_threads
     flash_attn: bool | None = None  # None: llama.cpp decides
+    kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
+    swa_full: bool = True  # full-size sliding-window cache: lets a follow-up reuse the prefix
+    use_mmap: bool = True
     chat_template_override: str | None = None
 
 

@@ -123,13 +123,13 @@ class OffloadPlan:
 
     def to_load_plan(self) -> LoadPlan:
         req = self.inputs.request
-        # LoadPlan has no KV cache type or swa_full yet: plans with a non-default one are
-        # predicted correctly but load with llama.cpp's defaults (f16, full-size SWA cache).
         # "auto" rather than forcing it on: llama.cpp then enables it wherever the backend
         # supports it (what the estimate assumes) and falls back where it does not.
         return LoadPlan(n_gpu_layers=self.n_gpu_layers, n_ctx=self.n_ctx,
                         n_parallel=req.n_parallel, n_batch=req.n_batch, n_ubatch=req.n_ubatch,
-                        flash_attn=None if self.flash_attn else False)
+                        flash_attn=None if self.flash_attn else False,
+                        kv_cache_type=req.kv_cache_type,  # type: ignore[arg-type]
+                        swa_full=req.swa_full)
 
 
 def _pad(n: int, align: int = CTX_ALIGN) -> int:

@@ -23,6 +23,7 @@ from typing import Literal
 
 from backend.errors import InvalidRequest, ModelNotFound
 from backend.library.catalog import find_entry
+from backend.library.presets import find_preset
 from backend.library.quants import UNKNOWN_QUANT, parse_quant, parse_split
 from backend.paths import hearth_paths
 
@@ -167,6 +168,9 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
     for model in models:  # quant tags are case-insensitive: "owner/repo:q4_k_m"
         if model.id.lower() == lowered:
             return model
+    preset = find_preset(name)
+    if preset is not None:  # its base was checked when it was made; a path only by the CLI
+        return resolve_model(preset.base, allow_paths=True, models=models)
     base, _, tag = name.partition(":")
     entry = find_entry(name)
     if entry:  # a catalog alias's tag ("3b") names a size, not a quant
