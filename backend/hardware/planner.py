@@ -41,7 +41,9 @@ KV_BYTES_PER_ELEMENT = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32,
 # Allocator slack seen on top of the two stages (2–4 MiB on SmolLM2 and Gemma 3 270M).
 COMPUTE_BASE_BYTES = 4 * MiB
 # CUDA context, cuBLAS workspace and kernel images: VRAM that no llama.cpp buffer reports.
-GPU_RUNTIME_BYTES = 384 * MiB
+# Measured with bench/gpu_planner.py on an H200 (CUDA 13): 590-620 MiB above llama.cpp's own
+# buffers for 1B/8B/30B-shaped models at 4k and 32k context.
+GPU_RUNTIME_BYTES = 600 * MiB
 # Process-side extras of a loaded model (ggml contexts, thread pools, graph metadata) plus
 # llama.cpp's vocabulary tables (token strings, hash maps: ~120 bytes a token, 30 MB for a
 # 262k vocabulary). Calibrated with bench/planner_accuracy.py on the two test models.

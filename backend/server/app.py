@@ -25,8 +25,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.get("/health", tags=["meta"])
     async def health(request: Request) -> dict[str, Any]:
         hosted = ctx.host.current()
+        # The queue figures let clients (and tests) see load, and see a cancelled stream
+        # leave the engine. Public like the rest of /health: counts only, nothing private.
         return {"status": "ok", "version": __version__,
-                "model": hosted.name if hosted else None}
+                "model": hosted.name if hosted else None, "queue": ctx.queue_stats()}
 
     server = ctx.settings
     app.add_middleware(SecurityMiddleware, bound_host=server.host, api_key=server.api_key,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from backend.engine.types import (
@@ -44,6 +44,11 @@ class ServerContext:
         self.all_settings = settings
         self.log_sink = log_sink
         self.started_at = time.time()
+        # API requests admitted and not yet finished. Counted here, not only in the engine,
+        # because a request is admitted before it reaches the engine (it may first wait for
+        # its model lease), and many can pass check_capacity in that gap. Only the server's
+        # event loop thread touches it.
+        self._admitted = 0
 
     @property
     def settings(self) -> ServerSettings:
@@ -66,43 +71,99 @@ class ServerContext:
             with contextlib.suppress(Exception):  # a broken log view must not break a request
                 self.log_sink(entry)
 
-    def check_capacity(self) -> None:
+    def _slots(self) -> int:
         loaded = self.host.engine.loaded
-        running = loaded.n_parallel if loaded else 1
-        if self.host.engine.in_flight() >= running + self.settings.max_queue:
+        return loaded.n_parallel if loaded else 1
+
+    def queue_stats(self) -> dict[str, int]:
+        """For /health: how busy the engine is (the GUI's requests count too)."""
+        in_flight = max(self.host.engine.in_flight(), self._admitted)
+        slots = self._slots()
+        return {"in_flight": in_flight, "running": min(in_flight, slots),
+                "waiting": max(0, in_flight - slots), "slots": slots,
+                "max_queue": self.settings.max_queue}
+
+    def check_capacity(self) -> None:
+        busy = max(self.host.engine.in_flight(), self._admitted)
+        if busy >= self._slots() + self.settings.max_queue:
             raise ServerBusy("The server is busy: too many requests are waiting. Retry in a "
                              "few seconds.")
 
     async def generate(self, model: str, request: GenerationRequest,
                        validate: Callable[[LoadedModel], None] | None = None
-                       ) -> AsyncIterator[GenerationEvent]:
+                       ) -> Generation:
         """Lease the model (JIT-loading it if allowed) for the whole stream, then generate.
 
         The first event is awaited before returning control, so errors that happen before any
         text (unknown model, prompt too long, queue full) surface as exceptions the route can
-        turn into a proper status code instead of a broken stream.
+        turn into a proper status code instead of a broken stream. The caller must end the
+        returned ``Generation`` with ``aclose()`` (iterating it to the end does too).
         """
         self.check_capacity()
-        lease = self.host.lease(model, load_if_needed=self.settings.jit_loading)
-        await lease.__aenter__()
+        self._admitted += 1
+        try:
+            lease = self.host.lease(model, load_if_needed=self.settings.jit_loading)
+            await lease.__aenter__()
+        except BaseException:
+            self._admitted -= 1
+            raise
         try:
             if validate is not None and self.host.engine.loaded is not None:
                 validate(self.host.engine.loaded)
             stream = self.host.engine.generate(request)
             first = await anext(stream)
         except BaseException as exc:
+            self._admitted -= 1
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
             raise
-        return self._rest(lease, stream, first)
+        return Generation(self, lease, stream, first)
 
-    @staticmethod
-    async def _rest(lease: object, stream: AsyncIterator[GenerationEvent],
-                    first: GenerationEvent) -> AsyncIterator[GenerationEvent]:
+    def _release(self) -> None:
+        self._admitted -= 1
+
+
+class Generation:
+    """The events of one admitted request, and the one way to end it.
+
+    Not an async generator on purpose: an async generator that was never started runs no
+    ``finally`` when closed, so a client that vanished before its response began would keep
+    its model lease and queue place forever. ``aclose()`` always releases both, once; it also
+    cancels the engine request if it is still running (a disconnected client).
+    """
+
+    def __init__(self, ctx: ServerContext, lease: contextlib.AbstractAsyncContextManager[object],
+                 stream: AsyncGenerator[GenerationEvent, None], first: GenerationEvent) -> None:
+        self._ctx = ctx
+        self._lease = lease
+        self._stream = stream
+        self._next: GenerationEvent | None = first
+        self._ended = isinstance(first, Finished)
+        self._closed = False
+
+    def __aiter__(self) -> Generation:
+        return self
+
+    async def __anext__(self) -> GenerationEvent:
+        if self._next is not None:
+            event, self._next = self._next, None
+            return event
+        if self._ended or self._closed:
+            await self.aclose()
+            raise StopAsyncIteration
         try:
-            yield first
-            if not isinstance(first, Finished):
-                async for event in stream:
-                    yield event
+            event = await anext(self._stream)
+        except StopAsyncIteration:
+            await self.aclose()
+            raise
+        self._ended = isinstance(event, Finished)
+        return event
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._ctx._release()
+        try:
+            await self._stream.aclose()  # cancels the engine job if it had not finished
         finally:
-            await stream.aclose()  # type: ignore[attr-defined]
-            await lease.__aexit__(None, None, None)  # type: ignore[attr-defined]
+            await self._lease.__aexit__(None, None, None)

@@ -72,9 +72,17 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if errors and errors[0].get("type") == "json_invalid":
+            # FastAPI's own words ("1: JSON decode error") say neither what nor where.
+            err = errors[0]
+            reason = (err.get("ctx") or {}).get("error", "it could not be parsed")
+            at = err.get("loc", ("body", 0))[-1]
+            return error_response(request, 400, f"The request body is not valid JSON: "
+                                  f"{reason} (at character {at}).")
         problems = []
         param = None
-        for err in exc.errors()[:5]:
+        for err in errors[:5]:
             where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
             param = param or where or None
             problems.append(f"{where or 'body'}: {err.get('msg', 'invalid')}")

@@ -5,25 +5,26 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.types import Receive, Scope, Send
 
 from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
 from backend.engine.types import (
     ChatMessage,
     Finished,
-    GenerationEvent,
     GenerationRequest,
     LoadedModel,
+    OverflowPolicy,
     TextDelta,
 )
 from backend.errors import InvalidRequest, ModelNotFound
 from backend.library.local import list_models
-from backend.server.context import RequestLogEntry, ServerContext
+from backend.server.context import Generation, RequestLogEntry, ServerContext
 from backend.server.convert import openai_finish_reason, sampling_from
 from backend.server.errors import error_body
 from backend.server.openai_schemas import (
@@ -44,6 +45,7 @@ from backend.server.openai_schemas import (
     UsageOut,
     _SamplingFields,
 )
+from backend.server.schema_limits import check_schema_size
 from backend.server.tool_calls import parse_tool_calls
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -67,6 +69,29 @@ async def get_model_card(model_id: str) -> ModelCard:
     raise ModelNotFound(f"No model named '{model_id}'. GET /v1/models lists the models.")
 
 
+class _EventStream(StreamingResponse):
+    """An SSE response that always ends its generation, however the response ends.
+
+    Starlette stops iterating the body when the client disconnects but does not close the
+    iterator; closing the ``Generation`` here cancels the engine request at once, which frees
+    its slot for the next client within one decode step.
+    """
+
+    def __init__(self, content: AsyncIterator[str], events: Generation) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._events = events
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            await self._events.aclose()
+
+
 def _sampling(ctx: ServerContext, body: _SamplingFields) -> dict[str, Any]:
     if body.n is not None and body.n > 1:
         raise InvalidRequest("n > 1 is not supported: send n separate requests instead.")
@@ -75,6 +100,12 @@ def _sampling(ctx: ServerContext, body: _SamplingFields) -> dict[str, Any]:
         top_k=body.top_k, min_p=body.min_p, seed=body.seed,
         presence_penalty=body.presence_penalty, frequency_penalty=body.frequency_penalty,
         repeat_penalty=body.repeat_penalty), "stop": body.stop_list()}
+
+
+def _overflow(ctx: ServerContext, body: _SamplingFields) -> OverflowPolicy:
+    # Hearth's extension: a client may pick its own policy, e.g. "stop" to get a 400
+    # context_length_exceeded instead of a silently shortened conversation.
+    return body.overflow or ctx.overflow
 
 
 def _usage(final: Finished) -> UsageOut:
@@ -92,6 +123,7 @@ def _grammar(body: ChatCompletionRequest) -> str | None:
         return JSON_OBJECT_GRAMMAR
     if fmt.json_schema is None or not fmt.json_schema.schema_:
         raise InvalidRequest("response_format json_schema needs a 'json_schema.schema'.")
+    check_schema_size(fmt.json_schema.schema_)  # before the converter spells repetitions out
     return grammar_for_json_schema(fmt.json_schema.schema_)
 
 
@@ -128,21 +160,20 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         messages=_messages(body), grammar=_grammar(body),
         max_tokens=body.max_completion_tokens or body.max_tokens or ctx.default_max_tokens,
         tools=tuple(body.tools) if use_tools and body.tools else None,
-        overflow=ctx.overflow, **_sampling(ctx, body))
+        overflow=_overflow(ctx, body), **_sampling(ctx, body))
     events = await ctx.generate(body.model, gen, _require_tools if use_tools else None)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     def log(final: Finished | None, status: int = 200) -> None:
         u = final.usage if final else None
         ctx.log(RequestLogEntry(time.time(), "POST", "/v1/chat/completions", body.model,
-                                status, u.prompt_tokens if u else 0,
+                                status if final else 499, u.prompt_tokens if u else 0,
                                 u.completion_tokens if u else 0,
                                 time.monotonic() - started))
 
     if not body.stream:
-        text, final = await _collect(events)
+        text, final = await _collect(events, log)
         content, calls = parse_tool_calls(text) if use_tools else (text, [])
-        log(final)
         if final.error is not None:
             raise final.error
         return ChatCompletion(
@@ -197,8 +228,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         finally:
             log(final, 200 if final else 499)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return _EventStream(stream(), events)
 
 
 @router.post("/completions", response_model=Completion)
@@ -211,19 +241,18 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
             raise InvalidRequest("Send one prompt per request (a list of one string is fine).")
         prompt = prompt[0]
     gen = GenerationRequest(prompt=prompt, max_tokens=body.max_tokens or ctx.default_max_tokens,
-                            overflow=ctx.overflow, **_sampling(ctx, body))
+                            overflow=_overflow(ctx, body), **_sampling(ctx, body))
     events = await ctx.generate(body.model, gen)
     cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
-    def log(final: Finished | None) -> None:
+    def log(final: Finished | None, status: int = 200) -> None:
         u = final.usage if final else None
         ctx.log(RequestLogEntry(time.time(), "POST", "/v1/completions", body.model,
-                                200 if final else 499, u.prompt_tokens if u else 0,
+                                status if final else 499, u.prompt_tokens if u else 0,
                                 u.completion_tokens if u else 0, time.monotonic() - started))
 
     if not body.stream:
-        text, final = await _collect(events)
-        log(final)
+        text, final = await _collect(events, log)
         if final.error is not None:
             raise final.error
         return Completion(id=cid, created=created, model=body.model, usage=_usage(final),
@@ -235,6 +264,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         return _sse(Completion(id=cid, created=created, model=body.model, choices=[
             CompletionChoice(text=text, finish_reason=finish)]))  # type: ignore[arg-type]
 
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
     async def stream() -> AsyncIterator[str]:
         final: Finished | None = None
         try:
@@ -244,22 +275,33 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
                 else:
                     final = event
             assert final is not None
+            if final.error is not None:
+                yield _sse(error_body("/v1", final.error.http_status,
+                                      final.error.user_message))
             yield chunk("", openai_finish_reason(final.finish_reason))
+            if include_usage:
+                yield _sse(Completion(id=cid, created=created, model=body.model, choices=[],
+                                      usage=_usage(final)))
             yield "data: [DONE]\n\n"
         finally:
             log(final)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache"})
+    return _EventStream(stream(), events)
 
 
-async def _collect(events: AsyncIterator[GenerationEvent]) -> tuple[str, Finished]:
+async def _collect(events: Generation, log: Callable[[Finished | None], None]
+                   ) -> tuple[str, Finished]:
+    """The whole reply of a non-streaming request; logged, and the generation always ended."""
     parts: list[str] = []
     final: Finished | None = None
-    async for event in events:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        else:
-            final = event
+    try:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            else:
+                final = event
+    finally:
+        await events.aclose()
+        log(final)
     assert final is not None
     return "".join(parts), final

@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.engine.types import OverflowPolicy
+
 
 class _Lenient(BaseModel):
     model_config = ConfigDict(extra="allow")
@@ -64,6 +66,9 @@ class _SamplingFields(_Lenient):
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
     repeat_penalty: float | None = Field(None, ge=0)
     n: int | None = Field(None, ge=1)
+    overflow: OverflowPolicy | None = Field(
+        None, description="Hearth extension: what to do when the prompt does not fit the "
+        "context; 'stop' answers 400 context_length_exceeded. Default: the server's setting.")
 
     def stop_list(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -12,6 +12,8 @@ import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
+
 from backend.server.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -114,7 +116,11 @@ class SecurityMiddleware:
         auth = headers.get("authorization", "")
         scheme, _, token = auth.partition(" ")
         assert self.api_key is not None
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), self.api_key)
+        # Compare bytes: compare_digest raises TypeError on non-ASCII str, which would turn a
+        # junk header into a 500. Headers were decoded as latin-1, so this is lossless.
+        given = token.strip().encode("latin-1")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given,
+                                                                  self.api_key.encode())
 
     async def _preflight(self, send: Send, origin: str, ok: bool,
                          headers: dict[str, str]) -> None:
@@ -143,14 +149,18 @@ class SecurityMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_body:
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_body)
             return message
 
         return wrapped
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """An HTTPException so FastAPI's body parser re-raises it as a 413 (it turns any other
+    exception met while reading the body into a vague 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"The request body is larger than the {limit:,}-byte limit.")
 
 
 async def _reject(send: Send, path: str, status: int, message: str,

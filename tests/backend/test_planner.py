@@ -67,7 +67,7 @@ def machine(gpu_gib: float, ram_gib: float = 64, *, offload: bool = True,
 VERDICTS = {
     #                  none   4 GiB      8 GiB       24 GiB      80 GiB
     "llama-3.2-1b":   ("cpu", "full_gpu", "full_gpu", "full_gpu", "full_gpu"),
-    "llama-3.2-3b":   ("cpu", "full_gpu", "full_gpu", "full_gpu", "full_gpu"),
+    "llama-3.2-3b":   ("cpu", "partial", "full_gpu", "full_gpu", "full_gpu"),
     "llama-3.1-8b":   ("cpu", "partial", "full_gpu", "full_gpu", "full_gpu"),
     "qwen2.5-7b":     ("cpu", "partial", "full_gpu", "full_gpu", "full_gpu"),
     "qwen3-30b-a3b":  ("cpu", "partial", "partial", "full_gpu", "full_gpu"),
