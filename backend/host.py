@@ -60,8 +60,18 @@ class ModelHost:
     # -- leases ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def lease(self, name: str, *, load_if_needed: bool = True) -> AsyncIterator[LocalModel]:
-        """Hold ``name`` loaded for the body of the ``async with``."""
-        model = resolve_model(name)
+        """Hold ``name`` loaded for the body of the ``async with``.
+
+        The loaded model also answers to its file path, so a server started with
+        ``--model /path/x.gguf`` serves that name; any other path is refused by
+        ``resolve_model`` (a client must never make Hearth open files by naming them).
+        """
+        with self._cond:
+            current = self._model
+        if current is not None and name in (current.id, str(current.path)):
+            model = current
+        else:
+            model = resolve_model(name)
         await self._acquire(model, load_if_needed)
         try:
             yield model

@@ -83,10 +83,22 @@ class ServerSettings(BaseModel):
     max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body.")
 
 
+class LibrarySettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    models_dir: str | None = Field(None, description="Where downloads go; empty for the "
+                                   "default folder under Hearth's data dir.")
+    extra_folders: list[str] = Field(default_factory=list, description="Folders of GGUF files "
+                                     "used in place.")
+    extra_files: list[str] = Field(default_factory=list, description="Single GGUF files used "
+                                   "in place.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     default_model: str | None = None
+    library: LibrarySettings = Field(default_factory=LibrarySettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)

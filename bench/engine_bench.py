@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -93,7 +94,7 @@ def high_level_decode(path: Path, threads: int, tokens: int) -> tuple[float, int
 def conversation(approx_tokens: int) -> list[ChatMessage]:
     msgs = [ChatMessage("system", "You are a helpful assistant who answers briefly.")]
     i = 0
-    while sum(len(m.content) for m in msgs) / 4.2 < approx_tokens:
+    while sum(len(m.content) for m in msgs) / 3.1 < approx_tokens:  # ~3.1 chars a token here
         msgs.append(ChatMessage("user", f"Question {i}: what can you tell me about topic "
                                         f"number {i}, its history and its uses today?"))
         msgs.append(ChatMessage("assistant", f"Topic {i} has a long history. " * 12))
@@ -116,7 +117,7 @@ async def ttft(engine: Engine, messages: list[ChatMessage]) -> tuple[float, str,
     return final.usage.time_to_first_token_s, "".join(parts), final
 
 
-async def bench_model(model: LocalModel, threads: int, tokens: int, runs: int) -> dict:
+async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int) -> dict:
     engine = Engine()
     try:
         await engine.load(model, LoadPlan(n_ctx=4096, n_threads=threads))
@@ -134,19 +135,38 @@ async def bench_model(model: LocalModel, threads: int, tokens: int, runs: int) -
         t2, _, second = await ttft(engine, history)
     finally:
         engine.close()
-    high = [high_level_decode(model.path, threads, tokens) for _ in range(runs)]
-    h, n, hl = (statistics.median(hearth), statistics.median(native),
-                statistics.median(x for x, _ in high))
+    return {"hearth": hearth, "native": native, "counts": counts, "short_ttft": short_ttft,
+            "t1": t1, "t2": t2, "first_prompt": first.usage.prompt_tokens,
+            "second_prompt": second.usage.prompt_tokens,
+            "second_cached": second.usage.cached_prompt_tokens}
+
+
+def in_child(side: str, model: LocalModel, args: argparse.Namespace) -> dict:
+    """Each side runs in a fresh process: llama.cpp's OpenMP worker teams from an earlier
+    measurement in the same process would otherwise compete for the two cores."""
+    cmd = [sys.executable, __file__, "--child", side, model.id, str(model.path),
+           "--threads", str(args.threads), "--tokens", str(args.tokens), "--runs",
+           str(args.runs)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def bench_model(model: LocalModel, args: argparse.Namespace) -> dict:
+    r = in_child("hearth", model, args)
+    high = in_child("high", model, args)["rates"]
+    h, n, hl = (statistics.median(r["hearth"]), statistics.median(r["native"]),
+                statistics.median(high))
+    short_ttft, t1, t2 = r["short_ttft"], r["t1"], r["t2"]
     return {
-        "model": model.id, "threads": threads, "tokens": counts, "runs": runs,
+        "model": model.id, "threads": args.threads, "tokens": r["counts"], "runs": args.runs,
         "hearth_tok_s": round(h, 1), "llama_cpp_perf_tok_s": round(n, 1),
         "high_level_tok_s": round(hl, 1),
         "ratio_vs_llama_cpp": round(h / n, 3), "ratio_vs_high_level": round(h / hl, 3),
         "ttft_short_ms": round(short_ttft * 1000, 1),
-        "turn1_prompt_tokens": first.usage.prompt_tokens,
+        "turn1_prompt_tokens": r["first_prompt"],
         "turn1_ttft_ms": round(t1 * 1000, 1),
-        "turn2_prompt_tokens": second.usage.prompt_tokens,
-        "turn2_cached_tokens": second.usage.cached_prompt_tokens,
+        "turn2_prompt_tokens": r["second_prompt"],
+        "turn2_cached_tokens": r["second_cached"],
         "turn2_ttft_ms": round(t2 * 1000, 1), "turn2_over_turn1": round(t2 / t1, 3),
     }
 
@@ -156,9 +176,20 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--child", nargs=3, metavar=("SIDE", "ID", "PATH"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
-    results = [asyncio.run(bench_model(m, args.threads, args.tokens, args.runs))
-               for m in test_models()]
+    if args.child:
+        side, model_id, path = args.child
+        model = LocalModel(model_id, Path(path), "file")
+        if side == "hearth":
+            result = asyncio.run(bench_hearth(model, args.threads, args.tokens, args.runs))
+        else:
+            result = {"rates": [high_level_decode(model.path, args.threads, args.tokens)[0]
+                                for _ in range(args.runs)]}
+        print(json.dumps(result))
+        return 0
+    results = [bench_model(m, args) for m in test_models()]
     print(f"{'model':<14}{'hearth':>9}{'llama.cpp':>11}{'x(a)':>7}{'hi-level':>10}{'x(b)':>7}"
           f"{'ttft':>8}{'turn1':>9}{'turn2':>8}{'t2/t1':>7}")
     for r in results:

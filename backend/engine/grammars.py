@@ -11,6 +11,7 @@ from typing import Any
 
 from llama_cpp import llama_grammar
 
+from backend.engine.schema_limits import check_schema_size
 from backend.errors import InvalidRequest
 
 # The JSON grammar whose root is an object: what OpenAI's json_object and Ollama's "json" mean.
@@ -19,6 +20,7 @@ JSON_OBJECT_GRAMMAR: str = llama_grammar.JSON_GBNF
 
 def grammar_for_json_schema(schema: dict[str, Any]) -> str:
     """GBNF for one JSON schema; a schema the converter can't handle is the caller's 400."""
+    check_schema_size(schema)  # before the converter spells repetitions out (every route)
     try:
         return llama_grammar.json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises bare Exceptions/KeyErrors on bad schemas

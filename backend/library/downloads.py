@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from backend.errors import BackendError, DiskFull, DownloadCancelled, DownloadFailed, InvalidRequest
+from backend.library.local import models_dir as library_models_dir
 from backend.library.quants import QuantOption
 from backend.library.transfer import (
     RemoteFile,
@@ -146,7 +147,7 @@ class DownloadManager:
                  backoff_max_s: float = 60.0, progress_interval_s: float = 0.1,
                  token: str | None = None) -> None:
         paths = hearth_paths()
-        self.models_dir = models_dir or paths.models_dir
+        self.models_dir = models_dir or library_models_dir()
         self._state_file = (state_dir or paths.data_dir) / STATE_FILE
         self._max_parallel = max_parallel
         self._free_space = free_space  # injectable: tests fake a full disk

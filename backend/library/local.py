@@ -139,11 +139,23 @@ def _user_added(folders: Iterable[Path], files: Iterable[Path]) -> list[LocalMod
     return found
 
 
-def list_models(*, extra_folders: Iterable[Path] = (), extra_files: Iterable[Path] = (),
-                models_dir: Path | None = None) -> list[LocalModel]:
+def models_dir() -> Path:
+    """Where downloads go: the user's choice in settings, else the data dir's ``models``."""
+    from backend.settings import load_settings  # settings import engine types; keep it lazy
+
+    chosen = load_settings().library.models_dir
+    return Path(chosen).expanduser() if chosen else hearth_paths().models_dir
+
+
+def list_models() -> list[LocalModel]:
+    from backend.settings import load_settings
+
+    library = load_settings().library
     starter = starter_model()
-    models = ([starter] if starter else []) + _downloaded(models_dir or hearth_paths().models_dir)
-    models += _hf_cache() + _user_added(extra_folders, extra_files)
+    models = ([starter] if starter else []) + _downloaded(models_dir())
+    models += _hf_cache() + _user_added(
+        [Path(f).expanduser() for f in library.extra_folders],
+        [Path(f).expanduser() for f in library.extra_files])
     seen: set[str] = set()
     unique = []
     for m in models:  # the first source wins a name: built in, then downloaded, then the rest
@@ -190,8 +202,8 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
             # The engine checks the file itself and says what is wrong with it.
             return LocalModel(path.stem, path, "file", parts=(path,))
     if ".." in Path(name).parts or name.startswith(("/", "\\")) or "\\" in name:
-        raise InvalidRequest(f"'{name}' is a path, not a model name. Use a name from the "
-                             "model list.")
+        raise ModelNotFound(f"'{name}' is a path, not a model name. Use a name from the "
+                            "model list.")
     known = ", ".join(m.id for m in models) or "none yet"
     hint = f" Download it with `hearth pull {name}`." if entry or "/" in base else ""
     if not starter_model():
@@ -207,7 +219,7 @@ def delete_model(name: str) -> LocalModel:
         raise InvalidRequest(f"'{model.id}' is not a downloaded model ({model.source}), so "
                              "Hearth won't delete its file. Remove it from the library in "
                              "settings, or delete the file yourself.")
-    root = hearth_paths().models_dir.resolve()
+    root = models_dir().resolve()
     for part in model.parts or (model.path,):
         resolved = part.resolve()
         if root not in resolved.parents:  # belt and braces: never delete outside the folder

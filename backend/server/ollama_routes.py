@@ -261,7 +261,7 @@ async def _load_or_unload(ctx: ServerContext, body: ChatRequest | GenerateReques
             await ctx.host.unload()  # only when idle: running requests are never cut off
         reason = "unload"
     else:
-        async with ctx.host.lease(ctx.resolve(body.model),
+        async with ctx.host.lease(body.model,
                                   load_if_needed=ctx.settings.jit_loading):
             pass
         reason = "load"

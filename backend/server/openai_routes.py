@@ -24,6 +24,7 @@ from backend.engine.types import (
 )
 from backend.errors import InvalidRequest, ModelNotFound
 from backend.library.local import list_models
+from backend.library.presets import apply_preset
 from backend.server.context import Generation, RequestLogEntry, ServerContext
 from backend.server.convert import openai_finish_reason, sampling_from
 from backend.server.errors import error_body
@@ -45,7 +46,6 @@ from backend.server.openai_schemas import (
     UsageOut,
     _SamplingFields,
 )
-from backend.server.schema_limits import check_schema_size
 from backend.server.tool_calls import parse_tool_calls
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -123,7 +123,6 @@ def _grammar(body: ChatCompletionRequest) -> str | None:
         return JSON_OBJECT_GRAMMAR
     if fmt.json_schema is None or not fmt.json_schema.schema_:
         raise InvalidRequest("response_format json_schema needs a 'json_schema.schema'.")
-    check_schema_size(fmt.json_schema.schema_)  # before the converter spells repetitions out
     return grammar_for_json_schema(fmt.json_schema.schema_)
 
 
@@ -161,6 +160,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         max_tokens=body.max_completion_tokens or body.max_tokens or ctx.default_max_tokens,
         tools=tuple(body.tools) if use_tools and body.tools else None,
         overflow=_overflow(ctx, body), **_sampling(ctx, body))
+    gen = apply_preset(body.model, gen, body.model_fields_set)
     events = await ctx.generate(body.model, gen, _require_tools if use_tools else None)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
@@ -242,6 +242,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         prompt = prompt[0]
     gen = GenerationRequest(prompt=prompt, max_tokens=body.max_tokens or ctx.default_max_tokens,
                             overflow=_overflow(ctx, body), **_sampling(ctx, body))
+    gen = apply_preset(body.model, gen, body.model_fields_set)
     events = await ctx.generate(body.model, gen)
     cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 

@@ -84,3 +84,22 @@ def test_hf_cache_models_show_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     model = resolve_model("Qwen/Qwen2.5-0.5B-Instruct-GGUF:Q4_K_M")
     assert model.source == "hf-cache" and not model.deletable
+
+
+def test_folders_and_files_from_settings_are_used_in_place(tmp_path: Path) -> None:
+    from backend.settings import LibrarySettings, Settings, save_settings
+
+    folder, single = tmp_path / "my-models", tmp_path / "elsewhere" / "solo-Q8_0.gguf"
+    folder.mkdir()
+    (folder / "family-Q4_K_M.gguf").write_bytes(b"GGUF")
+    single.parent.mkdir()
+    single.write_bytes(b"GGUF")
+    moved = tmp_path / "big-disk"
+    save_settings(Settings(library=LibrarySettings(
+        models_dir=str(moved), extra_folders=[str(folder)], extra_files=[str(single)])))
+    (moved / "o" / "r-GGUF").mkdir(parents=True)
+    (moved / "o" / "r-GGUF" / "r-Q4_K_M.gguf").write_bytes(b"GGUF")
+    by_id = {m.id: m for m in list_models()}
+    assert by_id["family-Q4_K_M"].source == "folder"
+    assert by_id["solo-Q8_0"].source == "file" and not by_id["solo-Q8_0"].deletable
+    assert by_id["o/r-GGUF:Q4_K_M"].path.parent.parent.parent == moved

@@ -59,7 +59,7 @@ def test_models_list_and_retrieve(client: openai.OpenAI) -> None:
 
 @pytest.mark.parametrize(("name", "error"), [
     ("gpt-4o", openai.NotFoundError), ("owner/repo:Q4_K_M", openai.NotFoundError),
-    ("/etc/passwd", openai.BadRequestError), ("../models/x.gguf", openai.BadRequestError)])
+    ("/etc/passwd", openai.NotFoundError), ("../models/x.gguf", openai.NotFoundError)])
 def test_unknown_model_is_an_error_and_never_disturbs_the_loaded_one(
         client: openai.OpenAI, hearth_server: HearthServer, name: str,
         error: type[openai.APIStatusError]) -> None:
@@ -145,7 +145,7 @@ def test_huge_json_schemas_are_refused_not_expanded(
 
 
 def test_schema_budget_allows_ordinary_schemas() -> None:
-    from backend.server.schema_limits import check_schema_size
+    from backend.engine.schema_limits import check_schema_size
 
     check_schema_size({"type": "object", "properties": {
         "name": {"type": "string", "maxLength": 200, "pattern": "^[A-Z][a-z]{1,30}$"},
