@@ -68,7 +68,7 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
     offload = plan_offload(meta, hardware, PlanRequest(
         n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
         flash_attn=engine.flash_attn is not False, n_parallel=engine.parallel,
-        n_gpu_layers=engine.gpu_layers))
+        n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20))
     if offload.verdict == "too_large":
         raise InsufficientMemory(offload.reason)
     remembered = _remembered().get(str(model.path))

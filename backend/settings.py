@@ -59,6 +59,8 @@ class EngineSettings(BaseModel):
                                     "decide.")
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache "
                                                           "element type.")
+    memory_margin_mib: int = Field(1024, ge=0, le=1 << 20, description="Memory the planner "
+                                   "keeps free on each device for the desktop and other apps.")
     overflow: OverflowPolicy = Field(OverflowPolicy.TRUNCATE_MIDDLE,
                                      description="What to do when a chat outgrows the "
                                      "context.")

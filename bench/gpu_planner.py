@@ -49,7 +49,8 @@ def vram_free_mib() -> int:
     return int(out.split()[0])
 
 
-def child(model: str, n_ctx: int, n_gpu_layers: int | None, gpu_memory: int | None) -> None:
+def child(model: str, n_ctx: int, n_gpu_layers: int | None, gpu_memory: int | None,
+          margin_mib: int = 1024) -> None:
     """Plan, load, decode a few tokens, report predicted and measured VRAM as JSON."""
     import asyncio
 
@@ -64,7 +65,8 @@ def child(model: str, n_ctx: int, n_gpu_layers: int | None, gpu_memory: int | No
     hardware = probe_hardware()
     if gpu_memory:
         hardware = hardware.with_gpu_override(gpu_memory)
-    plan = plan_offload(meta, hardware, PlanRequest(n_ctx=n_ctx, n_gpu_layers=n_gpu_layers))
+    plan = plan_offload(meta, hardware, PlanRequest(n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
+                                                    margin_bytes=margin_mib << 20))
     load = plan.to_load_plan()
     result = {"verdict": str(plan.verdict), "n_gpu_layers": plan.n_gpu_layers,
               "n_layers_total": plan.n_layers_total, "n_ctx": plan.n_ctx,
@@ -94,9 +96,9 @@ def child(model: str, n_ctx: int, n_gpu_layers: int | None, gpu_memory: int | No
 
 
 def run_child(model: Path, n_ctx: int, layers: int | None = None,
-              gpu_memory: int | None = None) -> dict:
+              gpu_memory: int | None = None, margin_mib: int = 1024) -> dict:
     args = [sys.executable, __file__, "--child", str(model), str(n_ctx),
-            str(layers if layers is not None else -1), str(gpu_memory or 0)]
+            str(layers if layers is not None else -1), str(gpu_memory or 0), str(margin_mib)]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -147,6 +149,8 @@ def pressure(folder: Path, name: str, free_gib: float, n_ctx: int) -> dict:
         time.sleep(1)
         free_before = vram_free_mib()
         auto = run_child(model, n_ctx)  # the planner sees the real free VRAM through NVML
+        # The same with the margin setting at 0: the plan against everything that fits.
+        auto_no_margin = run_child(model, n_ctx, margin_mib=0)
         margin_mib = 1024  # the planner's default margin, kept free for the desktop
         fits, fits_with_margin = 0, 0
         lo, hi = 0, int(auto.get("n_layers_total") or 33)
@@ -170,6 +174,9 @@ def pressure(folder: Path, name: str, free_gib: float, n_ctx: int) -> dict:
                 hi = mid - 1
         fits_with_margin = lo
         result = {"model": name, "ctx": n_ctx, "free_mib": free_before, "auto": auto,
+                  "auto_no_margin": auto_no_margin,
+                  "auto_no_margin_over_max": (auto_no_margin.get("n_gpu_layers", 0) / fits
+                                              if fits else None),
                   "max_layers_that_fit": fits, "max_layers_leaving_margin": fits_with_margin,
                   "auto_over_max": auto.get("n_gpu_layers", 0) / fits if fits else None,
                   "auto_over_max_with_margin": (auto.get("n_gpu_layers", 0) / fits_with_margin
@@ -184,9 +191,9 @@ def pressure(folder: Path, name: str, free_gib: float, n_ctx: int) -> dict:
 
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
-        _, _, model, n_ctx, layers, gpu_memory = sys.argv
+        _, _, model, n_ctx, layers, gpu_memory, margin = sys.argv
         child(model, int(n_ctx), None if int(layers) < 0 else int(layers),
-              int(gpu_memory) or None)
+              int(gpu_memory) or None, int(margin))
         return 0
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=os.environ.get("OUT", "/tmp"))
@@ -212,7 +219,9 @@ def main() -> int:
               f"{a.get('n_layers_total')} ok={a.get('ok')}; most that load "
               f"{p['max_layers_that_fit']} (ratio {p['auto_over_max']}); most that load "
               f"leaving 1 GiB free {p['max_layers_leaving_margin']} "
-              f"(ratio {p['auto_over_max_with_margin']})")
+              f"(ratio {p['auto_over_max_with_margin']}); with the margin set to 0 the plan "
+              f"is {p['auto_no_margin'].get('n_gpu_layers')} ok={p['auto_no_margin'].get('ok')}"
+              f" (ratio {p['auto_no_margin_over_max']})")
     return 0
 
 
