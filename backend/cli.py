@@ -202,7 +202,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         if args.model:
             info = asyncio.run(host.load(args.model))
-            print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots).")
+            print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots). "
+                  f"{host.last_load_summary}")
         service.start()
         print(f"Hearth API listening on {service.base_url} (OpenAI: /v1, Ollama: /api). "
               "Ctrl+C stops it.", flush=True)

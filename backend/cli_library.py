@@ -68,7 +68,7 @@ def _pull(args: argparse.Namespace) -> int:
     from backend.library.downloads import DownloadManager
     from backend.library.pull import resolve_pull
 
-    repo, option = resolve_pull(args.model)
+    repo, option = resolve_pull(args.model, _fits_this_machine)
     manager = DownloadManager()
     done = threading.Event()
     last: dict[str, Any] = {}
@@ -104,6 +104,16 @@ def _pull(args: argparse.Namespace) -> int:
     print(f"Pulled {repo}:{option.quant} ({_human(option.total_size)}) to {final.path}. "
           f"Chat with it: hearth run {repo}:{option.quant}")
     return 0
+
+
+def _fits_this_machine(size: int) -> bool:
+    """Rough pre-download check for picking a quant: weights plus a fifth for context and
+    buffers must fit in the free VRAM or, failing that, the available RAM."""
+    from backend.hardware.probe import probe_hardware
+
+    hw = probe_hardware()
+    room = max(sum(g.free_bytes for g in hw.usable_gpus), hw.ram_available_bytes)
+    return size * 1.2 + (1 << 30) <= room
 
 
 def _show(args: argparse.Namespace) -> int:
