@@ -28,9 +28,12 @@ from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# While some slot is generating, a prompt is fed in chunks of at most this many tokens per
-# step, so a long prompt arriving never freezes the streams already running.
-PREFILL_CHUNK_WHILE_GENERATING = 128
+# While some slot is generating, a prompt is fed in chunks sized so that one step takes about
+# this long: a long prompt arriving never freezes the streams already running. The chunk
+# follows the measured prompt speed (a tiny model on a GPU takes thousands of tokens in 50 ms,
+# a big one on two CPU cores a few dozen).
+PREFILL_STEP_BUDGET_S = 0.05
+MIN_PREFILL_CHUNK = 4
 
 
 @dataclass
@@ -51,6 +54,7 @@ class Scheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._closing = False
         self.state: LoadedState | None = None  # engine thread only
+        self._s_per_prompt_token = 0.002  # running estimate, engine thread only
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -203,7 +207,8 @@ class Scheduler:
             slot.pending_token = None
         room = ctx.batch_capacity - ctx.n_in_batch
         if generating:
-            room = min(room, PREFILL_CHUNK_WHILE_GENERATING)
+            room = min(room, max(MIN_PREFILL_CHUNK,
+                                 int(PREFILL_STEP_BUDGET_S / self._s_per_prompt_token)))
         sampling = list(generating)
         for slot in state.slots:
             if room <= 0:
@@ -222,6 +227,8 @@ class Scheduler:
             slot.n_fed = end
         if ctx.n_in_batch == 0:
             return
+        n_prompt = ctx.n_in_batch - len(generating)
+        started = time.perf_counter()
         try:
             ctx.decode()
         except BackendError as exc:
@@ -232,6 +239,9 @@ class Scheduler:
                     slot.finish("error", exc)
             return
         now = time.perf_counter()
+        if n_prompt >= MIN_PREFILL_CHUNK:  # learn the prompt speed from real steps
+            per_token = (now - started) / ctx.n_in_batch
+            self._s_per_prompt_token = 0.7 * self._s_per_prompt_token + 0.3 * per_token
         for slot in sampling:
             if slot.job is None:
                 continue
