@@ -46,7 +46,7 @@ from backend.server.openai_schemas import (
     UsageOut,
     _SamplingFields,
 )
-from backend.server.tool_calls import parse_tool_calls
+from backend.server.tool_calls import forced_call_schema, parse_tool_calls
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -115,7 +115,17 @@ def _usage(final: Finished) -> UsageOut:
                     prompt_tokens_details={"cached_tokens": u.cached_prompt_tokens})
 
 
-def _grammar(body: ChatCompletionRequest) -> str | None:
+def _grammar(body: ChatCompletionRequest, use_tools: bool) -> str | None:
+    if use_tools and body.tools:
+        try:
+            forced = forced_call_schema(body.tools, body.tool_choice)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}.") from exc
+        if forced is not None:
+            if body.response_format and body.response_format.type != "text":
+                raise InvalidRequest("Send either a required tool_choice or a "
+                                     "response_format, not both.")
+            return grammar_for_json_schema(forced)
     fmt = body.response_format
     if fmt is None or fmt.type == "text":
         return None
@@ -136,14 +146,6 @@ def _messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
-def _require_tools(loaded: LoadedModel) -> None:
-    if not loaded.supports_tools:
-        raise InvalidRequest(f"The chat template of '{loaded.model_id}' has no support for "
-                             "tools, so it can't call them. Use a model trained for tool use "
-                             "(Qwen 2.5/3, Llama 3.1+, Mistral…) or send the request without "
-                             "'tools'.")
-
-
 def _sse(payload: BaseModel | dict[str, Any]) -> str:
     data = payload.model_dump_json(exclude_none=False) if isinstance(payload, BaseModel) \
         else json.dumps(payload)
@@ -156,12 +158,21 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     started = time.monotonic()
     use_tools = bool(body.tools) and body.tool_choice != "none"
     gen = GenerationRequest(
-        messages=_messages(body), grammar=_grammar(body),
+        messages=_messages(body), grammar=_grammar(body, use_tools),
         max_tokens=body.max_completion_tokens or body.max_tokens or ctx.default_max_tokens,
         tools=tuple(body.tools) if use_tools and body.tools else None,
         overflow=_overflow(ctx, body), **_sampling(ctx, body))
     gen = apply_preset(body.model, gen, body.model_fields_set)
-    events = await ctx.generate(body.model, gen, _require_tools if use_tools else None)
+
+    def require_tools(loaded: LoadedModel) -> None:
+        # A preset's own Jinja template may add tool support to a model whose GGUF lacks it.
+        if not (loaded.supports_tools or "tools" in (gen.chat_template or "")):
+            raise InvalidRequest(
+                f"The chat template of '{loaded.model_id}' has no support for tools, so it "
+                "can't call them. Use a model trained for tool use (Qwen 2.5/3, Llama 3.1+, "
+                "Mistral…) or send the request without 'tools'.")
+
+    events = await ctx.generate(body.model, gen, require_tools if use_tools else None)
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
 
     def log(final: Finished | None, status: int = 200) -> None:

@@ -53,3 +53,29 @@ def parse_tool_calls(text: str) -> tuple[str, list[ParsedToolCall]]:
         if call:
             return "", [call]
     return text, []
+
+
+def forced_call_schema(tools: list[dict[str, Any]], tool_choice: Any) -> dict[str, Any] | None:
+    """JSON schema a reply must follow when the client *requires* a tool call.
+
+    ``tool_choice: "required"`` means any of the tools; ``{"type": "function", "function":
+    {"name": X}}`` means that one. The reply is then constrained by a grammar to
+    ``{"name": ..., "arguments": {...}}``, which ``parse_tool_calls`` reads back.
+    """
+    if tool_choice == "required":
+        chosen = tools
+    elif isinstance(tool_choice, dict) and isinstance(tool_choice.get("function"), dict):
+        name = tool_choice["function"].get("name")
+        chosen = [t for t in tools if t.get("function", {}).get("name") == name]
+        if not chosen:
+            raise ValueError(f"tool_choice names '{name}', which is not in 'tools'")
+    else:
+        return None
+    options = []
+    for tool in chosen:
+        fn = tool.get("function", {})
+        params = fn.get("parameters") or {"type": "object"}
+        options.append({"type": "object", "properties": {
+            "name": {"const": fn.get("name")}, "arguments": params},
+            "required": ["name", "arguments"]})
+    return options[0] if len(options) == 1 else {"oneOf": options}
