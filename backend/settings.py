@@ -72,7 +72,8 @@ class ServerSettings(BaseModel):
     enabled: bool = Field(False, description="Serve the API while the app runs.")
     host: str = Field("127.0.0.1", description="Address to bind; anything but loopback needs "
                       "an API key.")
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
+    port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to listen on; 0 picks a "
+                      "free one.")
     api_key: str | None = Field(None, description="Bearer token every route but /health "
                                 "requires.")
     cors_origins: list[str] = Field(default_factory=list, description="Extra browser origins "
