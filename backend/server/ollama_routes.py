@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 
 from backend import __version__
 from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
-from backend.engine.types import ChatMessage, Finished, GenerationRequest, LoadedModel, TextDelta
+from backend.engine.types import ChatMessage, Finished, GenerationRequest, LoadedModel
 from backend.errors import InvalidRequest
 from backend.library.local import resolve_model
 from backend.library.presets import apply_preset, template_is_jinja
@@ -43,6 +43,7 @@ from backend.server.ollama_schemas import (
     created_at,
     ndjson_response,
 )
+from backend.server.streaming import collect_reply
 from backend.server.tool_calls import parse_tool_calls
 
 router = APIRouter(prefix="/api", tags=["ollama"])
@@ -196,20 +197,10 @@ async def _respond(ctx: ServerContext, model: str, opts: Options, stream: bool,
             ({"context": []} if kind == "generate" else {})
 
     if not stream:
-        parts, final = [], None
-        try:
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    parts.append(event.text)
-                else:
-                    final = event
-        finally:
-            await events.aclose()
-            log(final)
-        assert final is not None
+        reply, final = await collect_reply(events, log)
         if final.error is not None:
             raise final.error
-        text, calls = _ollama_calls("".join(parts)) if use_tools else ("".join(parts), [])
+        text, calls = _ollama_calls(reply) if use_tools else (reply, [])
         out = last(final, text)
         if calls:
             out["message"]["tool_calls"] = calls

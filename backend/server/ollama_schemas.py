@@ -27,11 +27,11 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from starlette.types import Receive, Scope, Send
 
 from backend.library.gguf_meta import read_gguf_metadata
 from backend.library.local import LocalModel
 from backend.library.quants import parse_quant
+from backend.server.streaming import ClosingStreamingResponse
 
 
 class _Lenient(BaseModel):
@@ -206,31 +206,6 @@ def model_entry(name: str, model: LocalModel, *, modified: float, digest: str,
             "size": model.size_bytes, "digest": digest, "details": details(model, parent)}
 
 
-class _NdjsonStream(StreamingResponse):
-    """Streams NDJSON and always runs ``on_close``, however the response ends.
-
-    Starlette stops iterating the body when the client disconnects but doesn't close the
-    iterator (and a generator that never started runs no ``finally``), so the generation is
-    ended here: that cancels the engine request and frees its slot at once.
-    """
-
-    def __init__(self, content: AsyncIterator[str], headers: dict[str, str] | None,
-                 on_close: Callable[[], Awaitable[None]] | None) -> None:
-        super().__init__(content, media_type="application/x-ndjson",
-                         headers={"X-Accel-Buffering": "no", **(headers or {})})
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            if self._on_close is not None:
-                await self._on_close()
-
-
 def ndjson_response(lines: AsyncIterator[dict[str, Any]] | Iterable[dict[str, Any]],
                     headers: dict[str, str] | None = None,
                     on_close: Callable[[], Awaitable[None]] | None = None) -> StreamingResponse:
@@ -247,4 +222,4 @@ def ndjson_response(lines: AsyncIterator[dict[str, Any]] | Iterable[dict[str, An
             for line in lines:
                 yield json.dumps(line) + "\n"
 
-    return _NdjsonStream(encoded(), headers, on_close)
+    return ClosingStreamingResponse(encoded(), "application/x-ndjson", headers, on_close)

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from starlette.types import Receive, Scope, Send
 
 from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
 from backend.engine.types import (
@@ -25,7 +23,7 @@ from backend.engine.types import (
 from backend.errors import InvalidRequest, ModelNotFound
 from backend.library.local import list_models
 from backend.library.presets import apply_preset
-from backend.server.context import Generation, RequestLogEntry, ServerContext
+from backend.server.context import RequestLogEntry, ServerContext
 from backend.server.convert import openai_finish_reason, sampling_from
 from backend.server.errors import error_body
 from backend.server.openai_schemas import (
@@ -46,6 +44,7 @@ from backend.server.openai_schemas import (
     UsageOut,
     _SamplingFields,
 )
+from backend.server.streaming import ClosingStreamingResponse, collect_reply
 from backend.server.tool_calls import forced_call_schema, parse_tool_calls
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -67,29 +66,6 @@ async def get_model_card(model_id: str) -> ModelCard:
         if m.id == model_id:
             return ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
     raise ModelNotFound(f"No model named '{model_id}'. GET /v1/models lists the models.")
-
-
-class _EventStream(StreamingResponse):
-    """An SSE response that always ends its generation, however the response ends.
-
-    Starlette stops iterating the body when the client disconnects but does not close the
-    iterator; closing the ``Generation`` here cancels the engine request at once, which frees
-    its slot for the next client within one decode step.
-    """
-
-    def __init__(self, content: AsyncIterator[str], events: Generation) -> None:
-        super().__init__(content, media_type="text/event-stream",
-                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        self._events = events
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            aclose = getattr(self.body_iterator, "aclose", None)
-            if aclose is not None:
-                await aclose()
-            await self._events.aclose()
 
 
 def _sampling(ctx: ServerContext, body: _SamplingFields) -> dict[str, Any]:
@@ -183,7 +159,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
                                 time.monotonic() - started))
 
     if not body.stream:
-        text, final = await _collect(events, log)
+        text, final = await collect_reply(events, log)
         content, calls = parse_tool_calls(text) if use_tools else (text, [])
         if final.error is not None:
             raise final.error
@@ -239,7 +215,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         finally:
             log(final, 200 if final else 499)
 
-    return _EventStream(stream(), events)
+    return ClosingStreamingResponse(stream(), "text/event-stream", on_close=events.aclose)
 
 
 @router.post("/completions", response_model=Completion)
@@ -264,7 +240,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
                                 u.completion_tokens if u else 0, time.monotonic() - started))
 
     if not body.stream:
-        text, final = await _collect(events, log)
+        text, final = await collect_reply(events, log)
         if final.error is not None:
             raise final.error
         return Completion(id=cid, created=created, model=body.model, usage=_usage(final),
@@ -298,22 +274,4 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
         finally:
             log(final)
 
-    return _EventStream(stream(), events)
-
-
-async def _collect(events: Generation, log: Callable[[Finished | None], None]
-                   ) -> tuple[str, Finished]:
-    """The whole reply of a non-streaming request; logged, and the generation always ended."""
-    parts: list[str] = []
-    final: Finished | None = None
-    try:
-        async for event in events:
-            if isinstance(event, TextDelta):
-                parts.append(event.text)
-            else:
-                final = event
-    finally:
-        await events.aclose()
-        log(final)
-    assert final is not None
-    return "".join(parts), final
+    return ClosingStreamingResponse(stream(), "text/event-stream", on_close=events.aclose)
