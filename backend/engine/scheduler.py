@@ -34,6 +34,8 @@ T = TypeVar("T")
 # a big one on two CPU cores a few dozen).
 PREFILL_STEP_BUDGET_S = 0.05
 MIN_PREFILL_CHUNK = 4
+# A request goes to the slot whose cache it continues for at least this fraction.
+SLOT_SIMILARITY = 0.5
 
 
 @dataclass
@@ -306,11 +308,21 @@ class Scheduler:
 
 
 def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
-    """The free slot whose cache shares the longest prefix; else the least recently used."""
-    best = max(free, key=lambda s: common_prefix_length(s.cached, prompt))
-    if common_prefix_length(best.cached, prompt) > 0:
+    """The free slot holding this conversation, else the least recently used one.
+
+    A slot "holds" the conversation when the prompt continues most of what it has cached
+    (llama-server's similarity rule); a shared system prompt alone does not count, or every
+    new chat would evict the cache of the chat that happened to share its first lines.
+    """
+    def reuse(slot: Slot) -> float:
+        if not slot.cached:
+            return 0.0
+        return common_prefix_length(slot.cached, prompt) / len(slot.cached)
+
+    best = max(free, key=reuse)
+    if reuse(best) >= SLOT_SIMILARITY:
         return best
-    return min(free, key=lambda s: s.last_used)
+    return min(free, key=lambda s: s.last_used)  # empty slots (never used) come first
 
 
 def _make_sampler(model: NativeModel, request: GenerationRequest) -> NativeSampler:

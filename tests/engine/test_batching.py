@@ -94,3 +94,32 @@ def test_a_grammar_request_and_a_free_one_batched_together_are_both_valid(
     else:  # cut by max_tokens: still a valid prefix of an object
         assert json_text.lstrip().startswith("{")
     assert free_text == asyncio.run(collect(engine, story("lighthouse")))[0]
+
+
+def _conversation(name: str) -> list[ChatMessage]:
+    msgs = [ChatMessage("system", "You are a helpful assistant. Answer briefly.")]
+    for i in range(12):
+        msgs += [ChatMessage("user", f"{name}, question {i}: what is {i} plus {i}?"),
+                 ChatMessage("assistant", f"{name}: {i} plus {i} is {2 * i}. " * 3)]
+    return msgs
+
+
+def test_a_conversation_keeps_its_cache_while_others_use_the_other_slots(
+        engine: Engine) -> None:
+    def turn(messages: list[ChatMessage]) -> Finished:
+        request = GenerationRequest(messages=tuple(messages), max_tokens=4, sampling=GREEDY)
+        return asyncio.run(collect(engine, request))[1]
+
+    alice = _conversation("Alice")
+    first = turn([*alice, ChatMessage("user", "Alice, one more?")])
+    for other in ("Bob", "Carol", "Dave"):  # 3 more conversations: 4 slots in all
+        turn([*_conversation(other), ChatMessage("user", "One more?")])
+    second = turn([*alice, ChatMessage("user", "Alice, one more?"),
+                   ChatMessage("assistant", "Sure."), ChatMessage("user", "And then?")])
+    assert second.usage.cached_prompt_tokens >= first.usage.prompt_tokens - 1
+
+    # A fifth conversation evicts the least recently used slot: Bob's, not Alice's.
+    turn([*_conversation("Erin"), ChatMessage("user", "One more?")])
+    bob = turn([*_conversation("Bob"), ChatMessage("user", "One more?"),
+                ChatMessage("assistant", "Ok."), ChatMessage("user", "Again?")])
+    assert bob.usage.cached_prompt_tokens < bob.usage.prompt_tokens // 2
