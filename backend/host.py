@@ -76,10 +76,31 @@ class ModelHost:
         try:
             yield model
         finally:
-            with self._cond:
-                self._users -= 1
-                self._last_used = time.monotonic()
-                self._cond.notify_all()
+            self._release()
+
+    def lease_loaded(self) -> tuple[LocalModel, contextlib.AbstractContextManager[None]] | None:
+        """A lease on whatever is loaded now, taken without waiting (for the GUI, which must
+        register its request before its first await); None if nothing is ready."""
+        with self._cond:
+            if self._loading or self._model is None or self.engine.loaded is None:
+                return None
+            self._users += 1
+            model = self._model
+
+        @contextlib.contextmanager
+        def held() -> Iterator[None]:
+            try:
+                yield
+            finally:
+                self._release()
+
+        return model, held()
+
+    def _release(self) -> None:
+        with self._cond:
+            self._users -= 1
+            self._last_used = time.monotonic()
+            self._cond.notify_all()
 
     async def _acquire(self, model: LocalModel, load_if_needed: bool) -> None:
         while True:
