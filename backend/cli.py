@@ -201,7 +201,8 @@ def _serve(args: argparse.Namespace) -> int:
     service = ServerService(host, settings)
     try:
         if args.model:
-            info = asyncio.run(host.load(args.model))
+            # A path is fine here: the person starting the server typed it.
+            info = asyncio.run(host.load(resolve_model(args.model, allow_paths=True)))
             print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots). "
                   f"{host.last_load_summary}")
         service.start()

@@ -59,7 +59,8 @@ class ModelHost:
 
     # -- leases ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
-    async def lease(self, name: str, *, load_if_needed: bool = True) -> AsyncIterator[LocalModel]:
+    async def lease(self, name: str | LocalModel, *, load_if_needed: bool = True
+                    ) -> AsyncIterator[LocalModel]:
         """Hold ``name`` loaded for the body of the ``async with``.
 
         The loaded model also answers to its file path, so a server started with
@@ -68,7 +69,9 @@ class ModelHost:
         """
         with self._cond:
             current = self._model
-        if current is not None and name in (current.id, str(current.path)):
+        if isinstance(name, LocalModel):  # already resolved (e.g. a path the user typed)
+            model = name
+        elif current is not None and name in (current.id, str(current.path)):
             model = current
         else:
             model = resolve_model(name)
@@ -158,7 +161,7 @@ class ModelHost:
             self._cond.wait(timeout)
 
     # -- explicit load / unload ------------------------------------------------------------
-    async def load(self, name: str) -> LoadedModel:
+    async def load(self, name: str | LocalModel) -> LoadedModel:
         async with self.lease(name):
             info = self.engine.loaded
         assert info is not None
