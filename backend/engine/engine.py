@@ -23,7 +23,7 @@ from backend.engine.types import (
     LoadedModel,
     LoadPlan,
 )
-from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
+from backend.errors import InvalidRequest, ModelNotLoaded
 from backend.library.local import LocalModel
 
 
@@ -189,5 +189,3 @@ class Engine:
 
         await asyncio.wrap_future(self._scheduler.call(reset))
 
-
-__all__ = ["BackendError", "Engine", "physical_cores"]
