@@ -183,7 +183,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Imported here: the server stack (FastAPI, uvicorn) is not needed to open the app fast.
     from backend.host import ModelHost
     from backend.load_plans import planned_loads
-    from backend.server.service import ServerService
+    from backend.server.service import ServerService, check_exposure
 
     settings = load_settings()
     server = settings.server.model_copy(update={
@@ -200,6 +200,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     service = ServerService(host, settings)
     try:
+        check_exposure(server.host, server.api_key)  # before spending time on a load
         if args.model:
             # A path is fine here: the person starting the server typed it.
             info = asyncio.run(host.load(resolve_model(args.model, allow_paths=True)))

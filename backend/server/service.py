@@ -72,10 +72,7 @@ class ServerService:
         if self.state in (ServerState.RUNNING, ServerState.STARTING):
             return
         cfg = self.settings.server
-        if not is_loopback(cfg.host) and not cfg.api_key:
-            raise InvalidRequest(f"Refusing to serve on {cfg.host}, which other machines can "
-                                 "reach, without an API key: set one (--api-key) or bind to "
-                                 "127.0.0.1.")
+        check_exposure(cfg.host, cfg.api_key)
         sock = _bind(cfg.host, cfg.port)
         self.port = sock.getsockname()[1]
         ctx = ServerContext(self.host, self.settings, self._log_sink)
@@ -137,6 +134,13 @@ class ServerService:
         self._thread = None
         if self.state != ServerState.FAILED:
             self._set_state(ServerState.STOPPED)
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Refuse an address other machines can reach unless requests need a key."""
+    if not is_loopback(host) and not api_key:
+        raise InvalidRequest(f"Refusing to serve on {host}, which other machines can reach, "
+                             "without an API key: set one (--api-key) or bind to 127.0.0.1.")
 
 
 def _bind(host: str, port: int) -> socket.socket:
