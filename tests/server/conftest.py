@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,16 +22,12 @@ from typing import Any
 import httpx
 import pytest
 
+from backend.benchmark.servers import free_port
+
 MODEL = "smollm2:135m"
 # Two slots and a small context keep the tests fast on two shared CPU cores.
 DEFAULT_ARGS = ("--threads", "2", "--parallel", "2", "--ctx", "2048")
 STARTUP_TIMEOUT_S = 180.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
