@@ -1,0 +1,1 @@
+"""Remote engines: chat through OpenAI-compatible servers elsewhere (vLLM, TGI, Ollama…)."""
