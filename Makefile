@@ -18,7 +18,7 @@ WHEEL_KEY := $(shell echo "$(LLAMA_CPP_VERSION) $(CMAKE_ARGS) $$(uname -m)" | sh
 WHEELS    := $(HOME)/.cache/hearth-build/llama-cpp-python-$(WHEEL_KEY)
 PIP       := $(BIN)/python -m pip install --find-links $(WHEELS)
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench package clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,26 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/engine_bench.py
+
+# `make package`: Hearth as a one-folder app that needs no Python (dist/Hearth, PyInstaller),
+# for the OS, CPU and llama.cpp build (CPU/CUDA/Metal) of the machine that runs it. On Linux
+# also a tarball with the menu-entry installer. Other OSes: README, "Packaging".
+VERSION     := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' backend/__init__.py)
+PACKAGE_TAR := dist/Hearth-$(VERSION)-linux-$(shell uname -m).tar.gz
+
+$(VENV)/.installed-package: pyproject.toml $(WHEELS)/.built
+	$(PIP) -e ".[starter,package]"
+	touch $@
+
+package: $(VENV)/.installed-package
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build/pyinstaller \
+		packaging/hearth.spec
+ifeq ($(shell uname -s),Linux)
+	cp packaging/linux/install.sh packaging/linux/hearth.desktop dist/Hearth/
+	rm -f dist/Hearth-*-linux-*.tar.gz
+	tar -C dist -czf $(PACKAGE_TAR) Hearth
+	@echo "Built dist/Hearth/Hearth ($$(du -sh dist/Hearth | cut -f1)) and $(PACKAGE_TAR) ($$(du -h $(PACKAGE_TAR) | cut -f1))"
+endif
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

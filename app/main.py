@@ -5,24 +5,54 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import qasync
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
-from app.views.chat_window import ChatWindow
+from app.crash import CrashReporter
+from app.main_window import MainWindow
 from backend.engine.types import LoadPlan
 from backend.facade import Backend
 
 STARTER_MODEL = "smollm2:135m"  # ships inside a package: works offline, loads in a blink
 STARTER_PLAN = LoadPlan(n_ctx=4096)
+# Beside app/ in a checkout and in the packaged app alike (the bundle keeps assets/ there).
+ICONS = Path(__file__).resolve().parents[1] / "assets" / "icons"
 
 
-async def _run_window(window: ChatWindow) -> int:
-    """Show the window at once, load the starter model behind it, live until it closes."""
+def app_icon() -> QIcon:
+    """Hearth's mark at every rendered size, so each window and the taskbar pick a crisp one."""
+    icon = QIcon()
+    for png in sorted(ICONS.glob("hearth-*.png")):
+        icon.addFile(str(png))
+    return icon
+
+
+def first_model(backend: Backend) -> str | None:
+    """The model to open with: the last one used if it is still there, else the starter."""
+    names = {model.id for model in backend.models()}
+    for name in (backend.settings.default_model, STARTER_MODEL):
+        if name and name in names:
+            return name
+    return None
+
+
+async def _run_window(window: MainWindow, backend: Backend, crashes: CrashReporter) -> int:
+    """Show the window at once, load a model behind it, live until it closes."""
+    crashes.install(asyncio.get_running_loop())
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     window.show()
-    window.load_model(STARTER_MODEL, STARTER_PLAN)  # a task; the window renders its outcome
+    window.status.start()
+    name = first_model(backend)
+    if backend.settings.default_model is None or name is None:
+        # First run (or nothing left to chat with): the Models page's welcome offers the
+        # built-in starter (instant) and the catalog's best pick for this machine.
+        window.show_page("models")
+    else:
+        window.load_model(name)  # a task; the window renders its outcome
     await closed.wait()
     return 0
 
@@ -32,15 +62,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = existing if isinstance(existing, QApplication) else QApplication(
         list(argv) if argv is not None else sys.argv)
     app.setApplicationName("Hearth")
+    # Ties the window to packaging/linux/hearth.desktop (Wayland's app id): docks and
+    # switchers show the menu entry's name and icon for it.
+    app.setDesktopFileName("hearth")
+    app.setWindowIcon(app_icon())
     # The window's close ends the asyncio run below instead of Qt's last-window rule, so
     # asyncio still gets to cancel the tasks in flight before the engine shuts down.
     app.setQuitOnLastWindowClosed(False)
     backend = Backend()
     try:
-        window = ChatWindow(backend)
+        window = MainWindow(backend)
+        crashes = CrashReporter(lambda: window)
         # Leaving the Runner cancels leftover tasks (a streaming reply, a load in progress)
         # and closes their event streams, which cancels their engine requests.
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            return runner.run(_run_window(window))
+            return runner.run(_run_window(window, backend, crashes))
     finally:
         backend.close()  # joins the engine thread, which frees the model and its context

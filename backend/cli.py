@@ -2,11 +2,14 @@
 
     hearth                      open the app
     hearth run MODEL [PROMPT]   stream one reply, or chat interactively (/bye quits)
+    hearth run --url URL MODEL  the same with a model of a remote OpenAI-compatible server
+    hearth connections ...      saved remote servers (list, add, rm); models as NAME/MODEL
     hearth list                 models on this machine
     hearth create NAME -f FILE  make a preset (base model + defaults) from a Modelfile
     hearth ps                   what a running `hearth serve` has loaded
     hearth bench --model M      load-test an OpenAI-compatible server (latency, tokens/s)
     hearth --version
+    hearth --self-test          load the starter model, generate, serve one request; JSON report
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ from pathlib import Path
 from backend import __version__
 from backend.benchmark.command import add_bench_command, run_bench
 from backend.cli_library import add_library_commands, run_library_command
+from backend.cli_remote import (
+    add_connections_command,
+    add_remote_run_flags,
+    run_connections_command,
+    run_remote,
+    wants_remote,
+)
 from backend.engine.engine import Engine
 from backend.engine.types import (
     ChatMessage,
@@ -68,6 +78,9 @@ def _open_app() -> int:
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hearth", description="Chat with local LLMs.")
     parser.add_argument("--version", action="version", version=f"hearth {__version__}")
+    parser.add_argument("--self-test", action="store_true",
+                        help="check this install end to end (model, generation, API server); "
+                        "prints a JSON report, exits non-zero on a failure")
     sub = parser.add_subparsers(dest="command")
 
     run = sub.add_parser("run", help="chat with a model in the terminal")
@@ -85,6 +98,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overflow", choices=[p.value for p in OverflowPolicy],
                      default=OverflowPolicy.TRUNCATE_MIDDLE.value)
     run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
+    add_remote_run_flags(run)
+    add_connections_command(sub)
 
     add_library_commands(sub)
 
@@ -134,6 +149,8 @@ async def _reply(engine: Engine, request: GenerationRequest, verbose: bool) -> s
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if wants_remote(args):
+        return await run_remote(args)
     model = resolve_model(args.model, allow_paths=True)
     preset = find_preset(args.model)
     n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or 4096
@@ -274,9 +291,15 @@ def _ps(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     try:
+        if args.self_test:
+            from backend.self_test import run_self_test
+
+            return run_self_test()
         if args.command is None:
             return _open_app()
         handled = run_library_command(args)
+        if handled is None:
+            handled = run_connections_command(args)
         if handled is not None:
             return handled
         if args.command == "run":

@@ -93,3 +93,72 @@ class ServerBusy(BackendError):
     """More requests are waiting than the queue allows: the client should retry later."""
 
     http_status = 503
+
+
+# --- Chat history (backend/store) ---
+
+
+class ConversationNotFound(BackendError):
+    http_status = 404
+
+
+class HistoryUnavailable(BackendError):
+    """The history file cannot be opened or read (unwritable folder, damaged or newer file).
+    The file is never modified in that case."""
+
+    http_status = 500
+
+
+# --- Remote engines (backend/remote): OpenAI-compatible servers elsewhere ---
+# The API server answers 502/504 for most of these: the client's request was fine, the
+# server Hearth forwarded it to was not.
+
+
+class RemoteUnreachable(BackendError):
+    """Nothing answered at the connection's URL (refused, DNS, connect timeout)."""
+
+    http_status = 502
+
+
+class RemoteAuthFailed(BackendError):
+    """The remote server refused the API key (401/403)."""
+
+    http_status = 502
+
+
+class RemoteModelNotFound(BackendError):
+    http_status = 404
+
+
+class RemoteTimeout(BackendError):
+    """The remote server accepted the request, then went quiet for too long."""
+
+    http_status = 504
+
+
+class RemoteStreamCut(BackendError):
+    """The reply stream ended before the server said it was done.
+
+    ``partial_text`` is what arrived before the cut, so a chat can keep it.
+    """
+
+    http_status = 502
+
+    def __init__(self, user_message: str, partial_text: str = "") -> None:
+        super().__init__(user_message)
+        self.partial_text = partial_text
+
+
+class RemoteRequestFailed(BackendError):
+    """Any other error answer of the remote server; ``user_message`` quotes its message.
+
+    ``http_status`` is the remote's own status for client errors (4xx: the request itself was
+    refused, e.g. too long), else 502.
+    """
+
+    http_status = 502
+
+    def __init__(self, user_message: str, status: int | None = None) -> None:
+        super().__init__(user_message)
+        if status is not None and 400 <= status < 500:
+            self.http_status = status

@@ -13,12 +13,16 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from backend.engine.types import LoadPlan
 from backend.errors import BackendError, InsufficientMemory
 from backend.library.local import LocalModel
 from backend.paths import hearth_paths
 from backend.settings import EngineSettings, write_json_atomic
+
+if TYPE_CHECKING:
+    from backend.hardware.planner import PlanRequest
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +59,7 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
                     n_parallel=engine.parallel, n_threads=engine.threads,
                     flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type)
     try:
-        from backend.hardware.planner import PlanRequest, next_smaller_plan, plan_offload
+        from backend.hardware.planner import next_smaller_plan, plan_offload
         from backend.hardware.probe import probe_hardware
         from backend.library.gguf_meta import read_gguf_metadata
 
@@ -65,10 +69,7 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
         # An unreadable header: let the engine load it and say precisely what is wrong.
         yield PlannedLoad(base, "Loading with your settings (the model header was unreadable).")
         return
-    offload = plan_offload(meta, hardware, PlanRequest(
-        n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
-        flash_attn=engine.flash_attn is not False, n_parallel=engine.parallel,
-        n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20))
+    offload = plan_offload(meta, hardware, plan_request(engine))
     if offload.verdict == "too_large":
         raise InsufficientMemory(offload.reason)
     remembered = _remembered().get(str(model.path))
@@ -85,6 +86,16 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
     while (current := next_smaller_plan(current)) is not None:
         yield PlannedLoad(_with_settings(current.to_load_plan(), engine),
                           f"Retrying with less memory: {current.reason}", current)
+
+
+def plan_request(engine: EngineSettings) -> PlanRequest:
+    """What the planner is asked, from the user's engine settings (loads and the GUI's bar)."""
+    from backend.hardware.planner import PlanRequest
+
+    return PlanRequest(
+        n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
+        flash_attn=engine.flash_attn is not False, n_parallel=engine.parallel,
+        n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20)
 
 
 def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:

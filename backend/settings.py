@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.engine.types import OverflowPolicy
 from backend.paths import hearth_paths
+from backend.remote.connections import ConnectionList
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +71,8 @@ class ServerSettings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     enabled: bool = Field(False, description="Serve the API while the app runs.")
-    host: str = Field("127.0.0.1", description="Address to bind; anything but loopback needs "
-                      "an API key.")
+    host: str = Field("127.0.0.1", min_length=1, description="Address to bind; anything but "
+                      "loopback needs an API key.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to listen on; 0 picks a "
                       "free one.")
     api_key: str | None = Field(None, description="Bearer token every route but /health "
@@ -97,6 +98,15 @@ class LibrarySettings(BaseModel):
                                    "in place.")
 
 
+class ChatSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    system_prompt: str = Field("", description="Instructions sent before every chat; empty "
+                               "for the model's own default behaviour.")
+    preset: str | None = Field(None, description="The preset loaded last in the parameter "
+                               "panel.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -105,6 +115,10 @@ class Settings(BaseModel):
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    connections: ConnectionList = Field(
+        default_factory=list, description="Remote OpenAI-compatible servers to chat through "
+        "(their API keys live in the keyring, not here).")
+    chat: ChatSettings = Field(default_factory=ChatSettings)
 
 
 def settings_path() -> Path:

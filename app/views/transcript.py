@@ -6,8 +6,22 @@ once per ``REPAINT_INTERVAL_MS`` however fast tokens arrive.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer
-from PySide6.QtWidgets import QFrame, QLabel, QScrollArea, QVBoxLayout, QWidget
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QScrollArea,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.markdown_blocks import Block, BlockSplitter
+from app.views.blocks import BlockWidget, ProseBlock, make_block_widget
 
 # ~30 fps: smooth to the eye, and a 500 tok/s model costs ~15 tokens per repaint, not 15 repaints.
 REPAINT_INTERVAL_MS = 30
@@ -15,55 +29,134 @@ _ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System", "no
 
 
 class MessageView(QFrame):
-    """One turn. Assistant text is markdown; user text is shown exactly as typed."""
+    """One turn. Assistant text is markdown split into blocks; user text is shown as typed.
+
+    Actions (copy, edit, regenerate, delete) are emitted as signals carrying this view; the
+    chat page decides what they mean for the conversation and its stored history.
+    """
+
+    edit_requested = Signal(object)
+    regenerate_requested = Signal(object)
+    delete_requested = Signal(object)
 
     def __init__(self, role: str, text: str = "", *, title: str | None = None,
-                 parent: QWidget | None = None) -> None:
+                 message_id: int | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.role = role
+        self.message_id = message_id
         self.setObjectName(f"message_{role}")
         self._parts: list[str] = [text]
+        self._final = role != "assistant" or bool(text)
+        self._splitter = BlockSplitter()
+        self._blocks: list[BlockWidget] = []
         self._repaint = QTimer(self, singleShot=True, interval=REPAINT_INTERVAL_MS)
         self._repaint.timeout.connect(self.flush)
 
         self.title = QLabel(title or _ROLE_TITLES.get(role, role), self)
         self.title.setObjectName("message_title")
-        self.body = QLabel(self)
-        self.body.setWordWrap(True)
-        self.body.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
-        self.body.setOpenExternalLinks(True)
-        self.body.setTextFormat(Qt.TextFormat.MarkdownText if role == "assistant"
-                                else Qt.TextFormat.PlainText)
+        header = QHBoxLayout()
+        header.setContentsMargins(0, 0, 0, 0)
+        header.setSpacing(2)
+        header.addWidget(self.title, 1)
+        self.copy_button = self._tool("Copy", "Copy this message", self.copy)
+        self.edit_button = self._tool("Edit", "Edit and send again",
+                                      lambda: self.edit_requested.emit(self))
+        self.regenerate_button = self._tool("Regenerate", "Write this reply again",
+                                            lambda: self.regenerate_requested.emit(self))
+        self.delete_button = self._tool("Delete", "Delete this message",
+                                        lambda: self.delete_requested.emit(self))
+        for button in (self.copy_button, self.edit_button, self.regenerate_button,
+                       self.delete_button):
+            header.addWidget(button)
+        self.edit_button.setVisible(role == "user")
+        self.regenerate_button.setVisible(False)  # the page shows it on the last reply only
+        if role == "notice":
+            self.copy_button.hide()
+            self.delete_button.hide()
+
+        self.body = QWidget(self)
+        self._body_layout = QVBoxLayout(self.body)
+        self._body_layout.setContentsMargins(0, 0, 0, 0)
+        self._body_layout.setSpacing(6)
         self.footer = QLabel(self)
         self.footer.setObjectName("message_footer")
         self.footer.setWordWrap(True)
+        self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.footer.setContentsMargins(0, 4, 0, 0)  # a breath between the reply and its stats
         self.footer.hide()
 
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(14, 10, 14, 10)
+        layout.setContentsMargins(14, 8, 14, 10)
         layout.setSpacing(4)
-        layout.addWidget(self.title)
+        layout.addLayout(header)
         layout.addWidget(self.body)
         layout.addWidget(self.footer)
         self.flush()
+
+    def _tool(self, text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
+        button = QToolButton(self)
+        button.setObjectName(f"message_{text.lower()}")
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.clicked.connect(slot)
+        return button
 
     def text(self) -> str:
         return "".join(self._parts)
 
     def append(self, delta: str) -> None:
         """Buffer a streamed delta; the repaint timer coalesces many into one render."""
+        self._final = False
         self._parts.append(delta)
         if not self._repaint.isActive():
             self._repaint.start()
+
+    def finish(self) -> None:
+        """The reply is complete: render it, closing any open block (highlights its code)."""
+        self._final = True
+        self.flush()
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        for button in (self.edit_button, self.regenerate_button, self.delete_button):
+            button.setEnabled(enabled)
+
+    def copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text())
+
+    def block_widgets(self) -> list[BlockWidget]:
+        return list(self._blocks)
 
     def flush(self) -> None:
         """Render the text now (the timer calls this; callers do when a reply ends)."""
         self._repaint.stop()
         text = self.text()
         self._parts = [text]  # keep joins cheap: one string, not thousands of deltas
-        self.body.setText(text)
+        if self.role == "assistant":
+            blocks = self._splitter.feed(text, final=self._final)
+        else:
+            blocks = [Block("prose", text, closed=True)]
+        for index, block in enumerate(blocks):
+            if index < len(self._blocks):
+                widget = self._blocks[index]
+                if widget.block == block:
+                    continue  # a closed block: its widget already shows it
+                if widget.block is not None and widget.block.kind != block.kind:
+                    self._drop_blocks_from(index)
+            if index >= len(self._blocks):
+                widget = make_block_widget(block, self.body) if self.role == "assistant" \
+                    else ProseBlock(self.body, markdown=False)
+                self._body_layout.addWidget(widget)
+                self._blocks.append(widget)
+            self._blocks[index].show_block(block)  # type: ignore[arg-type]
+        self._drop_blocks_from(len(blocks))
         self.body.setVisible(bool(text))
+
+    def _drop_blocks_from(self, index: int) -> None:
+        for widget in self._blocks[index:]:
+            self._body_layout.removeWidget(widget)
+            widget.deleteLater()
+        del self._blocks[index:]
 
     def set_footer(self, text: str, *, error: bool = False) -> None:
         """Stats under a reply, or what went wrong (errors in red, stats dimmed)."""
@@ -101,8 +194,10 @@ class TranscriptView(QScrollArea):
         bar.valueChanged.connect(self._remember_position)
         bar.rangeChanged.connect(self._keep_following)
 
-    def add_message(self, role: str, text: str = "", *, title: str | None = None) -> MessageView:
-        view = MessageView(role, text, title=title, parent=self.widget())
+    def add_message(self, role: str, text: str = "", *, title: str | None = None,
+                    message_id: int | None = None) -> MessageView:
+        view = MessageView(role, text, title=title, message_id=message_id,
+                           parent=self.widget())
         self._layout.insertWidget(self._layout.count() - 1, view)
         self._views.append(view)
         self._follow = True  # a new turn is always worth showing
@@ -110,6 +205,19 @@ class TranscriptView(QScrollArea):
 
     def messages(self) -> list[MessageView]:
         return list(self._views)
+
+    def remove_from(self, view: MessageView) -> None:
+        """Remove ``view`` and every message after it."""
+        index = self._views.index(view)
+        for later in self._views[index:]:
+            self._layout.removeWidget(later)
+            later.deleteLater()
+        del self._views[index:]
+
+    def remove(self, view: MessageView) -> None:
+        self._views.remove(view)
+        self._layout.removeWidget(view)
+        view.deleteLater()
 
     def clear(self) -> None:
         for view in self._views:

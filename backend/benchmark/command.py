@@ -2,6 +2,7 @@
 
     hearth bench --model smollm2:135m                     start `hearth serve`, sweep 1,4,8
     hearth bench --url http://host:8080 --model NAME      any OpenAI-compatible server
+    hearth bench --url http://localhost:8000/v1 MODEL     the same (a remote engine's base URL)
     hearth bench ... --clients 1,2,4 --requests 3 --max-tokens 64 --json --plot sweep.png
 """
 
@@ -37,8 +38,9 @@ def add_bench_command(sub: Any) -> None:
                            "a `hearth serve` started for the run)")
     bench.add_argument("--url", help="the server to test, e.g. http://127.0.0.1:8080 (default: "
                        "start `hearth serve` with --model for the run)")
-    bench.add_argument("--model", required=True, help="model name to request (and to load "
-                       "when Hearth's own server is started)")
+    bench.add_argument("model_name", nargs="?", metavar="MODEL", help="same as --model")
+    bench.add_argument("--model", help="model name to request (and to load when Hearth's own "
+                       "server is started)")
     bench.add_argument("--clients", type=_levels, default=[1, 4, 8], metavar="N,N,...",
                        help="concurrent clients at each level of the sweep (default 1,4,8)")
     bench.add_argument("--requests", type=int, default=3, metavar="R",
@@ -56,11 +58,22 @@ def add_bench_command(sub: Any) -> None:
                        help="save a plot of the sweep (needs matplotlib)")
 
 
+def _server_root(url: str) -> str:
+    """The load generator adds /v1/...; accept the OpenAI base URL people copy, too."""
+    url = url.rstrip("/")
+    return url.removesuffix("/v1")
+
+
 def run_bench(args: argparse.Namespace) -> int:
     if args.requests < 1 or args.max_tokens < 1:
         print("error: --requests and --max-tokens must be at least 1.", file=sys.stderr)
         return 1
-    target = args.url.rstrip("/") if args.url else None
+    args.model = args.model or args.model_name
+    if not args.model:
+        print("error: name the model to benchmark: hearth bench [--url URL] MODEL.",
+              file=sys.stderr)
+        return 1
+    target = _server_root(args.url) if args.url else None
 
     def measure(url: str) -> list[LevelResult]:
         return asyncio.run(sweep(url, args.model, args.clients, args.requests,

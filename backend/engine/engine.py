@@ -44,6 +44,7 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
         self._loaded: LoadedModel | None = None
+        self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -59,6 +60,10 @@ class Engine:
             lambda: self._load_on_engine_thread(model.id, model.path, plan))
         self._loaded = await asyncio.wrap_future(future)
         return self._loaded
+
+    def _note_load_progress(self, fraction: float) -> None:  # engine thread
+        # A float assignment is atomic; the GUI polls it for its progress bar.
+        self.load_progress = fraction
 
     async def unload(self) -> None:
         await asyncio.wrap_future(self._scheduler.call(self._unload_on_engine_thread))
@@ -128,7 +133,9 @@ class Engine:
     # -- engine thread ---------------------------------------------------------------------
     def _load_on_engine_thread(self, model_id: str, path: Path, plan: LoadPlan) -> LoadedModel:
         self._unload_on_engine_thread()
-        model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap)
+        self.load_progress = 0.0
+        model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap,
+                            on_progress=self._note_load_progress)
         try:
             threads = plan.n_threads or physical_cores()
             n_ctx = min(plan.n_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else plan.n_ctx

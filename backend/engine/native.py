@@ -8,8 +8,10 @@ requests, slots or asyncio; ``scheduler.py`` does.
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,11 +89,22 @@ def check_gguf_file(path: Path) -> None:
 class NativeModel:
     """A loaded llama.cpp model and its vocabulary."""
 
-    def __init__(self, path: Path, n_gpu_layers: int = 0, use_mmap: bool = True) -> None:
+    def __init__(self, path: Path, n_gpu_layers: int = 0, use_mmap: bool = True,
+                 on_progress: Callable[[float], None] | None = None) -> None:
         start_backend()
         check_gguf_file(path)
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
+        if on_progress is not None:
+            # Called by llama.cpp on this (the engine) thread while tensors load; returning
+            # True keeps loading. The ctypes object must outlive the load call.
+            def progress(fraction: float, _user_data: object) -> bool:
+                with contextlib.suppress(Exception):  # never let a UI hook abort a load
+                    on_progress(float(fraction))
+                return True
+
+            progress_cb = C.llama_progress_callback(progress)
+            params.progress_callback = progress_cb
         # This llama.cpp replaced use_mmap with load_mode (ctypes ignores unknown fields).
         params.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
         _take_recent_errors()

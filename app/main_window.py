@@ -1,0 +1,204 @@
+"""The main window: sidebar | pages (Chat, Models, Server) | parameter panel, status bar.
+
+It wires pages to each other through their signals and owns nothing else: each page talks to
+the one ``Backend`` itself. Threading contract: GUI thread only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QMenu,
+    QSplitter,
+    QStackedWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.style import window_style_sheet
+from app.views.banner import Banner
+from app.views.chat_page import ChatPage
+from app.views.models_page import ModelsPage
+from app.views.parameter_panel import ParameterPanel
+from app.views.server_page import ServerPage, ServerStatus
+from app.views.sidebar import Sidebar
+from app.views.status_bar import StatusBar
+from backend.engine.types import LoadedModel
+from backend.facade import Backend
+
+PAGES = ("chat", "models", "server")
+
+
+class MainWindow(QMainWindow):
+    closed = Signal()
+
+    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._backend = backend
+        self._restyling = False
+        self.setWindowTitle("Hearth")
+        self.resize(1280, 800)
+        self.setStyleSheet(window_style_sheet(self.palette()))
+
+        self.banner = Banner(self)
+        self.chat = ChatPage(backend, self)
+        self.models = ModelsPage(backend, self)
+        self.server = ServerPage(backend, self)
+        self.sidebar = Sidebar(backend.history, self)
+        self.sidebar.setMinimumWidth(200)
+        self.pages = QStackedWidget(self)
+        for page in (self.chat, self.models, self.server):
+            self.pages.addWidget(page)
+
+        centre = QWidget(self)
+        column = QVBoxLayout(centre)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(0)
+        column.addWidget(self.banner)
+        column.addWidget(self.pages, 1)
+        splitter = QSplitter(Qt.Orientation.Horizontal, self)
+        splitter.addWidget(self.sidebar)
+        splitter.addWidget(centre)
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([240, 1040])
+        splitter.setChildrenCollapsible(False)
+        self.setCentralWidget(splitter)
+
+        self.parameters = ParameterPanel(backend, self)
+        self.parameter_dock = QDockWidget("Parameters", self)
+        self.parameter_dock.setObjectName("parameter_dock")
+        self.parameter_dock.setWidget(self.parameters)
+        self.parameter_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
+                                        | QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.parameter_dock.setMinimumWidth(300)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.parameter_dock)
+
+        self.status = StatusBar(backend.probe_hardware, self)
+        self.setStatusBar(self.status)
+        self._build_menus()
+        self._connect()
+        self.show_page("chat")
+
+    # -- wiring ----------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        chat = self.menuBar().addMenu("&Chat")
+        self.new_chat_action = self._action(chat, "&New chat", QKeySequence.StandardKey.New,
+                                            self.new_chat)
+        self.stop_action = self._action(chat, "&Stop reply / cancel edit", QKeySequence("Esc"),
+                                        self.chat.stop_reply)
+        self.picker_action = self._action(chat, "Pick a &model…", QKeySequence("Ctrl+K"),
+                                          self.pick_model)
+        self.regenerate_action = self._action(chat, "&Regenerate reply",
+                                              QKeySequence("Ctrl+R"), self.chat.regenerate)
+        chat.addSeparator()
+        self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        view = self.menuBar().addMenu("&View")
+        for index, name in enumerate(PAGES, start=1):
+            self._action(view, name.title(), QKeySequence(f"Ctrl+{index}"),
+                         lambda name=name: self.show_page(name))
+        view.addSeparator()
+        toggle = self.parameter_dock.toggleViewAction()
+        toggle.setText("&Parameters")
+        toggle.setShortcut(QKeySequence("Ctrl+Shift+P"))
+        view.addAction(toggle)
+
+    def _action(self, menu: QMenu, text: str, keys: QKeySequence | QKeySequence.StandardKey,
+                slot: Callable[[], object]) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(keys)
+        action.triggered.connect(lambda _checked=False: slot())
+        menu.addAction(action)
+        return action
+
+    def _connect(self) -> None:
+        self.sidebar.page_requested.connect(self.show_page)
+        self.sidebar.new_chat_requested.connect(self.new_chat)
+        self.sidebar.conversation_selected.connect(self.open_conversation)
+        self.sidebar.conversation_deleted.connect(self._conversation_deleted)
+        self.chat.conversation_changed.connect(self._conversation_changed)
+        self.chat.model_loaded.connect(self._model_loaded)
+        self.chat.reply_finished.connect(self.status.show_reply)
+        self.chat.streaming_changed.connect(self._streaming_changed)
+        self.models.model_chosen.connect(self.use_model)
+        self.parameters.load_settings_changed.connect(self.chat.mark_reload_needed)
+        self.server.server_state_changed.connect(self._server_state)
+        for page in (self.chat, self.models, self.server, self.parameters):
+            page.problem.connect(self.banner.show_message)
+
+    # -- intents ---------------------------------------------------------------------------
+    def show_page(self, name: str) -> None:
+        self.pages.setCurrentIndex(PAGES.index(name))
+        self.sidebar.set_page(name)
+        if name == "chat":
+            self.chat.composer.setFocus()
+
+    def new_chat(self) -> None:
+        if self.chat.new_chat():
+            self.show_page("chat")
+
+    def open_conversation(self, conversation_id: int) -> None:
+        if self.chat.open_conversation(conversation_id):
+            self.show_page("chat")
+        else:
+            self.sidebar.select(self.chat.conversation_id)
+
+    def pick_model(self) -> None:
+        self.show_page("chat")
+        self.chat.focus_model_picker()
+
+    def use_model(self, name: str) -> None:
+        self.show_page("chat")
+        self.chat.load_model(name)
+
+    def load_model(self, name: str) -> None:
+        self.chat.load_model(name)
+
+    def _conversation_changed(self, conversation_id: int | None) -> None:
+        self.sidebar.refresh()
+        self.sidebar.select(conversation_id)
+
+    def _conversation_deleted(self, conversation_id: int) -> None:
+        if self.chat.conversation_id == conversation_id:
+            self.chat.new_chat()
+
+    def _model_loaded(self, loaded: LoadedModel) -> None:
+        self.status.show_model(loaded)
+        self.parameters.set_model(loaded.model_id)
+        if self._backend.settings.default_model != loaded.model_id:
+            self._backend.settings.default_model = loaded.model_id  # reopen with it next time
+            self._backend.save_settings()
+
+    def _streaming_changed(self, streaming: bool) -> None:
+        self.new_chat_action.setEnabled(not streaming)
+
+    def _server_state(self, status: ServerStatus) -> None:
+        if status.state == "running" and status.url:
+            self.status.show_server(f"API on {status.url}")
+        elif status.state == "failed":
+            self.status.show_server("API failed")
+        else:
+            self.status.show_server("")
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        # Light and dark follow the system: re-derive the colours when the palette changes.
+        if event.type() == QEvent.Type.PaletteChange and not self._restyling:
+            self._restyling = True
+            try:
+                self.setStyleSheet(window_style_sheet(self.palette()))
+            finally:
+                self._restyling = False
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.chat.stop_reply()
+        self.parameters.flush()
+        self.models.shutdown()
+        super().closeEvent(event)
+        self.closed.emit()
+
+

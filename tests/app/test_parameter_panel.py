@@ -1,0 +1,269 @@
+"""The parameter panel driven like a person would: real settings file, real presets, the real
+planner on the starter model (no engine load needed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import qasync
+from pydantic import BaseModel, Field, model_validator
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QCheckBox, QDoubleSpinBox, QFileDialog, QInputDialog
+from pytestqt.qtbot import QtBot
+
+from app.views.memory_bar import bar_data
+from app.views.parameter_panel import ParameterPanel
+from app.views.settings_form import SettingsForm
+from backend.facade import Backend
+from backend.hardware.planner import Verdict
+from backend.library.presets import find_preset
+from backend.settings import load_settings, settings_path
+
+STARTER = "smollm2:135m"
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
+    """A qasync loop on pytest-qt's QApplication, marked running by hand (see the same
+    fixture in test_chat_window.py for why not ``already_running=True``)."""
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    asyncio._set_running_loop(loop)
+    try:
+        yield loop
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        deadline = loop.time() + 10
+        while any(not task.done() for task in pending) and loop.time() < deadline:
+            qapp.processEvents()
+    finally:
+        asyncio._set_running_loop(None)
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.fixture
+def backend() -> Iterator[Backend]:
+    backend = Backend()
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def panel(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> ParameterPanel:
+    panel = ParameterPanel(backend)
+    qtbot.addWidget(panel)
+    panel.resize(300, 900)
+    panel.show()
+    qtbot.waitExposed(panel)
+    return panel
+
+
+def _spin(panel: ParameterPanel, form: str, name: str) -> QDoubleSpinBox:
+    editor = getattr(panel, form).editor(name).editor
+    assert isinstance(editor, QDoubleSpinBox)
+    return editor
+
+
+def _saved_after_debounce(qtbot: QtBot) -> None:
+    qtbot.waitUntil(settings_path().exists, timeout=2000)
+
+
+def test_editors_take_their_bounds_from_the_pydantic_fields(panel: ParameterPanel) -> None:
+    temperature = _spin(panel, "sampling", "temperature")
+    top_p = _spin(panel, "sampling", "top_p")
+    assert (temperature.minimum(), temperature.maximum()) == (0.0, 2.0)
+    assert top_p.maximum() == 1.0
+    assert temperature.value() == pytest.approx(0.8)
+    assert "greedy" in temperature.toolTip()  # the field's description
+    n_ctx = panel.engine.editor("n_ctx").editor
+    assert (n_ctx.minimum(), n_ctx.value()) == (256, 4096)  # type: ignore[attr-defined]
+
+
+def test_temperature_and_system_prompt_persist(qtbot: QtBot, panel: ParameterPanel,
+                                               backend: Backend) -> None:
+    _spin(panel, "sampling", "temperature").setValue(0.35)
+    qtbot.keyClicks(panel.system_prompt, "Answer like a pirate.")
+    assert backend.settings.sampling.temperature == pytest.approx(0.35)  # in effect at once
+    _saved_after_debounce(qtbot)
+    saved = load_settings()
+    assert saved.sampling.temperature == pytest.approx(0.35)
+    assert saved.chat.system_prompt == "Answer like a pirate."
+
+
+def test_hiding_the_panel_saves_at_once(qtbot: QtBot, panel: ParameterPanel) -> None:
+    _spin(panel, "sampling", "min_p").setValue(0.2)
+    panel.hide()  # the dock was closed: nothing may wait for a timer
+    assert load_settings().sampling.min_p == pytest.approx(0.2)
+
+
+def test_auto_checkbox_means_none(qtbot: QtBot, panel: ParameterPanel,
+                                  backend: Backend) -> None:
+    layers = panel.engine.editor("gpu_layers")
+    assert backend.settings.engine.gpu_layers is None
+    assert isinstance(layers.none_box, QCheckBox) and layers.none_box.text() == "Auto"
+    assert layers.none_box.isChecked() and not layers.editor.isEnabled()
+    layers.none_box.setChecked(False)
+    assert backend.settings.engine.gpu_layers == 0
+    layers.editor.setValue(7)  # type: ignore[attr-defined]
+    assert backend.settings.engine.gpu_layers == 7
+    layers.none_box.setChecked(True)
+    assert backend.settings.engine.gpu_layers is None
+    seed = panel.sampling.editor("seed")
+    assert seed.none_box is not None and seed.none_box.text() == "Random"
+
+
+def test_only_load_fields_ask_for_a_reload(qtbot: QtBot, panel: ParameterPanel,
+                                           backend: Backend) -> None:
+    with qtbot.assertNotEmitted(panel.load_settings_changed):
+        _spin(panel, "sampling", "temperature").setValue(1.1)
+    with qtbot.waitSignal(panel.load_settings_changed, timeout=1000):
+        panel.engine.editor("n_ctx").editor.setValue(2048)  # type: ignore[attr-defined]
+    assert backend.settings.engine.n_ctx == 2048
+    with qtbot.waitSignal(panel.load_settings_changed, timeout=1000):
+        kv = panel.engine.editor("kv_cache_type").editor
+        kv.setCurrentIndex(kv.findData("q8_0"))  # type: ignore[attr-defined]
+    assert backend.settings.engine.kv_cache_type == "q8_0"
+    with qtbot.assertNotEmitted(panel.load_settings_changed):
+        overflow = panel.engine.editor("overflow").editor
+        overflow.setCurrentIndex(overflow.findData("stop"))  # type: ignore[attr-defined]
+    assert backend.settings.engine.overflow == "stop"
+
+
+def test_an_invalid_value_keeps_the_previous_one_and_says_why(qtbot: QtBot) -> None:
+    class Pair(BaseModel):
+        low: int = Field(1, ge=0, le=10)
+        high: int = Field(5, ge=0, le=10)
+
+        @model_validator(mode="after")
+        def ordered(self) -> Pair:
+            if self.low > self.high:
+                raise ValueError("low must not exceed high")
+            return self
+
+    holder = {"value": Pair()}
+    form = SettingsForm(lambda: holder["value"], lambda v: holder.update(value=v),
+                        ["low", "high"])
+    qtbot.addWidget(form)
+    form.show()
+    low = form.editor("low")
+    low.editor.setValue(8)  # type: ignore[attr-defined]
+    assert holder["value"].low == 1
+    assert low.value() == 1
+    assert "low must not exceed high" in low.problem.text() and low.problem.isVisible()
+    low.editor.setValue(3)  # type: ignore[attr-defined]
+    assert holder["value"].low == 3 and not low.problem.isVisible()
+
+
+def test_save_a_preset_and_load_it_back(qtbot: QtBot, panel: ParameterPanel,
+                                        backend: Backend) -> None:
+    panel.set_model(STARTER)
+    _spin(panel, "sampling", "temperature").setValue(0.25)
+    panel.system_prompt.setPlainText("Be brief.")
+    with qtbot.waitSignal(panel.presets.combo.model().rowsInserted, timeout=TIMEOUT_MS):
+        panel.presets.save_preset_as("brief")
+    assert panel.presets.combo.findText("brief") >= 0
+    saved = find_preset("brief")
+    assert saved is not None and saved.base == STARTER
+    assert saved.parameters["temperature"] == pytest.approx(0.25)
+
+    _spin(panel, "sampling", "temperature").setValue(1.5)
+    panel.system_prompt.setPlainText("Be long-winded.")
+    panel.presets.combo.setCurrentIndex(panel.presets.combo.findText("brief"))
+    with qtbot.waitSignal(panel.preset_applied, timeout=1000):
+        qtbot.mouseClick(panel.presets.load_button, Qt.MouseButton.LeftButton)
+    assert backend.settings.sampling.temperature == pytest.approx(0.25)
+    assert _spin(panel, "sampling", "temperature").value() == pytest.approx(0.25)
+    assert panel.system_prompt.toPlainText() == "Be brief."
+    assert backend.settings.chat.preset == "brief"
+
+
+def test_import_a_modelfile_applies_it(qtbot: QtBot, panel: ParameterPanel, backend: Backend,
+                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    modelfile = tmp_path / "terse" / "Modelfile"
+    modelfile.parent.mkdir()
+    modelfile.write_text(f'FROM {STARTER}\nSYSTEM """You are terse."""\n'
+                         "PARAMETER temperature 0.3\nPARAMETER num_ctx 2048\n", encoding="utf-8")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(modelfile), "")))
+    monkeypatch.setattr(QInputDialog, "getText",
+                        staticmethod(lambda *a, text="", **k: (text, True)))
+    with qtbot.waitSignal(panel.preset_applied, timeout=TIMEOUT_MS) as applied, \
+            qtbot.waitSignal(panel.load_settings_changed, timeout=TIMEOUT_MS):
+        qtbot.mouseClick(panel.presets.import_button, Qt.MouseButton.LeftButton)
+    assert applied.args == ["terse"]  # named after the Modelfile's folder
+    assert backend.settings.sampling.temperature == pytest.approx(0.3)
+    assert backend.settings.engine.n_ctx == 2048
+    assert backend.settings.chat.system_prompt == "You are terse."
+    assert panel.system_prompt.toPlainText() == "You are terse."
+    assert panel.engine.editor("n_ctx").value() == 2048
+    assert panel.presets.combo.currentText() == "terse"
+    panel.flush()
+    assert load_settings().engine.n_ctx == 2048
+
+
+def test_a_broken_modelfile_is_reported_with_its_line(qtbot: QtBot, panel: ParameterPanel,
+                                                      backend: Backend, tmp_path: Path) -> None:
+    modelfile = tmp_path / "broken.modelfile"
+    modelfile.write_text(f"FROM {STARTER}\nPARAMETER temperature 0.3\nPARAMETR top_k 5\n",
+                         encoding="utf-8")
+    with qtbot.waitSignal(panel.problem, timeout=TIMEOUT_MS) as problem:
+        panel.presets.import_modelfile(str(modelfile), "broken")
+    assert "line 3" in problem.args[0] and "PARAMETR" in problem.args[0]
+    assert find_preset("broken") is None
+    assert backend.settings.sampling.temperature == pytest.approx(0.8)  # nothing applied
+
+
+def test_memory_bar_shows_a_real_plan_for_the_starter_model(
+        qtbot: QtBot, panel: ParameterPanel, backend: Backend) -> None:
+    panel.set_model(STARTER)
+    qtbot.waitUntil(lambda: panel.memory_bar.plan is not None, timeout=TIMEOUT_MS)
+    plan = panel.memory_bar.plan
+    assert plan is not None
+    if not backend.hardware.usable_gpus:
+        assert plan.verdict is Verdict.CPU
+    data = panel.memory_bar.data()
+    assert data is not None and data == bar_data(plan)
+    assert all(s.bytes > 0 for s in data.segments[:3])  # weights, KV cache, compute
+    assert 0 < data.used < data.free
+    assert panel.memory_bar.reason.text() == plan.reason
+    first_kv = data.segments[1].bytes
+
+    # A load field changes the plan (after the debounce, off the GUI thread).
+    panel.engine.editor("n_ctx").editor.setValue(8192)  # type: ignore[attr-defined]
+    qtbot.waitUntil(lambda: panel.memory_bar.plan is not None
+                    and panel.memory_bar.plan.n_ctx == 8192, timeout=TIMEOUT_MS)
+    data = panel.memory_bar.data()
+    assert data is not None and data.segments[1].bytes > first_kv
+    panel.grab()  # paints the bar and legend without errors
+
+
+def test_the_panel_fits_the_dock_width(panel: ParameterPanel) -> None:
+    panel.resize(300, 800)
+    content = panel.widget()
+    assert content.minimumSizeHint().width() <= 300
+
+
+def test_replacing_a_preset_keeps_what_the_panel_does_not_show(
+        qtbot: QtBot, panel: ParameterPanel, backend: Backend, tmp_path: Path) -> None:
+    modelfile = tmp_path / "helper.modelfile"
+    modelfile.write_text(f'FROM {STARTER}\nPARAMETER stop "<|im_end|>"\nPARAMETER seed -1\n'
+                         "PARAMETER num_predict 200\nMESSAGE user Hi\nMESSAGE assistant Hello!\n",
+                         encoding="utf-8")
+    with qtbot.waitSignal(panel.preset_applied, timeout=TIMEOUT_MS):
+        panel.presets.import_modelfile(str(modelfile), "helper")
+    assert backend.settings.sampling.seed is None  # Ollama's -1: random
+    assert backend.settings.sampling.max_tokens == 200
+    _spin(panel, "sampling", "top_p").setValue(0.5)
+    with qtbot.waitSignal(panel.presets.saved, timeout=TIMEOUT_MS):
+        panel.presets.save_preset_as("helper")
+    saved = find_preset("helper")
+    assert saved is not None
+    assert saved.parameters["top_p"] == pytest.approx(0.5)
+    assert saved.parameters["stop"] == ["<|im_end|>"]
+    assert [m.content for m in saved.messages] == ["Hi", "Hello!"]
