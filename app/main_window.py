@@ -7,6 +7,7 @@ the one ``Backend`` itself. Threading contract: GUI thread only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QEvent, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -29,6 +30,9 @@ from app.views.server_page import ServerPage, ServerStatus
 from app.views.sidebar import Sidebar
 from app.views.status_bar import StatusBar
 from backend.engine.types import LoadedModel
+
+if TYPE_CHECKING:
+    from app.views.connections_dialog import ConnectionsDialog
 from backend.facade import Backend
 
 PAGES = ("chat", "models", "server")
@@ -96,6 +100,9 @@ class MainWindow(QMainWindow):
         self.regenerate_action = self._action(chat, "&Regenerate reply",
                                               QKeySequence("Ctrl+R"), self.chat.regenerate)
         chat.addSeparator()
+        self._action(chat, "Remote &connections…", QKeySequence("Ctrl+Shift+C"),
+                     self.edit_connections)
+        chat.addSeparator()
         self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         view = self.menuBar().addMenu("&View")
         for index, name in enumerate(PAGES, start=1):
@@ -122,6 +129,8 @@ class MainWindow(QMainWindow):
         self.sidebar.conversation_deleted.connect(self._conversation_deleted)
         self.chat.conversation_changed.connect(self._conversation_changed)
         self.chat.model_loaded.connect(self._model_loaded)
+        self.chat.remote_model_chosen.connect(
+            lambda model: self.status.model_label.setText(f"{model} · remote"))
         self.chat.reply_finished.connect(self.status.show_reply)
         self.chat.streaming_changed.connect(self._streaming_changed)
         self.models.model_chosen.connect(self.use_model)
@@ -157,6 +166,15 @@ class MainWindow(QMainWindow):
 
     def load_model(self, name: str) -> None:
         self.chat.load_model(name)
+
+    def edit_connections(self) -> ConnectionsDialog:
+        from app.views.connections_dialog import ConnectionsDialog
+
+        dialog = ConnectionsDialog(self._backend, self)
+        dialog.connections_changed.connect(self.chat.refresh_models)
+        dialog.open()  # not exec(): a nested modal loop would stall asyncio
+        self.connections_dialog = dialog
+        return dialog
 
     def _conversation_changed(self, conversation_id: int | None) -> None:
         self.sidebar.refresh()
@@ -195,9 +213,12 @@ class MainWindow(QMainWindow):
                 self._restyling = False
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        # Stop everything that would fire later: the event loop may be gone by then.
         self.chat.stop_reply()
-        self.parameters.flush()
+        self.chat.shutdown()
+        self.parameters.shutdown()
         self.models.shutdown()
+        self.status.stop()
         super().closeEvent(event)
         self.closed.emit()
 

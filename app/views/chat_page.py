@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -26,7 +26,7 @@ from qasync import asyncSlot
 
 from app.views.composer import Composer
 from app.views.transcript import MessageView, TranscriptView
-from backend.engine.types import ChatMessage, Finished, LoadPlan, TextDelta
+from backend.engine.types import ChatMessage, Finished, LoadedModel, LoadPlan, TextDelta
 from backend.errors import BackendError
 from backend.store import ReplyRecorder
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from backend.facade import Backend
     from backend.store import StoredMessage
 
+REMOTE_ROLE = Qt.ItemDataRole.UserRole + 1  # picker rows that came from a connection
 _STATE_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "stopped",
                      "error": "error"}
 _POLICY_WORDS = {"stop": "stop when full", "truncate_middle": "drop middle turns when full",
@@ -66,6 +67,8 @@ class ChatPage(QWidget):
     conversation_changed = Signal(object)  # the open conversation's id (or None): sidebar
     streaming_changed = Signal(bool)
     problem = Signal(str)  # a sentence for the window's banner
+    remote_models_listed = Signal(list)  # ids of connections' models now in the picker
+    remote_model_chosen = Signal(str)
 
     def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,6 +80,10 @@ class ChatPage(QWidget):
         self._stopping = False
         self._reload_needed = False
         self._editing: MessageView | None = None
+        # A connection's model ("<connection>/<model>") chosen in the picker: replies stream
+        # from that server and nothing is loaded locally.
+        self.remote_model: str | None = None
+        self._remote_ids: set[str] = set()
         self._build()
         self.refresh_models()
         self._update_controls()
@@ -159,8 +166,9 @@ class ChatPage(QWidget):
         self._show_context(None)
 
     def _ready(self) -> bool:
-        """A reply can be requested: a model is loaded and nothing else is in flight."""
-        return self._backend.loaded is not None and not self.loading and not self.streaming
+        """A reply can be requested: a model is chosen and nothing else is in flight."""
+        has_model = self.remote_model is not None or self._backend.loaded is not None
+        return has_model and not self.loading and not self.streaming
 
     def _update_controls(self) -> None:
         can_stop = self.streaming and not self._stopping
@@ -172,13 +180,17 @@ class ChatPage(QWidget):
         last_reply = next((v for v in reversed(views) if v.role == "assistant"), None)
         for view in views:
             view.set_actions_enabled(not self.streaming)
-            view.regenerate_button.setVisible(view is last_reply and views[-1] is view)
+            last = view is last_reply and views[-1] is view
+            view.retry_button.setVisible(last and view.failed)
+            view.regenerate_button.setVisible(last and not view.failed)
         self.regenerate_possible = last_reply is not None and not self.streaming
 
     # -- models ----------------------------------------------------------------------------
     def refresh_models(self) -> None:
-        """Fill the picker from the library (a folder scan: a few ms)."""
-        current = self._backend.loaded.model_id if self._backend.loaded else None
+        """Fill the picker from the library (a folder scan: a few ms); connections' models
+        are added when their servers answer."""
+        current = self.remote_model or (
+            self._backend.loaded.model_id if self._backend.loaded else None)
         self.model_picker.blockSignals(True)
         self.model_picker.clear()
         try:
@@ -197,6 +209,59 @@ class ChatPage(QWidget):
                 index = self.model_picker.count() - 1
             self.model_picker.setCurrentIndex(index)
         self.model_picker.blockSignals(False)
+        if self._backend.settings.connections:
+            self._list_remote_models()
+
+    @asyncSlot()
+    async def _list_remote_models(self) -> None:
+        """Add each connection's models, tagged by connection; a dead server is a disabled
+        line saying why, never an error dialog."""
+        listing = await self._backend.remote.list_models()
+        picker = self.model_picker
+        picker.blockSignals(True)
+        try:
+            for index in range(picker.count() - 1, -1, -1):  # drop the last listing
+                if picker.itemData(index, REMOTE_ROLE):
+                    picker.removeItem(index)
+            self._remote_ids = {ref.id for ref in listing.models}
+            if listing.models or listing.errors:
+                picker.insertSeparator(picker.count())
+                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
+            for ref in listing.models:
+                picker.addItem(f"{ref.id}  ({ref.connection_name})", ref.id)
+                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
+            for name, error in listing.errors.items():
+                picker.addItem(f"{name}: unavailable", None)
+                index = picker.count() - 1
+                picker.setItemData(index, True, REMOTE_ROLE)
+                picker.setItemData(index, error.user_message, Qt.ItemDataRole.ToolTipRole)
+                item = picker.model().item(index)  # type: ignore[attr-defined]
+                if item is not None:
+                    item.setEnabled(False)
+            if self.remote_model is not None:
+                index = picker.findData(self.remote_model)
+                if index >= 0:
+                    picker.setCurrentIndex(index)
+        finally:
+            picker.blockSignals(False)
+        self.remote_models_listed.emit(sorted(self._remote_ids))
+
+    def use_remote_model(self, model_id: str) -> None:
+        """Chat through a connection's model from now on (no local load)."""
+        if self.streaming:
+            self.problem.emit("Stop the reply before switching models.")
+            return
+        self.remote_model = model_id
+        connection = model_id.partition("/")[0]
+        try:
+            url = self._backend.remote.connection(connection).base_url
+        except BackendError:
+            url = connection
+        self.verdict_label.setText(f"Remote: {connection} at {url}")
+        self.verdict_label.setToolTip(f"Replies stream from {url}; nothing runs locally.")
+        self._show_context(None)
+        self._update_controls()
+        self.remote_model_chosen.emit(model_id)
 
     def focus_model_picker(self) -> None:
         self.model_picker.setFocus()
@@ -204,9 +269,19 @@ class ChatPage(QWidget):
 
     def _picked(self, index: int) -> None:
         name = self.model_picker.itemData(index)
+        if not name:
+            return
+        if name in self._remote_ids:
+            self.use_remote_model(name)
+            return
         loaded = self._backend.loaded
-        if name and (loaded is None or loaded.model_id != name):
-            self.load_model(name)
+        if loaded is None or loaded.model_id != name or self.remote_model is not None:
+            self.remote_model = None
+            if loaded is not None and loaded.model_id == name:
+                self._show_loaded(loaded)
+                self._update_controls()
+            else:
+                self.load_model(name)
 
     def mark_reload_needed(self) -> None:
         """Load settings changed (context, offload…): reload before the next message."""
@@ -238,15 +313,23 @@ class ChatPage(QWidget):
             self._loading = None
             self._update_controls()
         self._reload_needed = False
-        summary = self._backend.host.last_load_summary or f"{loaded.n_gpu_layers}/" \
-            f"{loaded.n_layer} layers on the GPU"
-        self.verdict_label.setText(_short(summary))
-        self.verdict_label.setToolTip(f"{loaded.path}\n{summary}")
+        self.remote_model = None
+        self._show_loaded(loaded)
         self.refresh_models()
         self._show_context(None)
         if self.conversation_id is not None:
             self._store.set_model(self.conversation_id, loaded.model_id)
         self.model_loaded.emit(loaded)
+
+    def _show_loaded(self, loaded: LoadedModel) -> None:
+        summary = self._backend.host.last_load_summary or f"{loaded.n_gpu_layers}/" \
+            f"{loaded.n_layer} layers on the GPU"
+        self.verdict_label.setText(_short(summary))
+        self.verdict_label.setToolTip(f"{loaded.path}\n{summary}")
+
+    def shutdown(self) -> None:
+        self._progress_timer.stop()
+        self._cancel_edit()
 
     def _show_load_progress(self) -> None:
         self.load_progress.setValue(round(self._backend.engine.load_progress * 100))
@@ -300,6 +383,7 @@ class ChatPage(QWidget):
             elif message.state == "error":
                 error = (message.stats or {}).get("error", "The reply failed.")
                 view.set_footer(f"{error}\n{line}", error=True)
+                view.show_retry(True)
             elif line:
                 view.set_footer(line)
         return view
@@ -405,7 +489,8 @@ class ChatPage(QWidget):
         conversation = self._ensure_conversation()
         history = self._history()
         loaded = self._backend.loaded
-        model_id = loaded.model_id if loaded else None
+        remote = self.remote_model
+        model_id = remote or (loaded.model_id if loaded else None)
         placeholder = self._store.add_message(conversation, "assistant", "", state="streaming")
         reply = self.transcript.add_message("assistant", title=model_id,
                                             message_id=placeholder.id)
@@ -413,7 +498,10 @@ class ChatPage(QWidget):
         recorder = ReplyRecorder(self._store, placeholder.id)
         outcome: tuple[str, dict[str, Any] | None] = ("interrupted", None)
         try:
-            request_id, events = self._backend.chat(history)
+            if remote is not None:
+                request_id, events = self._backend.remote_chat(remote, history)
+            else:
+                request_id, events = self._backend.chat(history)
         except BackendError as exc:
             self._refused(exc, placeholder.id, reply, sent)
             return
@@ -429,9 +517,17 @@ class ChatPage(QWidget):
                         recorder.append(event.text)
                     elif isinstance(event, Finished):
                         outcome = self._render_finished(reply, event, model_id)
-        except BackendError as exc:  # refused before generating, e.g. ContextTooLong
-            outcome = ("refused", None)
-            self._refused(exc, placeholder.id, reply, sent)
+        except BackendError as exc:
+            if remote is not None:
+                # The server failed before any text (unreachable, 401, unknown model): keep
+                # the turn and say why, with Retry, as for a stream cut mid-way.
+                outcome = ("error", {"model": model_id, "error": exc.user_message})
+                reply.set_footer(exc.user_message, error=True)
+                reply.show_retry(True)
+                self.problem.emit(exc.user_message)
+            else:  # refused before generating, e.g. ContextTooLong
+                outcome = ("refused", None)
+                self._refused(exc, placeholder.id, reply, sent)
         finally:
             reply.finish()
             state, stats = outcome
@@ -486,6 +582,7 @@ class ChatPage(QWidget):
                        else "The reply failed.")
             stats["error"] = problem
             reply.set_footer(f"{problem}\n{line}", error=True)
+            reply.show_retry(True)
         else:
             reply.set_footer(line)
         self._show_context(stats)
@@ -493,6 +590,9 @@ class ChatPage(QWidget):
         return _STATE_FOR_REASON.get(event.finish_reason, "complete"), stats
 
     def _show_context(self, stats: dict[str, Any] | None) -> None:
+        if self.remote_model is not None:
+            self.context_meter.setText("")  # the server's context: not ours to know
+            return
         loaded = self._backend.loaded
         policy = _POLICY_WORDS.get(str(self._backend.settings.engine.overflow.value),
                                    str(self._backend.settings.engine.overflow.value))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from PySide6.QtCore import (
     QAbstractListModel,
@@ -22,9 +22,11 @@ from PySide6.QtCore import (
 from app.views.fit_badge import fit_colour
 from backend.library.catalog import CatalogEntry
 from backend.library.downloads import DownloadProgress
-from backend.library.hub import RepoSummary
 from backend.library.service import LibraryModel, QuantChoice
 from backend.library.transfer import human_size
+
+if TYPE_CHECKING:
+    from backend.library.hub import RepoSummary
 
 Row = TypeVar("Row")
 AnyIndex = QModelIndex | QPersistentModelIndex

@@ -211,7 +211,18 @@ class ParameterPanel(QScrollArea):
     # -- the memory bar ---------------------------------------------------------------------
 
     def _start_plan(self) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # the window is closing and its event loop is gone
+            return
         self._plan_task = self._replan()  # asyncSlot returns its task when called directly
+
+    def shutdown(self) -> None:
+        """The window is closing: save, and start no more plans."""
+        self.flush()
+        self._plan_timer.stop()
+        if self._plan_task is not None:
+            self._plan_task.cancel()
 
     @asyncSlot()
     async def _replan(self) -> None:

@@ -68,6 +68,9 @@ class StatusBar(QStatusBar):
         self.refresh_hardware()
         self._timer.start()
 
+    def stop(self) -> None:
+        self._timer.stop()
+
     @asyncSlot()
     async def refresh_hardware(self) -> None:
         if self._probing:

@@ -65,8 +65,12 @@ class MessageView(QFrame):
                                             lambda: self.regenerate_requested.emit(self))
         self.delete_button = self._tool("Delete", "Delete this message",
                                         lambda: self.delete_requested.emit(self))
-        for button in (self.copy_button, self.edit_button, self.regenerate_button,
-                       self.delete_button):
+        self.retry_button = self._tool("Retry", "Ask again (the text so far is replaced)",
+                                       lambda: self.regenerate_requested.emit(self))
+        self.retry_button.hide()
+        self.failed = False
+        for button in (self.retry_button, self.copy_button, self.edit_button,
+                       self.regenerate_button, self.delete_button):
             header.addWidget(button)
         self.edit_button.setVisible(role == "user")
         self.regenerate_button.setVisible(False)  # the page shows it on the last reply only
@@ -118,8 +122,14 @@ class MessageView(QFrame):
         self.flush()
 
     def set_actions_enabled(self, enabled: bool) -> None:
-        for button in (self.edit_button, self.regenerate_button, self.delete_button):
+        for button in (self.edit_button, self.regenerate_button, self.delete_button,
+                       self.retry_button):
             button.setEnabled(enabled)
+
+    def show_retry(self, visible: bool) -> None:
+        """A failed reply (server gone, stream cut) offers to ask again."""
+        self.failed = visible
+        self.retry_button.setVisible(visible)
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text())

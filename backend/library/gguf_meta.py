@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gguf
-
 from backend.errors import ModelLoadFailed
 
 #: ``fetch(start, stop)`` returns the file's bytes ``[start, stop)``, like a slice.
@@ -29,15 +27,13 @@ Fetch = Callable[[int, int], bytes]
 FIRST_FETCH_BYTES = 2 * 1024 * 1024  # most headers fit; 262k-token vocabularies need ~6 MB
 _MAGIC = b"GGUF"
 
+# GGUF metadata value type ids (fixed by the file format; the same as gguf.GGUFValueType,
+# which is not imported here because the gguf package pulls in numpy: ~0.15 s at start-up).
+_STRING, _ARRAY = 8, 9
 # Value type id -> struct format for the fixed-size scalars.
-_SCALARS: dict[int, str] = {
-    gguf.GGUFValueType.UINT8: "B", gguf.GGUFValueType.INT8: "b",
-    gguf.GGUFValueType.UINT16: "H", gguf.GGUFValueType.INT16: "h",
-    gguf.GGUFValueType.UINT32: "I", gguf.GGUFValueType.INT32: "i",
-    gguf.GGUFValueType.FLOAT32: "f", gguf.GGUFValueType.BOOL: "?",
-    gguf.GGUFValueType.UINT64: "Q", gguf.GGUFValueType.INT64: "q",
-    gguf.GGUFValueType.FLOAT64: "d",
-}
+_SCALARS: dict[int, str] = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?",
+                            10: "Q", 11: "q", 12: "d"}
+_DEFAULT_ALIGNMENT = 32
 _KEEP_ARRAY_MAX = 4096  # per-layer arrays are kept; vocab-sized score/type arrays are skipped
 _TOKENS_KEY = "tokenizer.ggml.tokens"
 
@@ -163,13 +159,13 @@ def _truncated() -> ModelLoadFailed:
 def _read_value(cur: _Cursor, vtype: int, key: str) -> Any:
     if vtype in _SCALARS:
         return cur.unpack("<" + _SCALARS[vtype])[0]
-    if vtype == gguf.GGUFValueType.STRING:
+    if vtype == _STRING:
         return cur.string()
-    if vtype != gguf.GGUFValueType.ARRAY:
+    if vtype != _ARRAY:
         raise ModelLoadFailed(f"The model file has an unknown metadata type {vtype} at '{key}'; "
                               "it may need a newer Hearth.")
     item_type, count = cur.u32(), cur.u64()
-    if item_type == gguf.GGUFValueType.STRING:
+    if item_type == _STRING:
         if key == _TOKENS_KEY:  # kept: BOS/EOS text and the vocabulary size come from it
             return [cur.string() for _ in range(count)]
         for _ in range(count):  # merges and the like: only their length matters here
@@ -206,6 +202,9 @@ def _parse(fetch: Fetch, total_size: int, first: int) -> GgufMetadata:
     for _ in range(n_kv):
         key = cur.string()
         kv[key] = _read_value(cur, cur.u32(), key)
+    import gguf  # the quant block sizes (and numpy with them): only once a header is read
+
+    quant_sizes = gguf.GGML_QUANT_SIZES
     tensors = []
     for _ in range(n_tensors):
         name = cur.string()
@@ -215,9 +214,9 @@ def _parse(fetch: Fetch, total_size: int, first: int) -> GgufMetadata:
         n_elements = 1
         for d in dims:
             n_elements *= int(d)
-        block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(type_id)]
+        block, type_size = quant_sizes[gguf.GGMLQuantizationType(type_id)]
         tensors.append(_Tensor(name, n_elements, n_elements // block * type_size, type_id))
-    alignment = int(kv.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT))
+    alignment = int(kv.get("general.alignment", _DEFAULT_ALIGNMENT))
     header_size = -(-cur.pos // alignment) * alignment
     return _build(kv, tensors, total_size, header_size)
 
@@ -257,6 +256,8 @@ def _swa_layers(kv: dict[str, Any], arch: str, n_layer: int, window: int) -> tup
 
 
 def _quant_name(file_type: int | None, tensors: list[_Tensor]) -> str:
+    import gguf
+
     if file_type is not None:
         try:
             return gguf.LlamaFileType(file_type).name.removeprefix("MOSTLY_").removeprefix("ALL_")

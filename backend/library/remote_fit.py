@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from backend.hardware.planner import OffloadPlan, PlanRequest, plan_offload
 from backend.hardware.probe import Hardware, probe_hardware
-from backend.library import hub
 from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata_from_range
 from backend.library.quants import QuantOption
+
+
+def _hub():  # type: ignore[no-untyped-def]
+    """huggingface_hub takes ~0.2 s to import; the GUI's first window must not wait for it."""
+    from backend.library import hub
+
+    return hub
 
 
 def remote_metadata(repo_id: str, option: QuantOption) -> tuple[GgufMetadata, int]:
@@ -18,7 +24,7 @@ def remote_metadata(repo_id: str, option: QuantOption) -> tuple[GgufMetadata, in
 
     def fetch(start: int, stop: int) -> bytes:
         nonlocal fetched
-        data = hub.fetch_range(repo_id, first, start, min(stop, size),
+        data = _hub().fetch_range(repo_id, first, start, min(stop, size),
                                revision=option.revision)
         fetched += len(data)
         return data

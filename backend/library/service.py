@@ -23,21 +23,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from backend.errors import BackendError, InvalidRequest
 from backend.hardware.planner import GPU_RUNTIME_BYTES, PlanRequest, Verdict, plan_offload
 from backend.hardware.probe import Hardware, probe_hardware
-from backend.library import hub
 from backend.library.catalog import CatalogEntry, load_catalog
 from backend.library.downloads import DownloadManager, DownloadProgress
 from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata
-from backend.library.hub import RepoSummary
 from backend.library.local import LocalModel, delete_model, list_models, resolve_model
 from backend.library.quants import QuantOption, pick_quant
 from backend.library.remote_fit import remote_metadata
 from backend.paths import hearth_paths
 from backend.settings import Settings, save_settings
+
+if TYPE_CHECKING:  # huggingface_hub takes ~0.2 s to import: only when the Hub is used
+    from backend.library.hub import RepoSummary
 
 FitKind = Literal["full_gpu", "partial", "cpu", "too_large", "unknown"]
 
@@ -213,10 +214,14 @@ class LibraryService:
 
     def search(self, query: str, limit: int = 30) -> list[RepoSummary]:
         """Blocking. GGUF repos on the Hub; raises ``HubUnavailable`` with a sentence."""
+        from backend.library import hub
+
         return hub.search_models(query, limit=limit)
 
     def quant_options(self, repo_id: str) -> list[QuantOption]:
         """Blocking. The repo's downloadable variants, smallest first."""
+        from backend.library import hub
+
         return hub.list_quants(repo_id)
 
     def quants(self, repo_id: str) -> list[QuantChoice]:

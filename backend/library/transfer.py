@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backend.errors import DiskFull, DownloadFailed, HubUnavailable, InvalidRequest
-from backend.library import hub
 from backend.library.quants import QuantOption
+
+
+def _hub():  # type: ignore[no-untyped-def]
+    """huggingface_hub takes ~0.2 s to import; the GUI's first window must not wait for it."""
+    from backend.library import hub
+
+    return hub
 
 
 class Stopped(Exception):
@@ -178,7 +184,7 @@ def _transfer(file: RemoteFile, part: Path, report: Reporter, policy: RetryPolic
     if have == file.size:
         return
     hasher = _hasher(hashes, file.name, part, have)
-    with hub.open_file(file.repo, file.name, revision=file.revision, start=have, token=token,
+    with _hub().open_file(file.repo, file.name, revision=file.revision, start=have, token=token,
                        read_timeout_s=policy.stall_timeout_s) as stream:
         if stream.offset != have:  # the server ignored Range: take the whole file again
             if stream.offset:
