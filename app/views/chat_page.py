@@ -602,7 +602,10 @@ class ChatPage(QWidget):
         used = 0
         if stats:
             used = int(stats.get("prompt_tokens", 0)) + int(stats.get("completion_tokens", 0))
-        text = f"Context {used:,} / {loaded.n_ctx:,}"
+        short_policy = {"stop": "stop", "truncate_middle": "trim middle",
+                        "rolling_window": "rolling"}.get(
+            str(self._backend.settings.engine.overflow.value), "")
+        text = f"Context {used:,} / {loaded.n_ctx:,} · when full: {short_policy}"
         dropped = int((stats or {}).get("messages_dropped", 0))
         if dropped:
             text += f" · {dropped} messages dropped"
