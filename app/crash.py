@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import shiboken6
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
@@ -101,10 +102,18 @@ class CrashReporter(QObject):
 
     def install(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.log_path = setup_logging()
+        self._previous = (sys.excepthook, threading.excepthook)
         sys.excepthook = self._excepthook
         threading.excepthook = self._thread_hook
         if loop is not None:
             loop.set_exception_handler(self._loop_hook)
+
+    def uninstall(self) -> None:
+        """Put the previous hooks back (the window is gone; tests install several)."""
+        previous = getattr(self, "_previous", None)
+        if previous is not None:
+            sys.excepthook, threading.excepthook = previous
+            self._previous = None
 
     def report(self, exc_type: type[BaseException], exc: BaseException,
                tb: TracebackType | None) -> None:
@@ -130,7 +139,10 @@ class CrashReporter(QObject):
             log.error("asyncio: %s", context.get("message"))
 
     def _show(self, report: str) -> None:
-        dialog = CrashDialog(report, self.log_path, self._parent_window())
+        parent = self._parent_window()
+        if parent is not None and not shiboken6.isValid(parent):
+            parent = None  # the window was already destroyed (closing): a dialog of its own
+        dialog = CrashDialog(report, self.log_path, parent)
         self.dialogs.append(dialog)
         dialog.finished.connect(lambda _result: self.dialogs.remove(dialog))
         dialog.open()  # not exec(): a modal loop inside a qasync slot would stall asyncio

@@ -39,6 +39,7 @@ from backend.cli_remote import (
     run_remote,
     wants_remote,
 )
+from backend.cli_repl import chat_loop
 from backend.engine.engine import Engine
 from backend.engine.types import (
     ChatMessage,
@@ -175,23 +176,8 @@ async def _run(args: argparse.Namespace) -> int:
         if args.prompt is not None:
             await _reply(engine, request_for(args.prompt), args.verbose)
             return 0
-        interactive = sys.stdin.isatty()
-        while True:
-            if interactive:
-                sys.stdout.write(">>> ")
-                sys.stdout.flush()
-            line = await asyncio.to_thread(sys.stdin.readline)
-            if not line or line.strip() == "/bye":
-                return 0
-            if not line.strip():
-                continue
-            try:
-                reply = await _reply(engine, request_for(line.rstrip("\n")), args.verbose)
-            except BackendError as exc:  # e.g. this turn is too long: say so, keep chatting
-                history.pop()
-                print(f"error: {exc.user_message}", file=sys.stderr)
-                continue
-            history.append(ChatMessage("assistant", reply))
+        return await chat_loop(
+            history, lambda text: _reply(engine, request_for(text), args.verbose))
     finally:
         engine.close()
 

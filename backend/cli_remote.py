@@ -18,6 +18,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
+from backend.cli_repl import chat_loop
 from backend.engine.types import (
     ChatMessage,
     Finished,
@@ -106,23 +107,12 @@ async def run_remote(args: argparse.Namespace) -> int:
     if args.prompt is not None:
         _, ok = await _reply(send(args.prompt), args.verbose)
         return 0 if ok else EXIT_ERROR
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            sys.stdout.write(">>> ")
-            sys.stdout.flush()
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line or line.strip() == "/bye":
-            return 0
-        if not line.strip():
-            continue
-        try:
-            reply, _ = await _reply(send(line.rstrip("\n")), args.verbose)
-        except BackendError as exc:  # refused (key, model…): say so, keep chatting
-            history.pop()
-            print(f"error: {exc.user_message}", file=sys.stderr)
-            continue
-        history.append(ChatMessage("assistant", reply))
+
+    async def reply_to(text: str) -> str:
+        reply, _ok = await _reply(send(text), args.verbose)
+        return reply
+
+    return await chat_loop(history, reply_to)
 
 
 # -- hearth connections ----------------------------------------------------------------------

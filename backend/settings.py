@@ -145,11 +145,16 @@ def save_settings(settings: Settings) -> None:
     write_json_atomic(settings_path(), settings.model_dump(mode="json"))
 
 
-def write_json_atomic(path: Path, data: object) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over the old file."""
+def write_json_atomic(path: Path, data: object, *, mode: int | None = None) -> None:
+    """Write to a temp file in the same folder, fsync, then rename over the old file.
+
+    ``mode`` sets the file's permissions before any byte is written (secrets: 0o600;
+    mkstemp creates files 0600 anyway, and the default keeps that for settings too)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if mode is not None:
+            os.chmod(tmp, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2)
             f.flush()

@@ -11,6 +11,9 @@ For each test model it prints:
 
 Targets (issue "Foundation"): Hearth >= 0.97x (a), >= 1.15x (b), turn 2 <= 0.2x turn 1.
 Usage: python bench/engine_bench.py [--threads 2] [--tokens 256] [--runs 3]
+         [--model PATH] [--gpu-layers N] [--flash-attn auto|on|off] [--greedy]
+         [--high-level completion|chat|both]
+(--model replaces the test models; bench/gpu_speed.py runs this on a GPU.)
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ from backend.library.local import LocalModel, starter_model
 PROMPT = "The history of the city of Rome, from its founding to the present day, is"
 # Same sampler settings on both sides; a fixed seed so both produce comparable lengths.
 SAMPLING = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, seed=1234)
+# --greedy: temperature 0 on both sides (a synthetic model with its end-of-generation ids out of
+# greedy reach then always produces --tokens tokens; see bench/gpu_batching.py).
+GREEDY = SamplingParams(temperature=0.0, seed=1234)
+FLASH_ATTN = {"auto": None, "on": True, "off": False}
 
 
 def test_models() -> list[LocalModel]:
@@ -58,10 +65,12 @@ def test_models() -> list[LocalModel]:
     return models
 
 
-async def hearth_decode(engine: Engine, tokens: int) -> tuple[float, float, int]:
-    """(Hearth tokens/s, llama.cpp n_eval/t_eval tokens/s, tokens) for one generation."""
+async def hearth_decode(engine: Engine, tokens: int,
+                        sampling: SamplingParams = SAMPLING) -> tuple[float, float, int, float]:
+    """(Hearth tokens/s, llama.cpp n_eval/t_eval tokens/s, tokens, time to first token in s)
+    for one generation."""
     await engine.reset_native_perf()
-    request = GenerationRequest(prompt=PROMPT, max_tokens=tokens, sampling=SAMPLING)
+    request = GenerationRequest(prompt=PROMPT, max_tokens=tokens, sampling=sampling)
     final = None
     async for event in engine.generate(request):
         if isinstance(event, Finished):
@@ -69,24 +78,46 @@ async def hearth_decode(engine: Engine, tokens: int) -> tuple[float, float, int]
     assert final is not None and final.error is None, final
     n_eval, t_eval_ms, _, _ = await engine.native_perf()
     return final.usage.decode_tokens_per_s, n_eval / (t_eval_ms / 1000), \
-        final.usage.completion_tokens
+        final.usage.completion_tokens, final.usage.time_to_first_token_s
 
 
-def high_level_decode(path: Path, threads: int, tokens: int) -> tuple[float, int]:
-    """llama-cpp-python's own streaming loop: tokens/s from first to last chunk."""
+def high_level_decode(path: Path, threads: int, tokens: int, *, gpu_layers: int = 0,
+                      flash_attn: bool | None = None, sampling: SamplingParams = SAMPLING,
+                      chat: bool = False, runs: int = 1,
+                      warmup_tokens: int = 0) -> list[tuple[float, int, float]]:
+    """llama-cpp-python's own streaming loop, ``runs`` times on one load: for each run
+    (tokens/s from the first to the last chunk with text, chunks with text, time to the first
+    one). ``chat``: ``create_chat_completion(stream=True)`` on PROMPT as a user message, else
+    ``create_completion(stream=True)`` on PROMPT. flash_attn None: llama-cpp-python's default.
+    ``warmup_tokens``: one untimed generation of that length first, as Hearth's side has."""
     from llama_cpp import Llama
 
+    extra = {} if flash_attn is None else {"flash_attn": flash_attn}
     llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
-                verbose=False)
+                n_gpu_layers=gpu_layers, verbose=False, **extra)
+    knobs = dict(max_tokens=tokens, stream=True, temperature=sampling.temperature,
+                 top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
+                 repeat_penalty=1.0, seed=sampling.seed)
     try:
-        stamps = []
-        for _chunk in llm.create_completion(
-                PROMPT, max_tokens=tokens, stream=True, temperature=SAMPLING.temperature,
-                top_k=SAMPLING.top_k, top_p=SAMPLING.top_p, min_p=SAMPLING.min_p,
-                repeat_penalty=1.0, seed=SAMPLING.seed):
-            stamps.append(time.perf_counter())
-        n = len(stamps)
-        return (n - 1) / (stamps[-1] - stamps[0]), n
+        results = []
+        if warmup_tokens:
+            for _chunk in llm.create_completion(PROMPT, **(knobs | {"max_tokens": warmup_tokens})):
+                pass
+        for _ in range(runs):
+            started = time.perf_counter()
+            stamps = []
+            if chat:
+                for chunk in llm.create_chat_completion(
+                        [{"role": "user", "content": PROMPT}], **knobs):
+                    if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                        stamps.append(time.perf_counter())
+            else:
+                for chunk in llm.create_completion(PROMPT, **knobs):
+                    if chunk["choices"][0]["text"]:
+                        stamps.append(time.perf_counter())
+            n = len(stamps)
+            results.append(((n - 1) / (stamps[-1] - stamps[0]), n, stamps[0] - started))
+        return results
     finally:
         llm.close()
 
@@ -117,14 +148,18 @@ async def ttft(engine: Engine, messages: list[ChatMessage]) -> tuple[float, str,
     return final.usage.time_to_first_token_s, "".join(parts), final
 
 
-async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int) -> dict:
+async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int, *,
+                       gpu_layers: int = 0, flash_attn: bool | None = None,
+                       sampling: SamplingParams = SAMPLING) -> dict:
     engine = Engine()
     try:
-        await engine.load(model, LoadPlan(n_ctx=4096, n_threads=threads))
-        await hearth_decode(engine, 16)  # warm-up: page the weights in
-        hearth, native, counts = [], [], []
+        await engine.load(model, LoadPlan(n_ctx=4096, n_threads=threads,
+                                          n_gpu_layers=gpu_layers, flash_attn=flash_attn))
+        await hearth_decode(engine, 16, sampling)  # warm-up: page the weights in
+        hearth, native, counts, ttfts = [], [], [], []
         for _ in range(runs):
-            h, n, c = await hearth_decode(engine, tokens)
+            h, n, c, t = await hearth_decode(engine, tokens, sampling)
+            ttfts.append(t)
             hearth.append(h)
             native.append(n)
             counts.append(c)
@@ -135,7 +170,8 @@ async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int) 
         t2, _, second = await ttft(engine, history)
     finally:
         engine.close()
-    return {"hearth": hearth, "native": native, "counts": counts, "short_ttft": short_ttft,
+    return {"hearth": hearth, "native": native, "counts": counts, "ttfts": ttfts,
+            "short_ttft": short_ttft,
             "t1": t1, "t2": t2, "first_prompt": first.usage.prompt_tokens,
             "second_prompt": second.usage.prompt_tokens,
             "second_cached": second.usage.cached_prompt_tokens}
@@ -146,22 +182,38 @@ def in_child(side: str, model: LocalModel, args: argparse.Namespace) -> dict:
     measurement in the same process would otherwise compete for the two cores."""
     cmd = [sys.executable, __file__, "--child", side, model.id, str(model.path),
            "--threads", str(args.threads), "--tokens", str(args.tokens), "--runs",
-           str(args.runs)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])
+           str(args.runs), "--gpu-layers", str(args.gpu_layers), "--flash-attn",
+           args.flash_attn] + (["--greedy"] if args.greedy else [])
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the {side} child failed ({done.returncode}):\n"
+                           f"{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def bench_model(model: LocalModel, args: argparse.Namespace) -> dict:
     r = in_child("hearth", model, args)
-    high = in_child("high", model, args)["rates"]
-    h, n, hl = (statistics.median(r["hearth"]), statistics.median(r["native"]),
-                statistics.median(high))
+    sides = {"completion": ["high"], "chat": ["chat"], "both": ["high", "chat"]}[
+        getattr(args, "high_level", "completion")]
+    high = {side: in_child(side, model, args) for side in sides}
+    h, n = statistics.median(r["hearth"]), statistics.median(r["native"])
     short_ttft, t1, t2 = r["short_ttft"], r["t1"], r["t2"]
-    return {
-        "model": model.id, "threads": args.threads, "tokens": r["counts"], "runs": args.runs,
-        "hearth_tok_s": round(h, 1), "llama_cpp_perf_tok_s": round(n, 1),
-        "high_level_tok_s": round(hl, 1),
-        "ratio_vs_llama_cpp": round(h / n, 3), "ratio_vs_high_level": round(h / hl, 3),
+    out = {"model": model.id, "threads": args.threads, "tokens": r["counts"], "runs": args.runs,
+           "gpu_layers": args.gpu_layers, "flash_attn": args.flash_attn,
+           "sampling": "greedy" if args.greedy else "temperature 0.8, top-k 40, top-p 0.95, "
+           "min-p 0.05", "hearth_tok_s": round(h, 1), "llama_cpp_perf_tok_s": round(n, 1),
+           "ratio_vs_llama_cpp": round(h / n, 3),
+           "hearth_runs_tok_s": [round(x, 1) for x in r["hearth"]],
+           "llama_cpp_perf_runs_tok_s": [round(x, 1) for x in r["native"]],
+           "hearth_ttft_ms": round(statistics.median(r["ttfts"]) * 1000, 1)}
+    for side, res in high.items():
+        key = "high_level" if side == "high" else "high_level_chat"
+        hl = statistics.median(res["rates"])
+        out |= {f"{key}_tok_s": round(hl, 1), f"ratio_vs_{key}": round(h / hl, 3),
+                f"{key}_tokens": res["counts"],
+                f"{key}_runs_tok_s": [round(x, 1) for x in res["rates"]],
+                f"{key}_ttft_ms": round(statistics.median(res["ttfts"]) * 1000, 1)}
+    return out | {
         "ttft_short_ms": round(short_ttft * 1000, 1),
         "turn1_prompt_tokens": r["first_prompt"],
         "turn1_ttft_ms": round(t1 * 1000, 1),
@@ -176,26 +228,46 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--model", type=Path, help="benchmark this GGUF instead")
+    parser.add_argument("--gpu-layers", type=int, default=0)
+    parser.add_argument("--flash-attn", choices=list(FLASH_ATTN), default="auto",
+                        help="both sides (auto: Hearth lets llama.cpp decide, "
+                        "llama-cpp-python keeps its default, off)")
+    parser.add_argument("--greedy", action="store_true", help="temperature 0 on both sides")
+    parser.add_argument("--high-level", choices=("completion", "chat", "both"),
+                        default="completion", help="which llama-cpp-python streaming call")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "ID", "PATH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         side, model_id, path = args.child
         model = LocalModel(model_id, Path(path), "file")
+        sampling = GREEDY if args.greedy else SAMPLING
+        flash = FLASH_ATTN[args.flash_attn]
         if side == "hearth":
-            result = asyncio.run(bench_hearth(model, args.threads, args.tokens, args.runs))
+            result = asyncio.run(bench_hearth(model, args.threads, args.tokens, args.runs,
+                                              gpu_layers=args.gpu_layers, flash_attn=flash,
+                                              sampling=sampling))
         else:
-            result = {"rates": [high_level_decode(model.path, args.threads, args.tokens)[0]
-                                for _ in range(args.runs)]}
+            # One load, a short warm-up, then the timed runs: as Hearth's side does.
+            runs = high_level_decode(model.path, args.threads, args.tokens,
+                                     gpu_layers=args.gpu_layers, flash_attn=flash,
+                                     sampling=sampling, chat=side == "chat", runs=args.runs,
+                                     warmup_tokens=16)
+            result = {"rates": [r[0] for r in runs], "counts": [r[1] for r in runs],
+                      "ttfts": [r[2] for r in runs]}
         print(json.dumps(result))
         return 0
-    results = [bench_model(m, args) for m in test_models()]
+    models = [LocalModel(args.model.stem, args.model.resolve(), "file")] if args.model \
+        else test_models()
+    results = [bench_model(m, args) for m in models]
     print(f"{'model':<14}{'hearth':>9}{'llama.cpp':>11}{'x(a)':>7}{'hi-level':>10}{'x(b)':>7}"
           f"{'ttft':>8}{'turn1':>9}{'turn2':>8}{'t2/t1':>7}")
     for r in results:
+        hl = "high_level" if "high_level_tok_s" in r else "high_level_chat"
         print(f"{r['model']:<14}{r['hearth_tok_s']:>9}{r['llama_cpp_perf_tok_s']:>11}"
-              f"{r['ratio_vs_llama_cpp']:>7}{r['high_level_tok_s']:>10}"
-              f"{r['ratio_vs_high_level']:>7}{r['ttft_short_ms']:>7.0f}ms"
+              f"{r['ratio_vs_llama_cpp']:>7}{r[hl + '_tok_s']:>10}"
+              f"{r['ratio_vs_' + hl]:>7}{r['ttft_short_ms']:>7.0f}ms"
               f"{r['turn1_ttft_ms']:>7.0f}ms{r['turn2_ttft_ms']:>6.0f}ms"
               f"{r['turn2_over_turn1']:>7}")
     print(json.dumps(results, indent=1))

@@ -177,13 +177,25 @@ class Scheduler:
                                            bos_token=template.bos_token,
                                            eos_token=template.eos_token)
 
+            # The overflow check counts the full chat's tokens; when it fits (nearly always)
+            # those very tokens are the prompt. Remembered, so the chat is not rendered and
+            # tokenized twice on the engine thread, where every ms stalls all streams.
+            # Keyed by identity: candidates are slices of the request's own message objects,
+            # all alive during this call (and tool calls hold dicts, which don't hash).
+            last: dict[tuple[int, ...], list[int]] = {}
+
             def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
+                key = tuple(map(id, messages))
+                if key in last:
+                    return last[key]
                 text = template.render(
                     messages, add_generation_prompt=request.add_generation_prompt,
                     tools=list(request.tools) if request.tools else None)
                 if model.add_bos:
                     text, _ = strip_leading_bos(text, template.bos_token)
-                return model.tokenize(text, add_bos=model.add_bos, parse_special=True)
+                last.clear()
+                last[key] = model.tokenize(text, add_bos=model.add_bos, parse_special=True)
+                return last[key]
 
             fitted = fit_messages(request.messages, lambda m: len(tokens_of(m)), budget,
                                   request.overflow)

@@ -17,7 +17,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -120,17 +119,7 @@ class SecretStore:
         return data if isinstance(data, dict) else {}
 
     def _write(self, data: dict[str, Any]) -> None:
-        """Atomic, and private from the first byte: mkstemp creates the file as 0600."""
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                os.chmod(tmp, 0o600)  # mkstemp's mode already; said again for clarity
-                json.dump(data, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Atomic, and private from the first byte."""
+        from backend.settings import write_json_atomic  # settings imports remote.connections
+
+        write_json_atomic(self.path, data, mode=0o600)

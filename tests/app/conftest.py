@@ -11,6 +11,11 @@ from PySide6.QtWidgets import QApplication
 
 from backend.facade import Backend
 
+# Closed loops are kept until the session ends. qasync's close() only flags its timer object
+# as stopped (its Qt timers die at their next tick); if Python collected that QObject first,
+# a later test's event processing could fire a timer at a freed object and crash.
+_closed_loops: list[qasync.QEventLoop] = []
+
 
 @pytest.fixture
 def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
@@ -36,6 +41,7 @@ def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
         asyncio._set_running_loop(None)
         asyncio.set_event_loop(None)
         loop.close()
+        _closed_loops.append(loop)
 
 
 @pytest.fixture

@@ -191,10 +191,13 @@ def test_unexpected_exception_opens_a_crash_dialog_and_logs(qtbot: QtBot,
     reporter = CrashReporter(lambda: bare_window)
     reporter.install()
     try:
-        raise RuntimeError("boom from a slot")
-    except RuntimeError as exc:
-        reporter.report(type(exc), exc, exc.__traceback__)
-    qtbot.waitUntil(lambda: bool(reporter.dialogs))
+        try:
+            raise RuntimeError("boom from a slot")
+        except RuntimeError as exc:
+            reporter.report(type(exc), exc, exc.__traceback__)
+        qtbot.waitUntil(lambda: bool(reporter.dialogs))
+    finally:
+        reporter.uninstall()  # later tests' thread exceptions must not reach this window
     dialog = reporter.dialogs[0]
     assert "boom from a slot" in dialog.report.toPlainText()
     for handler in logging.getLogger().handlers:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -45,31 +44,6 @@ CATALOG = [CatalogEntry("smollm2-test:135m", SMOLLM2_REPO, "apache-2.0", "SmolLM
                         "Q4_1", {"Q4_1": 98_000_000})]
 LOAD_MS = 30_000
 
-
-@pytest.fixture
-def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
-    """A qasync loop on pytest-qt's QApplication, driven by whatever spins Qt (qtbot.wait*).
-
-    Qt runs here under pytest-qt, not ``run_forever``, so the loop is marked running by hand:
-    coroutines need ``asyncio.get_running_loop()``. (``already_running=True`` would do that
-    too, but its ``stop()`` calls ``QApplication.exit()``, after which Qt timers, and with
-    them every later test's loop, never fire again.)
-    """
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    asyncio._set_running_loop(loop)
-    try:
-        yield loop
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        deadline = loop.time() + 10
-        while any(not task.done() for task in pending) and loop.time() < deadline:
-            qapp.processEvents()
-    finally:
-        asyncio._set_running_loop(None)
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 @pytest.fixture(autouse=True)

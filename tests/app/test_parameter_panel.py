@@ -3,15 +3,13 @@ planner on the starter model (no engine load needed)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import qasync
 from pydantic import BaseModel, Field, model_validator
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QCheckBox, QDoubleSpinBox, QFileDialog, QInputDialog
+from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QFileDialog, QInputDialog
 from pytestqt.qtbot import QtBot
 
 from app.views.memory_bar import bar_data
@@ -26,32 +24,6 @@ STARTER = "smollm2:135m"
 TIMEOUT_MS = 20_000
 
 
-@pytest.fixture
-def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
-    """A qasync loop on pytest-qt's QApplication, marked running by hand (see the same
-    fixture in test_chat_window.py for why not ``already_running=True``)."""
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    asyncio._set_running_loop(loop)
-    try:
-        yield loop
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        deadline = loop.time() + 10
-        while any(not task.done() for task in pending) and loop.time() < deadline:
-            qapp.processEvents()
-    finally:
-        asyncio._set_running_loop(None)
-        asyncio.set_event_loop(None)
-        loop.close()
-
-
-@pytest.fixture
-def backend() -> Iterator[Backend]:
-    backend = Backend()
-    yield backend
-    backend.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import socket
@@ -24,29 +23,6 @@ from backend.settings import EngineSettings, ServerSettings, Settings, settings_
 MODEL = "smollm2:135m"
 REPLY_TIMEOUT_MS = 120_000
 
-
-@pytest.fixture
-def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
-    """A qasync loop on pytest-qt's QApplication, driven by whatever spins Qt (qtbot.wait*).
-
-    Marked running by hand, as in test_chat_window.py: ``already_running=True`` would make
-    its ``stop()`` quit the QApplication, after which no later test's timers fire.
-    """
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    asyncio._set_running_loop(loop)
-    try:
-        yield loop
-        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        deadline = loop.time() + 10
-        while any(not task.done() for task in pending) and loop.time() < deadline:
-            qapp.processEvents()
-    finally:
-        asyncio._set_running_loop(None)
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 @pytest.fixture
