@@ -22,6 +22,7 @@ from backend.errors import GenerationFailed, InsufficientMemory, InvalidRequest,
 GGUF_MAGIC = b"GGUF"
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 _KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
+_KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 
 # llama.cpp logs through one process-wide callback. We keep the recent error lines so a failed
 # load can tell the user *why* (e.g. "tensor data is not within the file bounds" = truncated).
@@ -124,6 +125,10 @@ class NativeModel:
         self.n_vocab: int = C.llama_vocab_n_tokens(self.vocab)
         self.n_ctx_train: int = C.llama_model_n_ctx_train(ptr)
         self.n_layer: int = C.llama_model_n_layer(ptr)
+        n_head = max(1, C.llama_model_n_head(ptr))
+        # K and V elements per token across layers (GQA: n_head_kv heads of n_embd/n_head).
+        self.kv_elements_per_token: int = (2 * self.n_layer * C.llama_model_n_head_kv(ptr)
+                                           * (C.llama_model_n_embd(ptr) // n_head))
         self.add_bos: bool = bool(C.llama_vocab_get_add_bos(self.vocab))
         self.bos_id: int = C.llama_vocab_bos(self.vocab)
         self.eos_id: int = C.llama_vocab_eos(self.vocab)
@@ -234,6 +239,11 @@ class NativeContext:
         self.config = config
         self.model = model
         self.n_ctx: int = C.llama_n_ctx(ptr)
+        # Bytes of one sequence's KV buffer (one stream of a non-unified cache): what a
+        # cross-stream seq_copy moves.
+        cells = self.n_ctx if config.kv_unified else self.n_ctx // max(1, config.n_seq_max)
+        self.stream_bytes = int(cells * model.kv_elements_per_token
+                                * _KV_BYTES_PER_ELEMENT[config.kv_cache_type])
         self.memory = C.llama_get_memory(ptr)
         self.batch = C.llama_batch_init(config.n_batch, 0, config.n_seq_max)
         self.batch_capacity = config.n_batch
@@ -273,6 +283,16 @@ class NativeContext:
     def seq_remove(self, seq_id: int, p0: int, p1: int = -1) -> bool:
         """Drop cached positions [p0, p1) of a sequence; False if this cache can't (SWA)."""
         return bool(C.llama_memory_seq_rm(self.memory, seq_id, p0, p1))
+
+    def seq_copy(self, src: int, dst: int, p0: int, p1: int) -> None:
+        """Let ``dst`` share ``src``'s cached positions [p0, p1). In a unified KV cache the
+        cells are shared, not copied: a prefix computed once serves every sequence."""
+        C.llama_memory_seq_cp(self.memory, src, dst, p0, p1)
+
+    def seq_pos_min(self, seq_id: int) -> int:
+        """The first position still cached for ``seq_id`` (> 0 once a sliding window has
+        dropped the start), -1 if the sequence is empty."""
+        return int(C.llama_memory_seq_pos_min(self.memory, seq_id))
 
     def perf(self) -> tuple[int, float, int, float]:
         """(n_eval, t_eval_ms, n_p_eval, t_p_eval_ms) as llama.cpp counts them."""

@@ -34,6 +34,12 @@ T = TypeVar("T")
 # a big one on two CPU cores a few dozen).
 PREFILL_STEP_BUDGET_S = 0.05
 MIN_PREFILL_CHUNK = 4
+# Borrowing another slot's cached prefix pays off from a few tokens on (it costs a cache
+# metadata update, while each prompt token costs a share of a decode step).
+MIN_SHARED_PREFIX = 4
+# Conservative copy speeds for pricing a cross-stream KV copy against recomputing the prefix.
+CPU_COPY_BYTES_PER_S = 4e9
+GPU_COPY_BYTES_PER_S = 200e9
 # A request goes to the slot whose cache it continues for at least this fraction.
 SLOT_SIMILARITY = 0.5
 
@@ -56,7 +62,12 @@ class Scheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._closing = False
         self.state: LoadedState | None = None  # engine thread only
-        self._s_per_prompt_token = 0.002  # running estimate, engine thread only
+        # Running estimates, engine thread only: a decode step's time with no prompt in it,
+        # and what each prompt token adds on top. A step's cost is mostly fixed (the weights
+        # are read once whatever the batch), so dividing a mixed step's time by its tokens
+        # would overstate a prompt token's cost several times and feed prompts in crumbs.
+        self._s_decode_step = 0.0
+        self._s_per_prompt_token = 0.002
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -160,7 +171,47 @@ class Scheduler:
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.
                 state.ctx.seq_remove(slot.seq_id, -1, -1)
                 reused = 0
+            reused = self._share_prefix(state, slot, prompt, reused)
             slot.start(job, prompt, reused, sampler, dropped)
+
+    def _share_prefix(self, state: LoadedState, slot: Slot, prompt: list[int],
+                      reused: int) -> int:
+        """Take a longer cached prefix of ``prompt`` from another slot, busy or not.
+
+        llama-server keeps a RAM cache of prompts for this; with a unified KV cache the cells
+        can simply be shared. Returns how many prompt tokens ``slot`` now has cached.
+        """
+        ctx = state.ctx
+        donor, shared = None, reused
+        for other in state.slots:
+            if other is slot or not other.cached:
+                continue
+            n = min(common_prefix_length(other.cached, prompt), len(prompt) - 1)
+            if n > shared:
+                donor, shared = other, n
+        if donor is None or shared < reused + MIN_SHARED_PREFIX:
+            return reused
+        if ctx.seq_pos_min(donor.seq_id) != 0:
+            return reused  # a sliding window dropped the donor's start: nothing whole to share
+        if not ctx.config.kv_unified:
+            # The copy moves a whole stream; worth it only if recomputing costs clearly more.
+            copy_s = ctx.stream_bytes / (GPU_COPY_BYTES_PER_S if state.info.n_gpu_layers
+                                         else CPU_COPY_BYTES_PER_S)
+            if (shared - reused) * self._s_per_prompt_token < 2 * copy_s:
+                return reused
+        ctx.seq_remove(slot.seq_id, -1, -1)
+        if ctx.config.kv_unified:
+            ctx.seq_copy(donor.seq_id, slot.seq_id, 0, shared)
+        else:
+            # One stream per sequence: llama.cpp copies a whole stream's buffer (done with the
+            # next decode), then the copy's suffix past the shared prefix is dropped.
+            ctx.seq_copy(donor.seq_id, slot.seq_id, -1, -1)
+            if not ctx.seq_remove(slot.seq_id, shared, -1):
+                ctx.seq_remove(slot.seq_id, -1, -1)
+                slot.cached = []
+                return 0
+        slot.cached = prompt[:shared]
+        return shared
 
     def _prepare_prompt(self, state: LoadedState, request: GenerationRequest
                         ) -> tuple[list[int], int]:
@@ -253,15 +304,27 @@ class Scheduler:
                     slot.finish("error", exc)
             return
         now = time.perf_counter()
-        if n_prompt >= MIN_PREFILL_CHUNK:  # learn the prompt speed from real steps
-            per_token = (now - started) / ctx.n_in_batch
-            self._s_per_prompt_token = 0.7 * self._s_per_prompt_token + 0.3 * per_token
+        self._learn_step_cost(now - started, len(generating), n_prompt)
         for slot in sampling:
             if slot.job is None:
                 continue
             assert slot.sampler is not None
             token = slot.sampler.sample(ctx, slot.logits_index)
             self._on_token(state, slot, token, now)
+
+    def _learn_step_cost(self, elapsed: float, n_generating: int, n_prompt: int) -> None:
+        """Learn the prompt speed from real steps: the marginal cost of a prompt token."""
+        if n_prompt == 0:
+            if n_generating:
+                self._s_decode_step = (elapsed if self._s_decode_step == 0.0 else
+                                       0.8 * self._s_decode_step + 0.2 * elapsed)
+            return
+        if n_prompt < MIN_PREFILL_CHUNK:
+            return
+        base = self._s_decode_step if n_generating else 0.0
+        per_token = max(elapsed - base, 0.0) / n_prompt
+        per_token = max(per_token, 1e-5)  # a noisy step must not promise infinite room
+        self._s_per_prompt_token = 0.7 * self._s_per_prompt_token + 0.3 * per_token
 
     def _on_token(self, state: LoadedState, slot: Slot, token: int, now: float) -> None:
         model = state.model

@@ -123,3 +123,31 @@ def test_a_conversation_keeps_its_cache_while_others_use_the_other_slots(
     bob = turn([*_conversation("Bob"), ChatMessage("user", "One more?"),
                 ChatMessage("assistant", "Ok."), ChatMessage("user", "Again?")])
     assert bob.usage.cached_prompt_tokens < bob.usage.prompt_tokens // 2
+
+
+def test_a_prefix_another_slot_computed_is_shared_not_recomputed(engine: Engine) -> None:
+    """Two chats with one long system prompt, started together: they land on different slots,
+    yet the second finds the first's prefix (cross-slot copy) and answers exactly as alone."""
+    system = ChatMessage("system", "You are a careful assistant for a shipping company. "
+                         * 12)
+
+    def ask(question: str) -> GenerationRequest:
+        return GenerationRequest(messages=(system, ChatMessage("user", question)),
+                                 max_tokens=24, sampling=GREEDY)
+
+    # The reference reads the shared prefix from cache too (its own slot's, one chat after
+    # the other): results with a cached prefix differ in the last bits from a prompt read in
+    # one go, so that is the like-for-like comparison.
+    asyncio.run(collect(engine, ask("Where is parcel 1?")))
+    alone, reference = asyncio.run(collect(engine, ask("Where is parcel 7?")))
+    assert reference.usage.cached_prompt_tokens > 0
+
+    async def both() -> list[tuple[str, Finished]]:
+        first = asyncio.create_task(collect(engine, ask("Where is parcel 1?")))
+        await asyncio.sleep(0.3)  # the first is generating: its slot is busy, not free
+        second = asyncio.create_task(collect(engine, ask("Where is parcel 7?")))
+        return [await first, await second]
+
+    (_, first), (text, second) = asyncio.run(both())
+    assert text == alone
+    assert second.usage.cached_prompt_tokens >= first.usage.prompt_tokens // 2
