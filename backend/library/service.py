@@ -45,6 +45,10 @@ FitKind = Literal["full_gpu", "partial", "cpu", "too_large", "unknown"]
 # A CPU pick is sized for replies at reading speed on an ordinary laptop: a 3–4B model at
 # Q4 streams ~5–10 tokens/s from system RAM; anything larger feels stuck on most CPUs.
 CPU_PICK_MAX_BYTES = 2_600_000_000
+# CPU decoding reads every weight once per token and scales with the cores: measured here,
+# 2 cores stream a 0.25 GB model at ~40 tokens/s. Allowing ~0.6 GB of weights per physical core
+# keeps a pick near 8 tokens/s (reading speed): 1.2 GB on 2 cores, the 2.6 GB cap from 4.
+CPU_PICK_BYTES_PER_CORE = 600_000_000
 # Weights plus room for a modest context and compute buffers, for the pre-download estimate
 # (the planner's exact numbers need the header, which the catalog doesn't have).
 _CONTEXT_ALLOWANCE = 1.15
@@ -125,7 +129,8 @@ def pick_best(entries: Sequence[CatalogEntry], hardware: Hardware,
                 "full_gpu", "Full GPU", f"It fits in the GPU's {vram / 2**30:.1f} GiB of free "
                 f"memory with about {spare:.1f} GiB to spare, so replies will be fast."))
     room = (hardware.ram_available_bytes - margin_bytes) // 2
-    on_cpu = [e for e in candidates if need(e) <= room and e.approx_size() <= CPU_PICK_MAX_BYTES]
+    quick = min(CPU_PICK_MAX_BYTES, max(1, hardware.physical_cores) * CPU_PICK_BYTES_PER_CORE)
+    on_cpu = [e for e in candidates if need(e) <= room and e.approx_size() <= quick]
     if not on_cpu:
         return None
     best = on_cpu[-1]

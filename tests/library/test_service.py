@@ -29,11 +29,11 @@ CATALOG = [entry("tiny", 400_000_000), entry("small", 1_100_000_000),
 
 
 def machine(ram_free_gib: float, gpu_free_gib: float | None = None, *,
-            offload: bool = True, unified: bool = False) -> Hardware:
+            offload: bool = True, unified: bool = False, cores: int = 8) -> Hardware:
     gpus = () if gpu_free_gib is None else (GpuInfo(
         0, "Test GPU", int(gpu_free_gib * GiB), int(gpu_free_gib * GiB),
         "metal" if unified else "cuda", unified_memory=unified),)
-    return Hardware("Test CPU", 8, int(ram_free_gib * 2 * GiB), int(ram_free_gib * GiB), gpus,
+    return Hardware("Test CPU", cores, int(ram_free_gib * 2 * GiB), int(ram_free_gib * GiB), gpus,
                     gpu_offload_supported=offload)
 
 
@@ -41,6 +41,8 @@ def machine(ram_free_gib: float, gpu_free_gib: float | None = None, *,
     (machine(16), "medium", "cpu"),  # no GPU: quick on a CPU, not the largest that fits in RAM
     (machine(64), "medium", "cpu"),  # lots of RAM doesn't make a CPU faster
     (machine(2), "tiny", "cpu"),  # leaves half the free RAM to everything else
+    (machine(16, cores=2), "small", "cpu"),  # two cores: ~1.2 GB keeps replies readable
+    (machine(16, cores=1), "tiny", "cpu"),
     (machine(0.8), None, None),  # nothing fits: only the starter is offered
     (machine(16, 8), "large", "full_gpu"),  # 8 GiB card: the 5 GB model fits with room
     (machine(16, 5), "medium", "full_gpu"),  # 5 GiB card: the 5 GB model does not
