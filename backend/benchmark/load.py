@@ -76,10 +76,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
+# Sampling every server is asked for, so none gets extra work the others skip: greedy, and no
+# repeat penalty (llama-cpp-python's server defaults to 1.1, Hearth and llama-server to 1.0;
+# servers that don't know the field ignore it).
+SAMPLING = {"temperature": 0, "repeat_penalty": 1.0}
+
+
 async def one_stream(http: httpx.AsyncClient, url: str, model: str, prompt: str,
                      max_tokens: int) -> StreamResult:
     body = {"model": model, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": max_tokens, "temperature": 0, "stream": True,
+            "max_tokens": max_tokens, **SAMPLING, "stream": True,
             "stream_options": {"include_usage": True}}
     started = time.perf_counter()
     times: list[float] = []
