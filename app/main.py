@@ -46,6 +46,7 @@ async def _run_window(window: MainWindow, backend: Backend, crashes: CrashReport
     window.closed.connect(closed.set)
     window.show()
     window.status.start()
+    window.server.start_if_enabled()
     name = first_model(backend)
     if backend.settings.default_model is None or name is None:
         # First run (or nothing left to chat with): the Models page's welcome offers the

@@ -402,9 +402,18 @@ class ServerPage(QWidget):
                 await self._start()
             else:
                 await asyncio.to_thread(self._backend.stop_server)
+            # Remembered: the next launch starts the server again if it was left on.
+            if self._settings.enabled != self.running:
+                self._settings.enabled = self.running
+                self._persist()
         finally:
             self._busy = None
             self._render()
+
+    def start_if_enabled(self) -> None:
+        """At launch: serve again if the server was on when Hearth last closed."""
+        if self._settings.enabled and not self.running and self._busy is None:
+            self.toggle_server()
 
     async def _start(self) -> None:
         applied = self._settings.model_copy(deep=True)

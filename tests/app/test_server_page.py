@@ -18,7 +18,13 @@ from app.views.request_log import RequestLogModel, format_cell
 from app.views.server_page import ServerPage, ServerStatus
 from backend.facade import Backend
 from backend.server.context import RequestLogEntry
-from backend.settings import EngineSettings, ServerSettings, Settings, settings_path
+from backend.settings import (
+    EngineSettings,
+    ServerSettings,
+    Settings,
+    load_settings,
+    settings_path,
+)
 
 MODEL = "smollm2:135m"
 REPLY_TIMEOUT_MS = 120_000
@@ -225,3 +231,29 @@ def test_generate_key_persists_and_fills_the_snippets(qtbot: QtBot, page: Server
 
     qtbot.mouseClick(page.copy_key_button, Qt.MouseButton.LeftButton)
     assert QApplication.clipboard().text() == key
+
+
+def test_a_server_left_on_starts_again_at_the_next_launch(qtbot: QtBot, page: ServerPage,
+                                                          backend: Backend) -> None:
+    page.toggle_button.click()
+    qtbot.waitUntil(lambda: page.running, timeout=30_000)
+    _wait_saved(qtbot, page)
+    assert _stored()["enabled"] is True
+    port = backend.server.port  # type: ignore[union-attr]
+
+    # "Next launch": a new backend and page reading the saved settings.
+    backend.stop_server()
+    qtbot.waitUntil(lambda: not page.running)
+    later = Backend(load_settings())
+    try:
+        again = ServerPage(later)
+        qtbot.addWidget(again)
+        again.start_if_enabled()
+        qtbot.waitUntil(lambda: again.running, timeout=30_000)
+        assert later.server is not None and later.server.port > 0
+        again.toggle_button.click()  # off, and remembered as off
+        qtbot.waitUntil(lambda: not again.running and _stored()["enabled"] is False,
+                        timeout=30_000)
+    finally:
+        later.close()
+    assert port > 0
