@@ -192,7 +192,7 @@ class MainWindow(QMainWindow):
             self._backend.save_settings()
 
     def _streaming_changed(self, streaming: bool) -> None:
-        self.new_chat_action.setEnabled(not streaming)
+        self.sidebar.refresh()  # the title, and the order by last activity
 
     def _server_state(self, status: ServerStatus) -> None:
         if status.state == "running" and status.url:

@@ -84,6 +84,9 @@ class ChatPage(QWidget):
         # from that server and nothing is loaded locally.
         self.remote_model: str | None = None
         self._remote_ids: set[str] = set()
+        # The reply streaming now and its conversation: it keeps streaming (and saving) while
+        # the person looks at other chats, and is shown again when they come back.
+        self._live: tuple[int, MessageView] | None = None
         self._build()
         self.refresh_models()
         self._update_controls()
@@ -336,11 +339,9 @@ class ChatPage(QWidget):
 
     # -- conversations ---------------------------------------------------------------------
     def new_chat(self) -> bool:
-        if self.streaming:
-            self.problem.emit("Stop the reply before starting a new chat.")
-            return False
         self.conversation_id = None
         self._cancel_edit()
+        self._detach_live()
         self.transcript.clear()
         self._show_context(None)
         self.composer.setFocus()
@@ -348,10 +349,7 @@ class ChatPage(QWidget):
         return True
 
     def open_conversation(self, conversation_id: int) -> bool:
-        """Show a stored conversation; refused (False) while a reply is streaming."""
-        if self.streaming:
-            self.problem.emit("Stop the reply before switching chats.")
-            return False
+        """Show a stored conversation (a reply streaming elsewhere goes on in the background)."""
         try:
             messages = self._store.messages(conversation_id)
         except BackendError as exc:
@@ -359,15 +357,25 @@ class ChatPage(QWidget):
             return False
         self.conversation_id = conversation_id
         self._cancel_edit()
+        self._detach_live()
         self.transcript.clear()
+        live = self._live if self._live and self._live[0] == conversation_id else None
         for message in messages:
+            if live is not None and message.id == live[1].message_id:
+                continue  # the live view shows it, up to the last token
             self._show_stored(message)
+        if live is not None:
+            self.transcript.attach(live[1])
         last_stats = next((m.stats for m in reversed(messages)
                            if m.role == "assistant" and m.stats), None)
         self._show_context(last_stats)
         self._update_controls()
         self.conversation_changed.emit(conversation_id)
         return True
+
+    def _detach_live(self) -> None:
+        if self._live is not None and self._live[1] in self.transcript.messages():
+            self.transcript.detach(self._live[1], self)
 
     def _show_stored(self, message: StoredMessage) -> MessageView:
         title = (message.stats or {}).get("model") if message.role == "assistant" else None
@@ -495,6 +503,7 @@ class ChatPage(QWidget):
         reply = self.transcript.add_message("assistant", title=model_id,
                                             message_id=placeholder.id)
         self._wire(reply)
+        self._live = (conversation, reply)
         recorder = ReplyRecorder(self._store, placeholder.id)
         outcome: tuple[str, dict[str, Any] | None] = ("interrupted", None)
         try:
@@ -535,6 +544,9 @@ class ChatPage(QWidget):
                 recorder.finish(state, stats)
             self._request_id = None
             self._stopping = False
+            self._live = None
+            if reply not in self.transcript.messages():
+                reply.deleteLater()  # finished while another chat was shown: it is stored
             self._update_controls()
             self.streaming_changed.emit(False)
 
@@ -542,11 +554,13 @@ class ChatPage(QWidget):
                  sent: tuple[int, MessageView, str] | None) -> None:
         """Nothing was generated: undo the turn and give the text back to edit and retry."""
         self._store.delete_message(placeholder_id)
-        self.transcript.remove(reply)
+        if reply in self.transcript.messages():
+            self.transcript.remove(reply)
         if sent is not None:
             message_id, view, text = sent
             self._store.delete_message(message_id)
-            self.transcript.remove(view)
+            if view in self.transcript.messages():
+                self.transcript.remove(view)
             if not self.composer.toPlainText():
                 self.composer.setPlainText(text)
         self.problem.emit(exc.user_message)
@@ -585,7 +599,8 @@ class ChatPage(QWidget):
             reply.show_retry(True)
         else:
             reply.set_footer(line)
-        self._show_context(stats)
+        if reply in self.transcript.messages():
+            self._show_context(stats)
         self.reply_finished.emit(event)
         return _STATE_FOR_REASON.get(event.finish_reason, "complete"), stats
 

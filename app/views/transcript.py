@@ -224,6 +224,22 @@ class TranscriptView(QScrollArea):
             later.deleteLater()
         del self._views[index:]
 
+    def detach(self, view: MessageView, keeper: QWidget) -> None:
+        """Take ``view`` out without deleting it (a reply still streaming while another chat
+        is shown); ``keeper`` owns it meanwhile."""
+        self._views.remove(view)
+        self._layout.removeWidget(view)
+        view.hide()
+        view.setParent(keeper)
+
+    def attach(self, view: MessageView) -> None:
+        """Put a detached view back at the end."""
+        view.setParent(self.widget())
+        self._layout.insertWidget(self._layout.count() - 1, view)
+        self._views.append(view)
+        view.show()
+        self._follow = True
+
     def remove(self, view: MessageView) -> None:
         self._views.remove(view)
         self._layout.removeWidget(view)

@@ -206,3 +206,37 @@ def test_unexpected_exception_opens_a_crash_dialog_and_logs(qtbot: QtBot,
     assert "boom from a slot" in log_text
     dialog.close()
     assert bare_window.isVisible()  # the app goes on
+
+
+def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
+                                                       window: MainWindow) -> None:
+    chat = window.chat
+    _send(qtbot, chat, "First chat here.")
+    first_id = chat.conversation_id
+    window._backend.settings.sampling.max_tokens = 3000
+    window.new_chat()
+    qtbot.keyClicks(chat.composer, "Count from 1 to 1000, one number per line.")
+    qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: len(chat.transcript.messages()) == 2)
+    live = chat.transcript.messages()[-1]
+    qtbot.waitUntil(lambda: bool(live.text()), timeout=REPLY_TIMEOUT_MS)
+    counting_id = chat.conversation_id
+
+    # Look at the first chat while the count goes on: its messages, not the live reply.
+    window.sidebar.conversation_selected.emit(first_id)
+    assert chat.conversation_id == first_id and chat.streaming
+    assert chat.transcript.messages()[0].text() == "First chat here."
+    assert live not in chat.transcript.messages()
+    shown = len(live.text())
+    qtbot.waitUntil(lambda: len(live.text()) > shown, timeout=REPLY_TIMEOUT_MS)  # still going
+
+    # Back to the counting chat: the same live view, still growing; then stop it.
+    window.sidebar.conversation_selected.emit(counting_id)
+    views = chat.transcript.messages()
+    assert views[-1] is live and views[0].text().startswith("Count from 1")
+    with qtbot.waitSignal(chat.reply_finished, timeout=REPLY_TIMEOUT_MS) as finished:
+        qtbot.keyClick(chat.composer, Qt.Key.Key_Escape)
+    assert finished.args[0].finish_reason == "cancelled"
+    qtbot.waitUntil(lambda: not chat.streaming)
+    stored = window._backend.history.messages(counting_id)
+    assert stored[-1].state == "stopped" and stored[-1].content == live.text()
