@@ -39,16 +39,14 @@ from backend.cli_remote import (
     run_remote,
     wants_remote,
 )
-from backend.cli_repl import chat_loop
+from backend.cli_repl import chat_loop, print_reply
 from backend.engine.engine import Engine
 from backend.engine.types import (
     ChatMessage,
-    Finished,
     GenerationRequest,
     LoadPlan,
     OverflowPolicy,
     SamplingParams,
-    TextDelta,
 )
 from backend.errors import BackendError
 from backend.library.local import STARTER_ID, resolve_model
@@ -130,23 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 async def _reply(engine: Engine, request: GenerationRequest, verbose: bool) -> str:
-    parts: list[str] = []
-    async for event in engine.generate(request):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        elif isinstance(event, Finished):
-            sys.stdout.write("\n")
-            if event.error is not None:
-                print(f"error: {event.error.user_message}", file=sys.stderr)
-            if verbose:
-                u = event.usage
-                print(f"[{u.completion_tokens} tokens, {u.decode_tokens_per_s:.1f} tok/s, "
-                      f"first token {u.time_to_first_token_s * 1000:.0f} ms, "
-                      f"{u.cached_prompt_tokens}/{u.prompt_tokens} prompt tokens cached, "
-                      f"{event.finish_reason}]", file=sys.stderr)
-    return "".join(parts)
+    text, _ok = await print_reply(engine.generate(request), verbose)
+    return text
 
 
 async def _run(args: argparse.Namespace) -> int:

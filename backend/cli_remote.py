@@ -18,14 +18,12 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from backend.cli_repl import chat_loop
+from backend.cli_repl import chat_loop, print_reply
 from backend.engine.types import (
     ChatMessage,
-    Finished,
     GenerationEvent,
     GenerationRequest,
     SamplingParams,
-    TextDelta,
 )
 from backend.errors import BackendError, InvalidRequest
 from backend.remote.client import RemoteEngine
@@ -69,29 +67,6 @@ def _target(args: argparse.Namespace) -> tuple[RemoteEngine, str]:
     return (RemoteEngine(conn, key) if key else registry.engine(conn)), ref.model_id
 
 
-async def _reply(events: AsyncIterator[GenerationEvent], verbose: bool) -> tuple[str, bool]:
-    """Print a reply as it streams; returns its text and whether it ended without error."""
-    parts: list[str] = []
-    ok = True
-    async for event in events:
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        elif isinstance(event, Finished):
-            sys.stdout.write("\n")
-            if event.error is not None:
-                ok = False
-                print(f"error: {event.error.user_message}", file=sys.stderr)
-            if verbose:
-                u = event.usage
-                print(f"[{u.completion_tokens} tokens, {u.decode_tokens_per_s:.1f} tok/s, "
-                      f"first token {u.time_to_first_token_s * 1000:.0f} ms, "
-                      f"{u.prompt_tokens} prompt tokens, {event.finish_reason}]",
-                      file=sys.stderr)
-    return "".join(parts), ok
-
-
 async def run_remote(args: argparse.Namespace) -> int:
     """`hearth run` against a remote server: one reply, or a chat (/bye quits)."""
     engine, model = _target(args)
@@ -105,11 +80,11 @@ async def run_remote(args: argparse.Namespace) -> int:
                                                  max_tokens=args.max_tokens), model=model)
 
     if args.prompt is not None:
-        _, ok = await _reply(send(args.prompt), args.verbose)
+        _, ok = await print_reply(send(args.prompt), args.verbose)
         return 0 if ok else EXIT_ERROR
 
     async def reply_to(text: str) -> str:
-        reply, _ok = await _reply(send(text), args.verbose)
+        reply, _ok = await print_reply(send(text), args.verbose)
         return reply
 
     return await chat_loop(history, reply_to)
