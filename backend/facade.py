@@ -147,6 +147,8 @@ class Backend:
 
         if self.server is None:
             self.server = ServerService(self.host, self.settings, log_sink, state_sink)
+        else:
+            self.server.set_sinks(log_sink, state_sink)
         self.server.start()
         return self.server
 

@@ -54,6 +54,14 @@ class ServerService:
         self._started = threading.Event()
         self.port = settings.server.port
 
+    def set_sinks(self, log_sink: RequestLogSink | None, state_sink: StateSink | None) -> None:
+        """Who hears about requests and state changes from the next start on (the Server page
+        may be created after the service, e.g. when the server was started at launch)."""
+        if log_sink is not None:
+            self._log_sink = log_sink
+        if state_sink is not None:
+            self._state_sink = state_sink
+
     @property
     def base_url(self) -> str:
         host = self.settings.server.host

@@ -47,3 +47,28 @@ def test_a_gui_reply_and_an_api_stream_share_the_engine() -> None:
         assert backend.host.current().active_requests == 0  # every lease was given back
     finally:
         backend.close()
+
+
+def test_a_restart_reports_to_whoever_started_it_last() -> None:
+    """The server may be started before the Server page exists (left on at launch); a page
+    that starts it later gets the request log and state changes."""
+    backend = Backend(Settings(server=ServerSettings(port=0),
+                               engine=EngineSettings(n_ctx=512, parallel=1, threads=2)))
+    first: list[object] = []
+    later_log: list[object] = []
+    later_states: list[str] = []
+    try:
+        backend.start_server(log_sink=first.append)
+        backend.stop_server()
+        server = backend.start_server(log_sink=later_log.append,
+                                      state_sink=lambda state, _error: later_states.append(
+                                          str(state)))
+        reply = httpx.post(f"{server.base_url}/v1/chat/completions", timeout=120, json={
+            "model": "smollm2:135m", "max_tokens": 2,
+            "messages": [{"role": "user", "content": "Hi"}]})  # loaded just in time
+        assert reply.status_code == 200
+        assert later_log and not first
+        backend.stop_server()
+        assert later_states[-1] == "stopped"
+    finally:
+        backend.close()
