@@ -240,3 +240,19 @@ def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
     qtbot.waitUntil(lambda: not chat.streaming)
     stored = window._backend.history.messages(counting_id)
     assert stored[-1].state == "stopped" and stored[-1].content == live.text()
+
+
+def test_colours_follow_a_palette_change(qtbot: QtBot, bare_window: MainWindow) -> None:
+    """Light and dark follow the system: a new palette re-derives the window's colours."""
+    from PySide6.QtGui import QColor, QPalette
+
+    light = bare_window.styleSheet()
+    dark = QPalette()
+    for role, colour in ((QPalette.ColorRole.Window, "#202124"),
+                         (QPalette.ColorRole.Base, "#1b1b1d"),
+                         (QPalette.ColorRole.Text, "#e8eaed"),
+                         (QPalette.ColorRole.WindowText, "#e8eaed")):
+        dark.setColor(role, QColor(colour))
+    bare_window.setPalette(dark)
+    qtbot.waitUntil(lambda: bare_window.styleSheet() != light)
+    assert "#1b1b1d" in bare_window.styleSheet()
