@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import psutil
 import shiboken6
 from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Qt, QTimer, Signal
@@ -117,6 +118,8 @@ class ParameterPanel(QScrollArea):
                                    self._put_engine, ENGINE_ROWS,
                                    label_width=LABEL_WIDTH)
         self.engine.changed.connect(self._on_engine_changed)
+        # What Auto means before any plan arrives: the engine's own default, the core count.
+        self.engine.editor("threads").set_fallback(psutil.cpu_count(logical=False) or 4)
         self.memory_bar = MemoryBar()
         self.presets = PresetSection(lambda: self._backend.settings, self._preset_base)
         self.presets.chosen.connect(self._apply)
