@@ -100,6 +100,7 @@ class Backend:
         request = GenerationRequest(messages=tuple(messages),
                                     sampling=sampling or SamplingParams(),
                                     max_tokens=max_tokens, overflow=overflow)
+        request = self._with_active_preset(request)
         if request_id:
             request = replace(request, request_id=request_id)
         lease.__enter__()
@@ -109,6 +110,18 @@ class Backend:
             lease.__exit__(None, None, None)
             raise
         return request.request_id, self._holding(lease, events)
+
+    def _with_active_preset(self, request: GenerationRequest) -> GenerationRequest:
+        """The preset loaded in the parameter panel adds what the panel has no field for: its
+        stop strings, chat template and seeded turns (and its system prompt when the panel's
+        is empty). Its sampling values are already in the settings, as the person left them."""
+        name = getattr(getattr(self.settings, "chat", None), "preset", None)
+        if not name:
+            return request
+        from backend.library.presets import apply_preset
+
+        settled = {*SamplingParams.__dataclass_fields__, "max_tokens"}
+        return apply_preset(name, request, settled)
 
     def sampling_params(self) -> SamplingParams:
         """The sampler settings the parameter panel saved."""
