@@ -283,15 +283,19 @@ class RemoteEngine:
                     # A server that ignored "stream": the whole reply as one JSON body.
                     _put_whole(await response.aread(), put)
                     return
-                async for data in sse_data(response.aiter_lines()):
-                    if data.strip() == "[DONE]":
-                        put(_End(saw_done=True))
-                        return
-                    error = _put_chunk(data, put)
-                    if error is not None:
-                        put(RemoteRequestFailed(f"The server at {self.base_url} stopped the "
-                                                f"reply: {error}"))
-                        return
+                # aclosing: leaving early must close the line iterator here, in this task;
+                # left to the garbage collector it is closed from another task, which anyio's
+                # cancel scopes inside httpx refuse.
+                async with contextlib.aclosing(sse_data(response.aiter_lines())) as events:
+                    async for data in events:
+                        if data.strip() == "[DONE]":
+                            put(_End(saw_done=True))
+                            return
+                        error = _put_chunk(data, put)
+                        if error is not None:
+                            put(RemoteRequestFailed(f"The server at {self.base_url} stopped "
+                                                    f"the reply: {error}"))
+                            return
                 put(_End(saw_done=False))
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             put(_Cut(str(exc) or type(exc).__name__))
