@@ -11,20 +11,18 @@ from __future__ import annotations
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 from qasync import asyncSlot
 
 from app.views.composer import Composer
+from app.views.model_bar import ModelBar
 from app.views.transcript import MessageView, TranscriptView
 from backend.engine.types import ChatMessage, Finished, LoadedModel, LoadPlan, TextDelta
 from backend.errors import BackendError
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
     from backend.facade import Backend
     from backend.store import StoredMessage
 
-REMOTE_ROLE = Qt.ItemDataRole.UserRole + 1  # picker rows that came from a connection
 _STATE_FOR_REASON = {"stop": "complete", "length": "complete", "cancelled": "stopped",
                      "error": "error"}
 _POLICY_WORDS = {"stop": "stop when full", "truncate_middle": "drop middle turns when full",
@@ -83,7 +80,6 @@ class ChatPage(QWidget):
         # A connection's model ("<connection>/<model>") chosen in the picker: replies stream
         # from that server and nothing is loaded locally.
         self.remote_model: str | None = None
-        self._remote_ids: set[str] = set()
         # The reply streaming now and its conversation: it keeps streaming (and saving) while
         # the person looks at other chats, and is shown again when they come back.
         self._live: tuple[int, MessageView] | None = None
@@ -101,36 +97,21 @@ class ChatPage(QWidget):
 
     # -- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
-        self.model_picker = QComboBox(self)
-        self.model_picker.setObjectName("model_picker")
-        self.model_picker.setToolTip("Pick the model to chat with (Ctrl+K)")
-        self.model_picker.setMinimumWidth(260)
+        self.model_bar = ModelBar(self)
+        # The bar's parts, named as the page's own (tests and the window use them).
+        self.model_picker = self.model_bar.picker
+        self.load_progress = self.model_bar.progress
+        self.verdict_label = self.model_bar.verdict
         self.model_picker.activated.connect(self._picked)
-        self.load_progress = QProgressBar(self)
-        self.load_progress.setObjectName("load_progress")
-        self.load_progress.setRange(0, 100)
-        self.load_progress.setMaximumWidth(160)
-        self.load_progress.setTextVisible(True)
-        self.load_progress.hide()
         self._progress_timer = QTimer(self, interval=100)
-        self._progress_timer.timeout.connect(self._show_load_progress)
-        self.verdict_label = QLabel(self)
-        self.verdict_label.setObjectName("verdict_label")
-        self.verdict_label.setWordWrap(False)
-        # The planner's sentence can be long: it must never widen the window (the full text
-        # is in the tooltip), so the label takes whatever room is left.
-        self.verdict_label.setSizePolicy(QSizePolicy.Policy.Ignored,
-                                         QSizePolicy.Policy.Preferred)
-        self.verdict_label.setMinimumWidth(40)
+        self._progress_timer.timeout.connect(
+            lambda: self.model_bar.show_progress(self._backend.engine.load_progress))
         self.context_meter = QLabel(self)
         self.context_meter.setObjectName("context_meter")
+        self.model_bar.add_trailing(self.context_meter)
         top = QHBoxLayout()
         top.setContentsMargins(16, 10, 16, 6)
-        top.addWidget(self.model_picker)
-        top.addWidget(self.load_progress)
-        top.addWidget(self.verdict_label, 1)
-        top.addSpacing(12)
-        top.addWidget(self.context_meter)
+        top.addWidget(self.model_bar)
 
         self.transcript = TranscriptView(self)
         self.composer = Composer(self)
@@ -194,60 +175,21 @@ class ChatPage(QWidget):
         are added when their servers answer."""
         current = self.remote_model or (
             self._backend.loaded.model_id if self._backend.loaded else None)
-        self.model_picker.blockSignals(True)
-        self.model_picker.clear()
         try:
-            models = self._backend.models()
+            models = [model.id for model in self._backend.models()]
         except BackendError as exc:
             self.problem.emit(exc.user_message)
             models = []
-        for model in models:
-            self.model_picker.addItem(model.id, model.id)
-        if not models:
-            self.model_picker.addItem("No models yet: open Models to get one", None)
-        if current is not None:
-            index = self.model_picker.findData(current)
-            if index < 0:
-                self.model_picker.addItem(current, current)
-                index = self.model_picker.count() - 1
-            self.model_picker.setCurrentIndex(index)
-        self.model_picker.blockSignals(False)
+        self.model_bar.set_local(models, current)
         if self._backend.settings.connections:
             self._list_remote_models()
 
     @asyncSlot()
     async def _list_remote_models(self) -> None:
-        """Add each connection's models, tagged by connection; a dead server is a disabled
-        line saying why, never an error dialog."""
+        """Add each connection's models; a dead server is a row saying why, not a dialog."""
         listing = await self._backend.remote.list_models()
-        picker = self.model_picker
-        picker.blockSignals(True)
-        try:
-            for index in range(picker.count() - 1, -1, -1):  # drop the last listing
-                if picker.itemData(index, REMOTE_ROLE):
-                    picker.removeItem(index)
-            self._remote_ids = {ref.id for ref in listing.models}
-            if listing.models or listing.errors:
-                picker.insertSeparator(picker.count())
-                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
-            for ref in listing.models:
-                picker.addItem(f"{ref.id}  ({ref.connection_name})", ref.id)
-                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
-            for name, error in listing.errors.items():
-                picker.addItem(f"{name}: unavailable", None)
-                index = picker.count() - 1
-                picker.setItemData(index, True, REMOTE_ROLE)
-                picker.setItemData(index, error.user_message, Qt.ItemDataRole.ToolTipRole)
-                item = picker.model().item(index)  # type: ignore[attr-defined]
-                if item is not None:
-                    item.setEnabled(False)
-            if self.remote_model is not None:
-                index = picker.findData(self.remote_model)
-                if index >= 0:
-                    picker.setCurrentIndex(index)
-        finally:
-            picker.blockSignals(False)
-        self.remote_models_listed.emit(sorted(self._remote_ids))
+        self.model_bar.set_remote(listing, self.remote_model)
+        self.remote_models_listed.emit(sorted(self.model_bar.remote_ids))
 
     def use_remote_model(self, model_id: str) -> None:
         """Chat through a connection's model from now on (no local load)."""
@@ -260,8 +202,8 @@ class ChatPage(QWidget):
             url = self._backend.remote.connection(connection).base_url
         except BackendError:
             url = connection
-        self.verdict_label.setText(f"Remote: {connection} at {url}")
-        self.verdict_label.setToolTip(f"Replies stream from {url}; nothing runs locally.")
+        self.model_bar.show_verdict(f"Remote: {connection} at {url}",
+                                    f"Replies stream from {url}; nothing runs locally.")
         self._show_context(None)
         self._update_controls()
         self.remote_model_chosen.emit(model_id)
@@ -274,7 +216,7 @@ class ChatPage(QWidget):
         name = self.model_picker.itemData(index)
         if not name:
             return
-        if name in self._remote_ids:
+        if name in self.model_bar.remote_ids:
             self.use_remote_model(name)
             return
         loaded = self._backend.loaded
@@ -297,16 +239,13 @@ class ChatPage(QWidget):
                               "models.")
             return
         self._loading = name
-        self.verdict_label.setText(f"Loading {name}…")
-        self.load_progress.setValue(0)
-        self.load_progress.show()
+        self.model_bar.show_loading(name)
         self._progress_timer.start()
         self._update_controls()
         try:
             loaded = await self._backend.load_model(name, plan)
         except BackendError as exc:
-            self.verdict_label.setText(f"Couldn't load {name}")
-            self.verdict_label.setToolTip(exc.user_message)
+            self.model_bar.show_verdict(f"Couldn't load {name}", exc.user_message)
             self.problem.emit(exc.user_message)
             self.refresh_models()
             return
@@ -327,15 +266,11 @@ class ChatPage(QWidget):
     def _show_loaded(self, loaded: LoadedModel) -> None:
         summary = self._backend.host.last_load_summary or f"{loaded.n_gpu_layers}/" \
             f"{loaded.n_layer} layers on the GPU"
-        self.verdict_label.setText(_short(summary))
-        self.verdict_label.setToolTip(f"{loaded.path}\n{summary}")
+        self.model_bar.show_verdict(summary, f"{loaded.path}\n{summary}")
 
     def shutdown(self) -> None:
         self._progress_timer.stop()
         self._cancel_edit()
-
-    def _show_load_progress(self) -> None:
-        self.load_progress.setValue(round(self._backend.engine.load_progress * 100))
 
     # -- conversations ---------------------------------------------------------------------
     def new_chat(self) -> bool:
@@ -627,11 +562,6 @@ class ChatPage(QWidget):
         self.context_meter.setText(text)
         self.context_meter.setToolTip(f"Tokens of this chat in the model's context. When it "
                                       f"is full: {policy}.")
-
-
-def _short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 __all__ = ["ChatPage", "stats_line"]

@@ -1,0 +1,116 @@
+"""The strip above the chat: the model picker, load progress and the planner's verdict.
+
+The picker lists local models, then each remote connection's models tagged by connection (a
+connection that didn't answer is a disabled row whose tooltip says why). It only shows; the
+chat page decides what picking a row means. GUI thread only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+
+if TYPE_CHECKING:
+    from backend.remote.registry import RemoteListing
+
+REMOTE_ROLE = Qt.ItemDataRole.UserRole + 1  # picker rows that came from a connection
+
+
+def _short(text: str, limit: int = 90) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+class ModelBar(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.picker = QComboBox(self)
+        self.picker.setObjectName("model_picker")
+        self.picker.setToolTip("Pick the model to chat with (Ctrl+K)")
+        self.picker.setMinimumWidth(260)
+        self.progress = QProgressBar(self)
+        self.progress.setObjectName("load_progress")
+        self.progress.setRange(0, 100)
+        self.progress.setMaximumWidth(160)
+        self.progress.hide()
+        self.verdict = QLabel(self)
+        self.verdict.setObjectName("verdict_label")
+        self.verdict.setWordWrap(False)
+        # The planner's sentence can be long: it must never widen the window (the full text
+        # is in the tooltip), so the label takes whatever room is left.
+        self.verdict.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.verdict.setMinimumWidth(40)
+        self.remote_ids: set[str] = set()
+        self._layout = QHBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
+        self._layout.addWidget(self.picker)
+        self._layout.addWidget(self.progress)
+        self._layout.addWidget(self.verdict, 1)
+
+    def add_trailing(self, widget: QWidget) -> None:
+        """A widget at the right end (the chat's context meter)."""
+        self._layout.addSpacing(12)
+        self._layout.addWidget(widget)
+
+    # -- the picker's rows -----------------------------------------------------------------
+    def set_local(self, model_ids: list[str], current: str | None) -> None:
+        """Local rows only (remote rows come back with the next ``set_remote``)."""
+        picker = self.picker
+        picker.blockSignals(True)
+        picker.clear()
+        for model_id in model_ids:
+            picker.addItem(model_id, model_id)
+        if not model_ids:
+            picker.addItem("No models yet: open Models to get one", None)
+        if current is not None:
+            index = picker.findData(current)
+            if index < 0:
+                picker.addItem(current, current)
+                index = picker.count() - 1
+            picker.setCurrentIndex(index)
+        picker.blockSignals(False)
+
+    def set_remote(self, listing: RemoteListing, current: str | None) -> None:
+        picker = self.picker
+        picker.blockSignals(True)
+        try:
+            for index in range(picker.count() - 1, -1, -1):  # drop the last listing
+                if picker.itemData(index, REMOTE_ROLE):
+                    picker.removeItem(index)
+            self.remote_ids = {ref.id for ref in listing.models}
+            if listing.models or listing.errors:
+                picker.insertSeparator(picker.count())
+                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
+            for ref in listing.models:
+                picker.addItem(f"{ref.id}  ({ref.connection_name})", ref.id)
+                picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
+            for name, error in listing.errors.items():
+                picker.addItem(f"{name}: unavailable", None)
+                index = picker.count() - 1
+                picker.setItemData(index, True, REMOTE_ROLE)
+                picker.setItemData(index, error.user_message, Qt.ItemDataRole.ToolTipRole)
+                item = picker.model().item(index)  # type: ignore[attr-defined]
+                if item is not None:
+                    item.setEnabled(False)
+            if current is not None:
+                index = picker.findData(current)
+                if index >= 0:
+                    picker.setCurrentIndex(index)
+        finally:
+            picker.blockSignals(False)
+
+    # -- load state ------------------------------------------------------------------------
+    def show_loading(self, name: str) -> None:
+        self.verdict.setText(f"Loading {name}…")
+        self.progress.setValue(0)
+        self.progress.show()
+
+    def show_progress(self, fraction: float) -> None:
+        self.progress.setValue(round(fraction * 100))
+
+    def show_verdict(self, text: str, tooltip: str) -> None:
+        self.progress.hide()
+        self.verdict.setText(_short(text))
+        self.verdict.setToolTip(tooltip)

@@ -1,0 +1,65 @@
+"""The welcome at the top of the Models page while only the built-in starter is here."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from app.views.fit_badge import fit_html
+from backend.library.local import STARTER_ID
+from backend.library.service import BestPick
+from backend.library.transfer import human_size
+
+
+class WelcomePanel(QWidget):
+    """First steps while the library holds only the built-in starter: use it now, or fetch the
+    model this computer runs best."""
+
+    model_chosen = Signal(str)
+    download_requested = Signal(object)  # BestPick
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("welcome_panel")
+        self._pick: BestPick | None = None
+        title = QLabel("<b>Welcome to Hearth.</b> Chat right away with the built-in model, or "
+                       "download one sized for this computer.", self)
+        title.setWordWrap(True)
+        self.starter_button = QPushButton("Start with SmolLM2 135M (built in, no download)",
+                                          self)
+        self.starter_button.setObjectName("starter_button")
+        self.starter_button.clicked.connect(lambda: self.model_chosen.emit(STARTER_ID))
+        self.best_pick_button = QPushButton(self)
+        self.best_pick_button.setObjectName("best_pick_button")
+        self.best_pick_button.clicked.connect(self._request_download)
+        self.pick_reason = QLabel(self)
+        self.pick_reason.setObjectName("pick_reason")
+        self.pick_reason.setWordWrap(True)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.starter_button)
+        buttons.addWidget(self.best_pick_button)
+        buttons.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(title)
+        layout.addLayout(buttons)
+        layout.addWidget(self.pick_reason)
+        self.set_best_pick(None)
+
+    @property
+    def best_pick(self) -> BestPick | None:
+        return self._pick
+
+    def set_best_pick(self, pick: BestPick | None) -> None:
+        self._pick = pick
+        self.best_pick_button.setVisible(pick is not None)
+        self.pick_reason.setVisible(pick is not None)
+        if pick is None:
+            return
+        self.best_pick_button.setText(f"Download {pick.entry.alias} "
+                                      f"({human_size(pick.size_bytes)}, {pick.fit.label})")
+        self.best_pick_button.setToolTip(pick.entry.description)
+        self.pick_reason.setText(f"{fit_html(pick.fit)} — {pick.fit.reason}")
+
+    def _request_download(self) -> None:
+        if self._pick is not None:
+            self.download_requested.emit(self._pick)
