@@ -57,7 +57,8 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
     """The plan to try first, then ever smaller ones for the host to retry with."""
     base = LoadPlan(n_gpu_layers=engine.gpu_layers or 0, n_ctx=engine.n_ctx,
                     n_parallel=engine.parallel, n_threads=engine.threads,
-                    flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type)
+                    flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type,
+                    backend_sampling=engine.backend_sampling)
     try:
         from backend.hardware.planner import next_smaller_plan, plan_offload
         from backend.hardware.probe import probe_hardware
@@ -99,4 +100,5 @@ def plan_request(engine: EngineSettings) -> PlanRequest:
 
 
 def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:
-    return replace(plan, n_threads=engine.threads, flash_attn=engine.flash_attn)
+    return replace(plan, n_threads=engine.threads, flash_attn=engine.flash_attn,
+                   backend_sampling=engine.backend_sampling)

@@ -58,6 +58,9 @@ class EngineSettings(BaseModel):
                                    "lets the planner decide.")
     flash_attn: bool | None = Field(None, description="Flash attention; empty lets llama.cpp "
                                     "decide.")
+    backend_sampling: bool | None = Field(None, description="Sample inside llama.cpp's "
+                                          "graph, next to the logits; empty: when the whole "
+                                          "model is on a GPU.")
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = Field("f16", description="KV cache "
                                                           "element type.")
     memory_margin_mib: int = Field(1024, ge=0, le=1 << 20, description="Memory the planner "

@@ -10,9 +10,12 @@ For each test model it prints:
   * time to first token, and turn-2 time to first token on a ~1,500-token conversation.
 
 Targets (issue "Foundation"): Hearth >= 0.97x (a), >= 1.15x (b), turn 2 <= 0.2x turn 1.
-Usage: python bench/engine_bench.py [--threads 2] [--tokens 256] [--runs 3]
+Usage: python bench/engine_bench.py [--threads 2] [--tokens 256] [--runs 3] [--ctx 4096]
          [--model PATH] [--gpu-layers N] [--flash-attn auto|on|off] [--greedy]
-         [--high-level completion|chat|both]
+         [--high-level completion|chat|both] [--backend-sampling auto|on|off ...]
+Both sides get the same context size (decode slows as the KV cache grows, even empty).
+--backend-sampling: Hearth samples inside llama.cpp's graph (auto: when the logits are on a
+GPU); several values measure Hearth once per value, the first one giving the ratios.
 (--model replaces the test models; bench/gpu_speed.py runs this on a GPU.)
 """
 
@@ -47,7 +50,7 @@ SAMPLING = SamplingParams(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05, see
 # --greedy: temperature 0 on both sides (a synthetic model with its end-of-generation ids out of
 # greedy reach then always produces --tokens tokens; see bench/gpu_batching.py).
 GREEDY = SamplingParams(temperature=0.0, seed=1234)
-FLASH_ATTN = {"auto": None, "on": True, "off": False}
+FLASH_ATTN = {"auto": None, "on": True, "off": False}  # also --backend-sampling's values
 
 
 def test_models() -> list[LocalModel]:
@@ -81,7 +84,8 @@ async def hearth_decode(engine: Engine, tokens: int,
         final.usage.completion_tokens, final.usage.time_to_first_token_s
 
 
-def high_level_decode(path: Path, threads: int, tokens: int, *, gpu_layers: int = 0,
+def high_level_decode(path: Path, threads: int, tokens: int, *, n_ctx: int,
+                      gpu_layers: int = 0,
                       flash_attn: bool | None = None, sampling: SamplingParams = SAMPLING,
                       chat: bool = False, runs: int = 1,
                       warmup_tokens: int = 0) -> list[tuple[float, int, float]]:
@@ -93,7 +97,7 @@ def high_level_decode(path: Path, threads: int, tokens: int, *, gpu_layers: int 
     from llama_cpp import Llama
 
     extra = {} if flash_attn is None else {"flash_attn": flash_attn}
-    llm = Llama(str(path), n_ctx=2048, n_threads=threads, n_threads_batch=threads,
+    llm = Llama(str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
                 n_gpu_layers=gpu_layers, verbose=False, **extra)
     knobs = dict(max_tokens=tokens, stream=True, temperature=sampling.temperature,
                  top_k=sampling.top_k, top_p=sampling.top_p, min_p=sampling.min_p,
@@ -149,12 +153,14 @@ async def ttft(engine: Engine, messages: list[ChatMessage]) -> tuple[float, str,
 
 
 async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int, *,
-                       gpu_layers: int = 0, flash_attn: bool | None = None,
-                       sampling: SamplingParams = SAMPLING) -> dict:
+                       n_ctx: int, gpu_layers: int = 0, flash_attn: bool | None = None,
+                       sampling: SamplingParams = SAMPLING,
+                       backend_sampling: bool | None = None) -> dict:
     engine = Engine()
     try:
-        await engine.load(model, LoadPlan(n_ctx=4096, n_threads=threads,
-                                          n_gpu_layers=gpu_layers, flash_attn=flash_attn))
+        loaded = await engine.load(model, LoadPlan(
+            n_ctx=n_ctx, n_threads=threads, n_gpu_layers=gpu_layers, flash_attn=flash_attn,
+            backend_sampling=backend_sampling))
         await hearth_decode(engine, 16, sampling)  # warm-up: page the weights in
         hearth, native, counts, ttfts = [], [], [], []
         for _ in range(runs):
@@ -171,19 +177,22 @@ async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int, 
     finally:
         engine.close()
     return {"hearth": hearth, "native": native, "counts": counts, "ttfts": ttfts,
+            "backend_sampling": loaded.backend_sampling,
             "short_ttft": short_ttft,
             "t1": t1, "t2": t2, "first_prompt": first.usage.prompt_tokens,
             "second_prompt": second.usage.prompt_tokens,
             "second_cached": second.usage.cached_prompt_tokens}
 
 
-def in_child(side: str, model: LocalModel, args: argparse.Namespace) -> dict:
+def in_child(side: str, model: LocalModel, args: argparse.Namespace,
+             backend_sampling: str = "auto") -> dict:
     """Each side runs in a fresh process: llama.cpp's OpenMP worker teams from an earlier
     measurement in the same process would otherwise compete for the two cores."""
     cmd = [sys.executable, __file__, "--child", side, model.id, str(model.path),
            "--threads", str(args.threads), "--tokens", str(args.tokens), "--runs",
-           str(args.runs), "--gpu-layers", str(args.gpu_layers), "--flash-attn",
-           args.flash_attn] + (["--greedy"] if args.greedy else [])
+           str(args.runs), "--ctx", str(getattr(args, "ctx", 4096)), "--gpu-layers",
+           str(args.gpu_layers), "--flash-attn", args.flash_attn, "--backend-sampling",
+           backend_sampling] + (["--greedy"] if args.greedy else [])
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"the {side} child failed ({done.returncode}):\n"
@@ -192,7 +201,9 @@ def in_child(side: str, model: LocalModel, args: argparse.Namespace) -> dict:
 
 
 def bench_model(model: LocalModel, args: argparse.Namespace) -> dict:
-    r = in_child("hearth", model, args)
+    variants = getattr(args, "backend_sampling", None) or ["auto"]
+    by_variant = {v: in_child("hearth", model, args, v) for v in variants}
+    r = by_variant[variants[0]]
     sides = {"completion": ["high"], "chat": ["chat"], "both": ["high", "chat"]}[
         getattr(args, "high_level", "completion")]
     high = {side: in_child(side, model, args) for side in sides}
@@ -205,7 +216,18 @@ def bench_model(model: LocalModel, args: argparse.Namespace) -> dict:
            "ratio_vs_llama_cpp": round(h / n, 3),
            "hearth_runs_tok_s": [round(x, 1) for x in r["hearth"]],
            "llama_cpp_perf_runs_tok_s": [round(x, 1) for x in r["native"]],
-           "hearth_ttft_ms": round(statistics.median(r["ttfts"]) * 1000, 1)}
+           "hearth_ttft_ms": round(statistics.median(r["ttfts"]) * 1000, 1),
+           "ctx": getattr(args, "ctx", 4096), "backend_sampling": r["backend_sampling"]}
+    if len(by_variant) > 1:
+        out["hearth_by_backend_sampling"] = {
+            v: {"backend_sampling": x["backend_sampling"],
+                "hearth_tok_s": round(statistics.median(x["hearth"]), 1),
+                "llama_cpp_perf_tok_s": round(statistics.median(x["native"]), 1),
+                "ratio_vs_llama_cpp": round(statistics.median(x["hearth"])
+                                            / statistics.median(x["native"]), 3),
+                "hearth_runs_tok_s": [round(t, 1) for t in x["hearth"]],
+                "ttft_ms": round(statistics.median(x["ttfts"]) * 1000, 1)}
+            for v, x in by_variant.items()}
     for side, res in high.items():
         key = "high_level" if side == "high" else "high_level_chat"
         hl = statistics.median(res["rates"])
@@ -229,6 +251,7 @@ def main() -> int:
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--model", type=Path, help="benchmark this GGUF instead")
+    parser.add_argument("--ctx", type=int, default=4096, help="context size, both sides")
     parser.add_argument("--gpu-layers", type=int, default=0)
     parser.add_argument("--flash-attn", choices=list(FLASH_ATTN), default="auto",
                         help="both sides (auto: Hearth lets llama.cpp decide, "
@@ -236,6 +259,9 @@ def main() -> int:
     parser.add_argument("--greedy", action="store_true", help="temperature 0 on both sides")
     parser.add_argument("--high-level", choices=("completion", "chat", "both"),
                         default="completion", help="which llama-cpp-python streaming call")
+    parser.add_argument("--backend-sampling", nargs="+", choices=list(FLASH_ATTN),
+                        default=["auto"], help="Hearth's sampling in the graph (auto: on "
+                        "when the logits are on a GPU); several: measure each")
     parser.add_argument("--child", nargs=3, metavar=("SIDE", "ID", "PATH"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -245,12 +271,13 @@ def main() -> int:
         sampling = GREEDY if args.greedy else SAMPLING
         flash = FLASH_ATTN[args.flash_attn]
         if side == "hearth":
-            result = asyncio.run(bench_hearth(model, args.threads, args.tokens, args.runs,
-                                              gpu_layers=args.gpu_layers, flash_attn=flash,
-                                              sampling=sampling))
+            result = asyncio.run(bench_hearth(
+                model, args.threads, args.tokens, args.runs, n_ctx=args.ctx,
+                gpu_layers=args.gpu_layers, flash_attn=flash, sampling=sampling,
+                backend_sampling=FLASH_ATTN[args.backend_sampling[0]]))
         else:
             # One load, a short warm-up, then the timed runs: as Hearth's side does.
-            runs = high_level_decode(model.path, args.threads, args.tokens,
+            runs = high_level_decode(model.path, args.threads, args.tokens, n_ctx=args.ctx,
                                      gpu_layers=args.gpu_layers, flash_attn=flash,
                                      sampling=sampling, chat=side == "chat", runs=args.runs,
                                      warmup_tokens=16)

@@ -150,7 +150,7 @@ def build(arch: str) -> Path:
     return server
 
 
-def vocab_without_reachable_eog(out: Path) -> Path:
+def vocab_without_reachable_eog(out: Path, pad_to: int | None = None) -> Path:
     """The kit's SmolLM2 vocabulary with its 17 special tokens moved to the end of the id range.
 
     synthgguf repeats 64 random rows through ``output.weight``, so the logits of ids i and
@@ -175,15 +175,28 @@ def vocab_without_reachable_eog(out: Path) -> Path:
     for key, value in list(v.items()):
         if key.endswith("_token_id") and value in where:
             v[key] = where[value]
+    if pad_to and pad_to > n:
+        # A bigger vocabulary (e.g. Gemma 3's 262,144) costs a bigger output layer and more
+        # work per sampled token; filler tokens, never produced by the tokenizer, stand in.
+        # They go before the moved special tokens, which must stay the last ids.
+        fillers = [f"<filler_{i}>" for i in range(pad_to - n)]
+        cut = n - len(special)
+        tokens[cut:cut] = fillers
+        types[cut:cut] = [1] * len(fillers)
+        for key, value in list(v.items()):
+            if key.endswith("_token_id") and isinstance(value, int) and value >= cut:
+                v[key] = value + len(fillers)
     with gzip.open(out, "wt") as fh:
         json.dump(v, fh)
     return out
 
 
-def make_model(path: Path, shape: list[str], keep_eos: bool) -> Path:
+def make_model(path: Path, shape: list[str], keep_eos: bool,
+               pad_vocab_to: int | None = None) -> Path:
     if not path.exists():
         vocab = KIT / "smollm2-vocab.json.gz" if keep_eos else \
-            vocab_without_reachable_eog(WORK / "vocab-no-eog.json.gz")
+            vocab_without_reachable_eog(WORK / f"vocab-no-eog-{pad_vocab_to or 0}.json.gz",
+                                        pad_vocab_to)
         subprocess.run([sys.executable, str(KIT / "synthgguf.py"), "make", str(path),
                         "--vocab", str(vocab), *shape], check=True, stdout=subprocess.DEVNULL)
     return path

@@ -54,7 +54,13 @@ SHAPES = {
     "llama3.2-1b-shape-q8_0": ["--layers", "16", "--embd", "2048", "--heads", "32",
                                "--kv-heads", "8", "--ff", "8192", "--ctx", "8192",
                                "--type", "q8_0"],
+    # Gemma 3 270M's size and 262,144-token vocabulary (llama architecture, head dim 160
+    # rather than 256): the case where sampling over the vocabulary costs the most.
+    "gemma3-270m-shape-q8_0": ["--layers", "18", "--embd", "640", "--heads", "4",
+                               "--kv-heads", "1", "--ff", "2048", "--ctx", "8192",
+                               "--type", "q8_0"],
 }
+VOCAB_PADDED_TO = {"gemma3-270m-shape-q8_0": 262144}
 CONCURRENT = 4
 
 
@@ -126,6 +132,13 @@ def main() -> int:
                         help="CPU threads, every side; several: each is measured")
     parser.add_argument("--serve-threads", type=int, nargs="+", default=None,
                         help="the servers' threads, if not --threads")
+    parser.add_argument("--engine-ctx", type=int, default=4096, help="engine context, both "
+                        "sides")
+    parser.add_argument("--backend-sampling", nargs="+", default=["auto", "off"],
+                        choices=("auto", "on", "off"), help="Hearth engine variants (auto: "
+                        "on with full offload); the first gives the ratios")
+    parser.add_argument("--models", nargs="+", default=None, choices=list(SHAPES),
+                        help="only these model shapes")
     parser.add_argument("--arch", default="90", help="CMAKE_CUDA_ARCHITECTURES")
     parser.add_argument("--deadline-s", type=float, default=545,
                         help="start no new measurement after this many seconds")
@@ -142,8 +155,10 @@ def main() -> int:
         install_wheels()
 
         def write_all() -> dict[str, Path]:  # one after another: they share the vocab file
-            return {name: make_model(WORK / f"{name}-noeog.gguf", shape, False)
-                    for name, shape in SHAPES.items()}
+            return {name: make_model(WORK / f"{name}-noeog.gguf", shape, False,
+                                     VOCAB_PADDED_TO.get(name))
+                    for name, shape in SHAPES.items()
+                    if not args.models or name in args.models}
 
         writer = concurrent.futures.ThreadPoolExecutor(1).submit(write_all)
         build(args.arch)
@@ -191,7 +206,8 @@ def main() -> int:
                 break
             eb_args = argparse.Namespace(threads=threads, tokens=args.tokens, runs=args.runs,
                                          gpu_layers=gpu_layers, flash_attn=flash_name,
-                                         greedy=True, high_level="both")
+                                         greedy=True, high_level="both", ctx=args.engine_ctx,
+                                         backend_sampling=args.backend_sampling)
             name = key(name, threads)
             try:
                 r = engine_bench.bench_model(LocalModel(name, path, "file"), eb_args)
@@ -207,6 +223,10 @@ def main() -> int:
                 f"{r['high_level_chat_tok_s']} (x{r['ratio_vs_high_level_chat']}), completion "
                 f"{r['high_level_tok_s']} (x{r['ratio_vs_high_level']}); tokens "
                 f"{r['tokens']} / {r['high_level_chat_tokens']} / {r['high_level_tokens']}")
+            for variant, v in r.get("hearth_by_backend_sampling", {}).items():
+                log(f"  backend sampling {variant} ({v['backend_sampling']}): "
+                    f"{v['hearth_tok_s']} tok/s, x{v['ratio_vs_llama_cpp']} of llama.cpp perf "
+                    f"{v['llama_cpp_perf_tok_s']}")
 
     serve_threads = args.serve_threads or args.threads
     sv_args = argparse.Namespace(requests=args.requests, max_tokens=args.tokens)

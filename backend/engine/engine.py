@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from backend.engine.chat_template import select_template
-from backend.engine.native import ContextConfig, NativeContext, NativeModel
+from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
 from backend.engine.scheduler import LoadedState, Scheduler
 from backend.engine.slot import Job, Slot
 from backend.engine.types import (
@@ -149,6 +149,8 @@ class Engine:
                 flash_attn=plan.flash_attn,
                 kv_cache_type=plan.kv_cache_type,
                 swa_full=plan.swa_full,
+                backend_sampling=(plan.backend_sampling if plan.backend_sampling is not None
+                                  else output_on_gpu(model, plan.n_gpu_layers)),
             )
             ctx = NativeContext(model, config)
             gguf_template = model.chat_template()
@@ -165,6 +167,7 @@ class Engine:
             model_id=model_id, path=str(path), n_ctx=ctx.n_ctx // plan.n_parallel,
             n_parallel=plan.n_parallel, n_ctx_train=model.n_ctx_train, n_layer=model.n_layer,
             n_gpu_layers=plan.n_gpu_layers, n_threads=threads, template_source=source,
+            backend_sampling=config.backend_sampling,
             supports_tools="tools" in template.source)
         self._scheduler.state = LoadedState(
             model=model, ctx=ctx, template=template, info=info,

@@ -192,6 +192,12 @@ class NativeModel:
             self.ptr = None
 
 
+def output_on_gpu(model: NativeModel, n_gpu_layers: int) -> bool:
+    """Whether llama.cpp puts the output layer (the logits) on a GPU: all repeating layers
+    and the output are offloaded, in a build that can offload."""
+    return n_gpu_layers > model.n_layer and bool(C.llama_supports_gpu_offload())
+
+
 @dataclass(frozen=True)
 class ContextConfig:
     n_ctx: int  # total KV cells across all sequences
@@ -204,6 +210,7 @@ class ContextConfig:
     kv_unified: bool = False
     kv_cache_type: str = "f16"
     swa_full: bool = True
+    backend_sampling: bool = False  # samplers run in the graph (see NativeSampler.attach)
 
 
 class NativeContext:
@@ -245,6 +252,7 @@ class NativeContext:
         self.stream_bytes = int(cells * model.kv_elements_per_token
                                 * _KV_BYTES_PER_ELEMENT[config.kv_cache_type])
         self.memory = C.llama_get_memory(ptr)
+        self.backend_sampling = config.backend_sampling
         self.batch = C.llama_batch_init(config.n_batch, 0, config.n_seq_max)
         self.batch_capacity = config.n_batch
         # Cached raw pointers: attribute lookups through the ctypes struct cost more than the
@@ -319,6 +327,7 @@ class NativeSampler:
                  grammar: str | None) -> None:
         chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
         self.ptr = chain
+        self._attached: tuple[NativeContext, int] | None = None
         add = C.llama_sampler_chain_add
         if repeat_penalty != 1.0 or presence_penalty != 0.0 or frequency_penalty != 0.0:
             add(chain, C.llama_sampler_init_penalties(
@@ -346,14 +355,32 @@ class NativeSampler:
         add(chain, C.llama_sampler_init_temp(temperature))
         add(chain, C.llama_sampler_init_dist(_RANDOM_SEED if seed is None else seed & 0xFFFFFFFF))
 
+    def attach(self, ctx: NativeContext, seq_id: int) -> bool:
+        """Run this chain inside ``ctx``'s graph for ``seq_id`` (backend sampling): each decode
+        then leaves the sampled token, and ``sample`` only reads it. False if llama.cpp keeps
+        it on the CPU. Changing samplers makes llama.cpp re-reserve its graph at the next
+        decode, so this is done once per request, not per token."""
+        if self._attached is not None:
+            return True
+        if not C.llama_set_sampler(ctx.ptr, seq_id, self.ptr):
+            return False
+        self._attached = (ctx, seq_id)
+        return True
+
     def sample(self, ctx: NativeContext, batch_index: int) -> int:
-        # llama_sampler_sample also accepts the token into the chain (penalties, grammar).
+        # llama_sampler_sample also accepts the token into the chain (penalties, grammar);
+        # with the chain attached it returns the token the graph already chose.
         return C.llama_sampler_sample(self.ptr, ctx.ptr, batch_index)
 
     def accept(self, token: int) -> None:
         C.llama_sampler_accept(self.ptr, token)
 
     def close(self) -> None:
+        if self._attached is not None:
+            ctx, seq_id = self._attached
+            self._attached = None
+            if ctx.ptr:  # the context must not keep a pointer to a freed chain
+                C.llama_set_sampler(ctx.ptr, seq_id, None)
         if self.ptr:
             C.llama_sampler_free(self.ptr)
             self.ptr = None

@@ -166,6 +166,9 @@ class Scheduler:
                 job.sink(exc)
                 continue
             slot = _choose_slot(free, prompt)
+            if state.ctx.backend_sampling and not job.request.grammar:
+                # A grammar can't run in the graph; such a chain stays on the CPU whole.
+                sampler.attach(state.ctx, slot.seq_id)
             reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
             if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.

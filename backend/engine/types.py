@@ -126,6 +126,10 @@ class LoadPlan:
     n_threads: int | None = None  # None: physical core count
     n_threads_batch: int | None = None  # None: same as n_threads
     flash_attn: bool | None = None  # None: llama.cpp decides
+    # Run the sampler chain inside llama.cpp's graph, on the device holding the logits.
+    # None: on when the output layer is on a GPU (no logits copy to the host, no CPU pass over
+    # the vocabulary per token); on a CPU it measured slower than llama.cpp's CPU samplers.
+    backend_sampling: bool | None = None
     kv_cache_type: Literal["f16", "q8_0", "q4_0"] = "f16"
     swa_full: bool = True  # full-size sliding-window cache: lets a follow-up reuse the prefix
     use_mmap: bool = True
@@ -145,4 +149,5 @@ class LoadedModel:
     n_gpu_layers: int
     n_threads: int
     template_source: Literal["override", "gguf", "chatml"]
+    backend_sampling: bool = False
     supports_tools: bool = False  # the chat template renders a `tools` list
