@@ -118,10 +118,11 @@ def unpack_source() -> Path:
     return src
 
 
-def build(arch: str) -> Path:
-    """llama.cpp with CUDA: shared libraries and llama-server, once per warm machine."""
+def build(arch: str, with_server: bool = True) -> Path:
+    """llama.cpp with CUDA: shared libraries (and llama-server), once per warm machine."""
     server = BUILD / "bin" / "llama-server"
-    if server.exists() and (SITE / "llama_cpp" / "lib" / "libllama.so").exists():
+    if (server.exists() or not with_server) and \
+            (SITE / "llama_cpp" / "lib" / "libllama.so").exists():
         log("llama.cpp CUDA build found (warm machine): reusing it")
         return server
     src = unpack_source()
@@ -133,8 +134,9 @@ def build(arch: str) -> Path:
                     "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=ON"],
                    check=True, stdout=subprocess.DEVNULL)
     with open(WORK / "build.log", "wb") as out:
-        done = subprocess.run(["cmake", "--build", str(BUILD), "--target", "llama-server",
-                               "llama", "-j", str(os.cpu_count() or 8)], stdout=out,
+        targets = ["llama-server", "llama"] if with_server else ["llama"]
+        done = subprocess.run(["cmake", "--build", str(BUILD), "--target", *targets,
+                               "-j", str(os.cpu_count() or 8)], stdout=out,
                               stderr=subprocess.STDOUT)
     if done.returncode:
         print((WORK / "build.log").read_text(errors="replace")[-6000:])

@@ -161,7 +161,7 @@ def main() -> int:
                     if not args.models or name in args.models}
 
         writer = concurrent.futures.ThreadPoolExecutor(1).submit(write_all)
-        build(args.arch)
+        build(args.arch, with_server=False)
         models = writer.result()
         importlib.invalidate_caches()  # llama_cpp appeared in /tmp/site after start-up
         gpu_layers, flash, flash_name = 999, True, "on"

@@ -7,6 +7,7 @@ CLI's ``asyncio.run``); all native work happens on the scheduler's thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -36,6 +37,34 @@ def physical_cores() -> int:
     except ImportError:  # pragma: no cover - psutil is a dependency; be kind anyway
         n = None
     return max(1, n or os.cpu_count() or 1)
+
+
+class _Delivery:
+    """Events from the engine thread to one consumer's asyncio loop.
+
+    Waking a loop from another thread costs far more than the event (a self-pipe write, an
+    epoll round, and on a small machine a core taken from llama.cpp's compute threads), so
+    events that arrive while a wake-up is still pending ride along with it. Nothing waits:
+    the first event after a drain always wakes the loop at once.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        self._held: collections.deque[GenerationEvent | BaseException] = collections.deque()
+        self._wake_pending = False
+
+    def put(self, event: GenerationEvent | BaseException) -> None:  # engine thread
+        self._held.append(event)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:  # the consumer's loop
+        # Cleared before taking: an event appended after this line schedules its own drain.
+        self._wake_pending = False
+        while self._held:
+            self.queue.put_nowait(self._held.popleft())
 
 
 class Engine:
@@ -76,13 +105,9 @@ class Engine:
         raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
         request is refused before generating. Closing the iterator early cancels the request.
         """
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-
-        def sink(event: GenerationEvent | BaseException) -> None:  # engine thread
-            loop.call_soon_threadsafe(queue.put_nowait, event)
-
-        job = Job(request, sink)
+        delivery = _Delivery(asyncio.get_running_loop())
+        queue = delivery.queue
+        job = Job(request, delivery.put)
         with self._jobs_lock:
             if request.request_id in self._jobs:
                 raise InvalidRequest(f"Request id {request.request_id} is already running.")
