@@ -201,6 +201,7 @@ class Engine:
 
     def _unload_on_engine_thread(self) -> None:
         self._scheduler.cancel_all()
+        self._scheduler.drop_graph_samplers()
         state, self._scheduler.state = self._scheduler.state, None
         if state is not None:
             state.ctx.close()

@@ -367,6 +367,15 @@ class NativeSampler:
         self._attached = (ctx, seq_id)
         return True
 
+    @property
+    def attached(self) -> bool:
+        return self._attached is not None
+
+    def reset(self) -> None:
+        """Back to a fresh request's state: penalty history cleared, the seed drawn again
+        (a fixed seed restarts its sequence, so the same seed still gives the same text)."""
+        C.llama_sampler_reset(self.ptr)
+
     def sample(self, ctx: NativeContext, batch_index: int) -> int:
         # llama_sampler_sample also accepts the token into the chain (penalties, grammar);
         # with the chain attached it returns the token the graph already chose.

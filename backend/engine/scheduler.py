@@ -161,14 +161,11 @@ class Scheduler:
                 continue
             try:
                 prompt, dropped = self._prepare_prompt(state, job.request)
-                sampler = _make_sampler(state.model, job.request)
+                slot = _choose_slot(free, prompt)
+                sampler = _sampler_for(state, slot, job.request)
             except BackendError as exc:
                 job.sink(exc)
                 continue
-            slot = _choose_slot(free, prompt)
-            if state.ctx.backend_sampling and not job.request.grammar:
-                # A grammar can't run in the graph; such a chain stays on the CPU whole.
-                sampler.attach(state.ctx, slot.seq_id)
             reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
             if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.
@@ -377,8 +374,15 @@ class Scheduler:
             job.sink(ModelNotLoaded("The model was unloaded before this request started. "
                                     "Load a model and send it again."))
 
+    def drop_graph_samplers(self) -> None:
+        """Engine thread: free the chains kept attached to the context (before it goes)."""
+        if self.state is not None:
+            for slot in self.state.slots:
+                slot.drop_graph_sampler()
+
     def _shutdown(self) -> None:
         self.cancel_all()
+        self.drop_graph_samplers()
         state, self.state = self.state, None
         if state is not None:
             state.ctx.close()
@@ -401,6 +405,31 @@ def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
     if reuse(best) >= SLOT_SIMILARITY:
         return best
     return min(free, key=lambda s: s.last_used)  # empty slots (never used) come first
+
+
+def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> NativeSampler:
+    """The request's sampler chain: on the CPU, or inside the graph (backend sampling), where
+    the slot's chain from its last request is reset and reused if it samples the same way."""
+    if not state.ctx.backend_sampling or request.grammar:
+        # A grammar can't run in the graph: the whole chain stays on the CPU, and a chain
+        # left attached to this sequence would pick tokens the grammar never sees.
+        slot.drop_graph_sampler()
+        return _make_sampler(state.model, request)
+    key = _sampling_key(request)
+    if slot.graph_sampler is not None and slot.graph_key == key:
+        slot.graph_sampler.reset()
+        return slot.graph_sampler
+    slot.drop_graph_sampler()
+    sampler = _make_sampler(state.model, request)
+    if sampler.attach(state.ctx, slot.seq_id):
+        slot.graph_sampler, slot.graph_key = sampler, key
+    return sampler
+
+
+def _sampling_key(request: GenerationRequest) -> tuple[object, ...]:
+    p = request.sampling
+    return (p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n,
+            p.presence_penalty, p.frequency_penalty, p.seed)
 
 
 def _make_sampler(model: NativeModel, request: GenerationRequest) -> NativeSampler:

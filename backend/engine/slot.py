@@ -51,6 +51,12 @@ class Slot:
         self.cached: list[int] = []  # tokens whose keys/values are in the cache, in order
         self.last_used = 0.0
         self.job: Job | None = None
+        # A sampler chain attached to the context for this sequence (backend sampling) is kept
+        # after its request: attaching or detaching one makes llama.cpp re-reserve its graph
+        # (~13 ms on an H200, all of a short reply's time to first token), and the next
+        # request usually samples the same way. ``graph_key`` says how it samples.
+        self.graph_sampler: NativeSampler | None = None
+        self.graph_key: tuple[object, ...] | None = None
         self._reset_request_state()
 
     def _reset_request_state(self) -> None:
@@ -124,11 +130,18 @@ class Slot:
             messages_dropped=self.messages_dropped,
         )
         self.emit(Finished(self.job.request.request_id, reason, usage, error))
-        if self.sampler is not None:
+        if self.sampler is not None and self.sampler is not self.graph_sampler:
             self.sampler.close()
         self.job = None
         self.last_used = now
         self._reset_request_state()
+
+    def drop_graph_sampler(self) -> None:
+        """Detach and free the kept in-graph chain (a grammar request, an unload)."""
+        if self.graph_sampler is not None:
+            self.graph_sampler.close()
+            self.graph_sampler = None
+            self.graph_key = None
 
     def emit_text(self, text: str) -> None:
         assert self.job is not None
