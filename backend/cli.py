@@ -44,7 +44,6 @@ from backend.engine.engine import Engine
 from backend.engine.types import (
     ChatMessage,
     GenerationRequest,
-    LoadPlan,
     OverflowPolicy,
     SamplingParams,
 )
@@ -89,7 +88,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ctx", type=int, default=None,
                      help="context length (tokens; default: the preset's num_ctx, else 4096)")
     run.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
-    run.add_argument("--gpu-layers", type=int, default=0, help="layers to offload to the GPU")
+    run.add_argument("--gpu-layers", type=int, default=None, help="layers to offload to the "
+                     "GPU (default: the planner's choice for this machine)")
     run.add_argument("--max-tokens", type=int, default=None)
     run.add_argument("--temperature", type=float, default=None, help="default 0.8, or the "
                      "preset's")
@@ -138,10 +138,21 @@ async def _run(args: argparse.Namespace) -> int:
     model = resolve_model(args.model, allow_paths=True)
     preset = find_preset(args.model)
     n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or 4096
-    engine = Engine()
+    # The same planned loads as the app and `hearth serve` (GPU offload, flash attention, a
+    # smaller retry when memory runs out), for one person: one slot.
+    from backend.host import ModelHost
+    from backend.load_plans import planned_loads
+
+    settings = load_settings()
+    engine_cfg = settings.engine.model_copy(update={
+        "n_ctx": n_ctx, "parallel": 1, **{k: v for k, v in {
+            "threads": args.threads, "gpu_layers": args.gpu_layers}.items() if v is not None}})
+    host = ModelHost(Engine(), lambda m: planned_loads(m, engine_cfg))
+    engine = host.engine
     try:
-        await engine.load(model, LoadPlan(n_ctx=n_ctx, n_threads=args.threads,
-                                          n_gpu_layers=args.gpu_layers))
+        await host.load(model)
+        if args.verbose:
+            print(host.last_load_summary, file=sys.stderr)
         history: list[ChatMessage] = []
         if args.system:
             history.append(ChatMessage("system", args.system))

@@ -95,10 +95,10 @@ def plan_request(engine: EngineSettings) -> PlanRequest:
 
     return PlanRequest(
         n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
-        flash_attn=engine.flash_attn is not False, n_parallel=engine.parallel,
+        flash_attn=engine.flash_attn, n_parallel=engine.parallel,
         n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20)
 
 
 def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:
-    return replace(plan, n_threads=engine.threads, flash_attn=engine.flash_attn,
-                   backend_sampling=engine.backend_sampling)
+    # Flash attention is the plan's: it honours the setting and decides when that is empty.
+    return replace(plan, n_threads=engine.threads, backend_sampling=engine.backend_sampling)

@@ -12,8 +12,10 @@ It prints:
     off when another arrives, Hearth decodes them together;
   * latency, TTFT, ITL and aggregate tokens/s per level, and the machine's load average.
 
-Usage: python bench/serve_bench.py [--threads 2] [--max-tokens 128] [--requests 3]
+Usage: python bench/serve_bench.py [--threads 2|default] [--max-tokens 128] [--requests 3]
                                    [--rounds 2] [--json out.json] [--plot out.png]
+--threads default starts both servers as they ship, each choosing its own thread count
+(Hearth: the physical cores; llama-cpp-python: half the logical CPUs for decoding).
 Needs llama-cpp-python's server extras (sse-starlette, starlette-context, pydantic-settings).
 """
 
@@ -60,9 +62,14 @@ def median_level(rounds: list[LevelResult]) -> LevelResult:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def _threads(value: str) -> int | None:
+    return None if value == "default" else int(value)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=_threads, default=2,
+                        help="CPU threads for both servers, or 'default': their own choice")
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--requests", type=int, default=3, help="per client and level")
     parser.add_argument("--rounds", type=int, default=2)
@@ -129,7 +136,7 @@ def main() -> int:
                 for name, rounds in runs.items()}}
         args.json.write_text(json.dumps(out, indent=2))
     if args.plot:
-        plot(summary, args.plot, f"SmolLM2-135M, {args.threads} threads, "
+        plot(summary, args.plot, f"SmolLM2-135M, {args.threads or 'default'} threads, "
              f"max {args.max_tokens} tokens")
     return 0
 

@@ -134,6 +134,7 @@ class NativeModel:
         self.eos_id: int = C.llama_vocab_eos(self.vocab)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._piece_cache: dict[int, bytes] = {}
+        self._eog_cache: dict[int, bool] = {}
 
     def meta(self, key: str) -> str | None:
         buf = ctypes.create_string_buffer(1 << 16)
@@ -184,7 +185,11 @@ class NativeModel:
         return data
 
     def is_eog(self, token: int) -> bool:
-        return bool(C.llama_vocab_is_eog(self.vocab, token))
+        # Asked once per generated token: remembered, as a ctypes call costs more than a dict.
+        known = self._eog_cache.get(token)
+        if known is None:
+            known = self._eog_cache[token] = bool(C.llama_vocab_is_eog(self.vocab, token))
+        return known
 
     def close(self) -> None:
         if self.ptr:

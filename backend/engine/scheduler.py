@@ -146,6 +146,8 @@ class Scheduler:
         self._decode_one_step(state)
 
     def _admit(self, state: LoadedState) -> None:
+        if not self._waiting:  # the common step: nothing new (a stale read waits one step)
+            return
         while True:
             free = [slot for slot in state.slots if not slot.busy]
             if not free:
@@ -275,12 +277,19 @@ class Scheduler:
             room = min(room, max(MIN_PREFILL_CHUNK,
                                  int(PREFILL_STEP_BUDGET_S / self._s_per_prompt_token)))
         sampling = list(generating)
+        # Without flash attention, llama.cpp's CPU attention rounds a token's logits slightly
+        # differently when it is computed alone than inside a longer batch. A repeated request
+        # reuses the cached prompt and computes only its last token alone, so a fresh prompt
+        # does the same: otherwise the same seed would give another text the second time.
+        isolate_last = ctx.config.flash_attn is False
         for slot in state.slots:
             if room <= 0:
                 break
             if not slot.prefilling:
                 continue
             end = min(len(slot.prompt), slot.n_fed + room)
+            if end == len(slot.prompt) and end - slot.n_fed > 1 and isolate_last:
+                end -= 1  # the last prompt token gets a step of its own (see below)
             for i in range(slot.n_fed, end):
                 last = i == len(slot.prompt) - 1
                 idx = ctx.batch_add(slot.prompt[i], i, slot.seq_id, last)

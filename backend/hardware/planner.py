@@ -64,7 +64,8 @@ class PlanRequest:
     default_ctx: int = 8192
     min_ctx: int = 4096  # an automatic context is never shortened below this
     kv_cache_type: str = "f16"
-    flash_attn: bool = True  # llama.cpp's "auto" turns it on for CPU, CUDA and Metal
+    # None: Hearth decides (``flash_attention_for``); True/False: the user's setting.
+    flash_attn: bool | None = None
     n_parallel: int = 1
     n_batch: int = 512
     n_ubatch: int = 512
@@ -177,10 +178,30 @@ def _compute_bytes(meta: GgufMetadata, n_ctx: int, req: PlanRequest, flash: bool
     return max(stage_logits, stage_attn) + COMPUTE_BASE_BYTES
 
 
+# llama.cpp's CPU flash-attention kernel walks the cache one position at a time, which costs
+# most with narrow heads. bench/cpu_flash_attn.py (docs/bench/cpu_flash_attn.json, 2 cores),
+# decode tok/s with flash attention on / off at 2,048 tokens of context: head dim 64 38 / 62
+# (SmolLM2-135M 22 / 47), 128 65 / 64, 256 68 / 64; its prefill is 10-25% faster with it on.
+# A chat spends its time decoding, so a machine without a GPU loads narrow-headed models
+# (SmolLM2, Llama 3.2 1B, Qwen2.5 0.5B) without it. Widths between 64 and 128 (Phi's 80 and
+# 96) are unmeasured and keep llama.cpp's choice.
+CPU_SLOW_FLASH_ATTN_HEAD_DIM = 64
+
+
+def flash_attention_for(meta: GgufMetadata, hardware: Hardware, req: PlanRequest) -> bool:
+    """Whether the load uses flash attention (llama.cpp's "auto" turns it on everywhere)."""
+    if req.kv_cache_type not in ("f32", "f16", "bf16"):
+        return True  # llama.cpp needs it for a quantized V cache
+    if req.flash_attn is not None:
+        return req.flash_attn
+    narrow = 0 < meta.head_dim_k <= CPU_SLOW_FLASH_ATTN_HEAD_DIM
+    return bool(hardware.usable_gpus) or not narrow
+
+
 def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUse]:
     """(GPU use, CPU use) with ``n_gpu`` layers offloaded and ``n_ctx`` tokens per slot."""
     meta, req = inp.meta, inp.request
-    flash = req.flash_attn or req.kv_cache_type not in ("f32", "f16", "bf16")
+    flash = flash_attention_for(meta, inp.hardware, req)
     kv = kv_cache_bytes_per_layer(meta, n_ctx, n_parallel=req.n_parallel,
                                   kv_cache_type=req.kv_cache_type, swa_full=req.swa_full,
                                   n_ubatch=req.n_ubatch)
@@ -270,7 +291,7 @@ def _make(inp: _Inputs, n_gpu: int, n_ctx: int, verdict: Verdict | None, why: st
     req = inp.request
     return OffloadPlan(
         verdict=verdict, n_gpu_layers=n_gpu, n_layers_total=total, n_ctx=n_ctx,
-        flash_attn=req.flash_attn or req.kv_cache_type not in ("f32", "f16", "bf16"),
+        flash_attn=flash_attention_for(inp.meta, inp.hardware, req),
         gpu=gpu, cpu=cpu, gpu_budget=gpu_budget, cpu_budget=cpu_budget,
         reason=_reason(inp, verdict, n_gpu, n_ctx, gpu, cpu, why, shortened_from),
         inputs=inp, ctx_shortened_from=shortened_from)

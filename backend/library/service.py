@@ -260,7 +260,7 @@ class LibraryService:
         """Plan as a load would with the user's settings, so the badge matches what happens."""
         engine = self._settings.engine
         return PlanRequest(n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
-                           flash_attn=engine.flash_attn is not False,
+                           flash_attn=engine.flash_attn,
                            n_parallel=engine.parallel, n_gpu_layers=engine.gpu_layers,
                            margin_bytes=engine.memory_margin_mib << 20)
 

@@ -253,4 +253,22 @@ def test_to_load_plan() -> None:
     load = plan.to_load_plan()
     assert (load.n_gpu_layers, load.n_ctx, load.n_parallel) == (33, 8192, 2)
     assert load.flash_attn is False and load.n_ubatch == 512
-    assert plan_offload(meta_of("smollm2-135m"), machine(0)).to_load_plan().flash_attn is None
+    assert plan_offload(meta_of("llama-3.1-8b"), machine(0)).to_load_plan().flash_attn is None
+
+
+@pytest.mark.parametrize(("name", "gpu_gib", "request_kw", "expected"), [
+    # Narrow heads on a machine without a GPU: llama.cpp's CPU kernel decodes them slowly.
+    ("smollm2-135m", 0, {}, False),
+    ("llama-3.2-1b", 0, {}, False),
+    ("llama-3.1-8b", 0, {}, True),  # 128-wide heads: llama.cpp's choice (on)
+    ("gemma-3-4b", 0, {}, True),
+    ("smollm2-135m", 8, {}, True),  # a GPU runs the attention
+    ("smollm2-135m", 0, {"flash_attn": True}, True),  # the user's setting wins
+    ("llama-3.1-8b", 24, {"flash_attn": False}, False),
+    ("smollm2-135m", 0, {"kv_cache_type": "q8_0"}, True),  # a quantized cache needs it
+])
+def test_flash_attention_choice(name: str, gpu_gib: float, request_kw: dict[str, Any],
+                                expected: bool) -> None:
+    plan = plan_offload(meta_of(name), machine(gpu_gib), PlanRequest(n_ctx=4096, **request_kw))
+    assert plan.flash_attn is expected
+    assert plan.to_load_plan().flash_attn is (None if expected else False)

@@ -252,3 +252,18 @@ def test_gemma_base_model_generates(gemma_path: Path) -> None:
         assert text.strip() and final.usage.completion_tokens == 8
     finally:
         eng.close()
+
+
+def test_same_seed_same_text_without_flash_attention(smollm2_path: Path) -> None:
+    # The planner turns flash attention off for narrow heads on a CPU; there a token computed
+    # alone rounds differently from one inside a batch, and the repeat reuses the cached prompt.
+    eng = Engine()
+    try:
+        run(eng.load(LocalModel("smollm2:135m", smollm2_path, "builtin"),
+                     LoadPlan(n_ctx=1024, n_threads=2, flash_attn=False)))
+        request = chat("Write a word.", max_tokens=6,
+                       sampling=SamplingParams(temperature=1.5, seed=1234))
+        texts = {run(collect(eng, request))[0] for _ in range(3)}
+        assert len(texts) == 1, texts
+    finally:
+        eng.close()
