@@ -432,6 +432,17 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
     sampler = _make_sampler(state.model, request)
     if sampler.attach(state.ctx, slot.seq_id):
         slot.graph_sampler, slot.graph_key = sampler, key
+        # Idle slots get the same chain now: the graph is re-reserved once for all of these
+        # changes (at the next decode), and the next request sampling this way finds its
+        # chain on whichever slot holds its conversation.
+        for other in state.slots:
+            if other is not slot and not other.busy and other.graph_key != key:
+                other.drop_graph_sampler()
+                spare = _make_sampler(state.model, request)
+                if spare.attach(state.ctx, other.seq_id):
+                    other.graph_sampler, other.graph_key = spare, key
+                else:
+                    spare.close()
     return sampler
 
 

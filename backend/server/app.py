@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
 
 from backend import __version__
 from backend.server import ollama_routes, openai_routes
@@ -29,6 +30,15 @@ def create_app(ctx: ServerContext) -> FastAPI:
         # leave the engine. Public like the rest of /health: counts only, nothing private.
         return {"status": "ok", "version": __version__,
                 "model": hosted.name if hosted else None, "queue": ctx.queue_stats()}
+
+    @app.get("/", tags=["meta"], response_class=PlainTextResponse)
+    async def root() -> str:
+        # What Ollama answers here: tools probe it to see whether a server is up.
+        return "Hearth is running"
+
+    @app.head("/", tags=["meta"], include_in_schema=False)
+    async def root_head() -> PlainTextResponse:
+        return PlainTextResponse("")
 
     server = ctx.settings
     app.add_middleware(SecurityMiddleware, bound_host=server.host, api_key=server.api_key,

@@ -26,7 +26,7 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Browser origins allowed by default: pages served from this machine and editor webviews.
 _DEFAULT_ORIGIN = re.compile(
     r"^(https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?|app://.*|vscode-webview://.*)$")
-PUBLIC_PATHS = frozenset({"/health"})
+PUBLIC_PATHS = frozenset({"/", "/health"})  # liveness only: nothing private
 
 
 def is_loopback(host: str) -> bool:

@@ -117,3 +117,22 @@ def test_a_request_sampling_the_same_way_reuses_the_attached_chain(smollm2_path:
         run(eng.unload())
     finally:
         eng.close()
+
+
+def test_idle_slots_get_the_new_chain_at_once(smollm2_path: Path) -> None:
+    # One graph re-reserve covers every idle slot, so the next request sampling this way finds
+    # its chain on whichever slot it lands.
+    eng = Engine()
+    try:
+        run(eng.load(LocalModel("smollm2:135m", smollm2_path, "builtin"),
+                     LoadPlan(n_ctx=512, n_parallel=3, n_threads=2, backend_sampling=True)))
+        slots = eng._scheduler.state.slots  # type: ignore[union-attr]
+        run(collect(eng, chat("Hi", max_tokens=3, sampling=GREEDY)))
+        keys = {slot.graph_key for slot in slots}
+        assert len(keys) == 1 and None not in keys
+        chains = [slot.graph_sampler for slot in slots]
+        assert len({id(c) for c in chains}) == 3 and all(c and c.attached for c in chains)
+        run(collect(eng, chat("A different question entirely", max_tokens=3, sampling=GREEDY)))
+        assert [slot.graph_sampler for slot in slots] == chains  # reused, none re-attached
+    finally:
+        eng.close()

@@ -83,12 +83,16 @@ def test_port_in_use_is_a_sentence_naming_the_port() -> None:
 # -- API key --------------------------------------------------------------------------------
 def test_health_is_public(keyed_server: HearthServer) -> None:
     assert get(keyed_server, "/health").json()["status"] == "ok"
+    # The liveness line Ollama clients probe for.
+    root = get(keyed_server, "/")
+    assert root.status_code == 200 and root.text == "Hearth is running"
 
 
 def test_every_other_route_needs_the_key(keyed_server: HearthServer) -> None:
     spec = get(keyed_server, "/openapi.json", headers=auth()).json()
     routes = [(method.upper(), path.replace("{", "").replace("}", ""))
-              for path, ops in spec["paths"].items() for method in ops if path != "/health"]
+              for path, ops in spec["paths"].items() for method in ops
+              if path not in ("/health", "/")]
     routes += [("GET", "/docs"), ("GET", "/openapi.json"), ("GET", "/no/such/route")]
     assert len(routes) > 6
     for method, path in routes:
