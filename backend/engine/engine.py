@@ -7,13 +7,13 @@ CLI's ``asyncio.run``); all native work happens on the scheduler's thread.
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from backend.engine.chat_template import select_template
+from backend.engine.delivery import Mailboxes
 from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
 from backend.engine.scheduler import LoadedState, Scheduler
 from backend.engine.slot import Job, Slot
@@ -39,39 +39,12 @@ def physical_cores() -> int:
     return max(1, n or os.cpu_count() or 1)
 
 
-class _Delivery:
-    """Events from the engine thread to one consumer's asyncio loop.
-
-    Waking a loop from another thread costs far more than the event (a self-pipe write, an
-    epoll round, and on a small machine a core taken from llama.cpp's compute threads), so
-    events that arrive while a wake-up is still pending ride along with it. Nothing waits:
-    the first event after a drain always wakes the loop at once.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
-        self._held: collections.deque[GenerationEvent | BaseException] = collections.deque()
-        self._wake_pending = False
-
-    def put(self, event: GenerationEvent | BaseException) -> None:  # engine thread
-        self._held.append(event)
-        if not self._wake_pending:
-            self._wake_pending = True
-            self.loop.call_soon_threadsafe(self._drain)
-
-    def _drain(self) -> None:  # the consumer's loop
-        # Cleared before taking: an event appended after this line schedules its own drain.
-        self._wake_pending = False
-        while self._held:
-            self.queue.put_nowait(self._held.popleft())
-
-
 class Engine:
     def __init__(self) -> None:
         self._scheduler = Scheduler()
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
+        self._mailboxes = Mailboxes()
         self._loaded: LoadedModel | None = None
         self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
 
@@ -105,9 +78,8 @@ class Engine:
         raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
         request is refused before generating. Closing the iterator early cancels the request.
         """
-        delivery = _Delivery(asyncio.get_running_loop())
-        queue = delivery.queue
-        job = Job(request, delivery.put)
+        queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
+        job = Job(request, self._mailboxes.for_loop(asyncio.get_running_loop()).sink_for(queue))
         with self._jobs_lock:
             if request.request_id in self._jobs:
                 raise InvalidRequest(f"Request id {request.request_id} is already running.")
