@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import threading
 import weakref
 from collections.abc import Callable
@@ -24,11 +23,10 @@ Event = GenerationEvent | BaseException
 
 
 class Mailbox:
-    def __init__(self, loop: asyncio.AbstractEventLoop, deferred: bool) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._held: collections.deque[tuple[asyncio.Queue[Event], Event]] = collections.deque()
         self._wake_pending = False
-        self._deferred = deferred  # wake in ``wake()``, called by the engine thread
 
     def sink_for(self, queue: asyncio.Queue[Event]) -> Callable[[Event], None]:
         """The engine-thread callable that delivers into ``queue`` (owned by this loop)."""
@@ -37,15 +35,11 @@ class Mailbox:
                 # Nobody will drain: the slot takes this as "the consumer is gone".
                 raise RuntimeError("the consumer's event loop is closed")
             self._held.append((queue, event))
-            if not self._deferred:
-                self.wake()
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._loop.call_soon_threadsafe(self._drain)
 
         return put
-
-    def wake(self) -> None:  # engine thread
-        if self._held and not self._wake_pending:
-            self._wake_pending = True
-            self._loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:  # the loop's thread
         # Cleared before taking: an event appended after this line schedules its own drain.
@@ -59,9 +53,8 @@ class Mailbox:
 class Mailboxes:
     """One mailbox per live event loop (the GUI's, the API server's, a CLI's)."""
 
-    def __init__(self, deferred: bool = False) -> None:
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._deferred = deferred
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Mailbox] = \
             weakref.WeakKeyDictionary()
 
@@ -69,13 +62,5 @@ class Mailboxes:
         with self._lock:
             box = self._by_loop.get(loop)
             if box is None:
-                box = self._by_loop[loop] = Mailbox(loop, self._deferred)
+                box = self._by_loop[loop] = Mailbox(loop)
             return box
-
-    def wake_all(self) -> None:  # engine thread
-        with self._lock:
-            boxes = list(self._by_loop.values())
-        for box in boxes:
-            # A loop closed since: its consumers are told on their next event.
-            with contextlib.suppress(RuntimeError):
-                box.wake()

@@ -44,8 +44,7 @@ class Engine:
         self._scheduler = Scheduler()
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
-        self._mailboxes = Mailboxes(deferred=os.environ.get("HEARTH_DEFERRED_WAKE") == "1")
-        self._scheduler.before_wait = self._mailboxes.wake_all
+        self._mailboxes = Mailboxes()
         self._loaded: LoadedModel | None = None
         self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
 

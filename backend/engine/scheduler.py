@@ -68,10 +68,6 @@ class Scheduler:
         # would overstate a prompt token's cost several times and feed prompts in crumbs.
         self._s_decode_step = 0.0
         self._s_per_prompt_token = 0.002
-        # Called right before each decode, before going idle and before running calls: hands
-        # the events held since over (Engine's mailboxes), so that the consumers' wake-up
-        # overlaps llama.cpp's work instead of this thread's Python.
-        self.before_wait: Callable[[], None] = lambda: None
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -108,14 +104,11 @@ class Scheduler:
         while True:
             with self._wake:
                 while not (self._closing or self._calls or self._has_work_locked()):
-                    self.before_wait()
                     self._wake.wait()
                 if self._closing:
                     break
                 calls = list(self._calls)
                 self._calls.clear()
-            if calls:
-                self.before_wait()  # a call (a load) may take seconds: hand events over first
             for fn, future in calls:
                 if future.set_running_or_notify_cancel():
                     try:
@@ -129,7 +122,6 @@ class Scheduler:
                 self._fail_all(BackendError("The engine hit an internal error; the request "
                                             "was stopped. Try again, or reload the model."))
         self._shutdown()
-        self.before_wait()
 
     def _has_work_locked(self) -> bool:
         if self._waiting:
@@ -312,7 +304,6 @@ class Scheduler:
         n_prompt = ctx.n_in_batch - len(generating)
         started = time.perf_counter()
         try:
-            self.before_wait()
             ctx.decode()
         except BackendError as exc:
             for slot in state.slots:
