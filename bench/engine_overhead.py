@@ -154,6 +154,10 @@ def main() -> int:
     parser.add_argument("--greedy", action="store_true")
     parser.add_argument("--backend-sampling", action="store_true",
                         help="also measure each loop with sampling inside the graph")
+    parser.add_argument("--loops", nargs="+", default=["raw", "engine-quiet", "engine"],
+                        choices=["raw", "engine-quiet", "engine"])
+    parser.add_argument("--only-in-graph", action="store_true",
+                        help="only sampling inside the graph")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -168,9 +172,11 @@ def main() -> int:
     if args.child:
         return child(args)
     where = ["cpu", "graph"] if args.backend_sampling else ["cpu"]
+    if args.only_in_graph:
+        where = ["graph"]
     rows = []
     for sampler_at in where:
-        for loop_name in ("raw", "engine-quiet", "engine"):
+        for loop_name in args.loops:
             cmd = [sys.executable, __file__, "--child", loop_name, sampler_at, "--model",
                    str(args.model), "--threads", str(args.threads), "--tokens",
                    str(args.tokens), "--runs", str(args.runs), "--ctx", str(args.ctx),
