@@ -424,7 +424,7 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
         # left attached to this sequence would pick tokens the grammar never sees.
         slot.drop_graph_sampler()
         return _make_sampler(state.model, request)
-    key = _sampling_key(request)
+    key = request.sampling  # frozen: equal settings sample the same way
     if slot.graph_sampler is not None and slot.graph_key == key:
         slot.graph_sampler.reset()
         return slot.graph_sampler
@@ -444,12 +444,6 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
                 else:
                     spare.close()
     return sampler
-
-
-def _sampling_key(request: GenerationRequest) -> tuple[object, ...]:
-    p = request.sampling
-    return (p.temperature, p.top_k, p.top_p, p.min_p, p.repeat_penalty, p.repeat_last_n,
-            p.presence_penalty, p.frequency_penalty, p.seed)
 
 
 def _make_sampler(model: NativeModel, request: GenerationRequest) -> NativeSampler:

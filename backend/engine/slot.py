@@ -19,6 +19,7 @@ from backend.engine.types import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
+    SamplingParams,
     TextDelta,
     Usage,
 )
@@ -56,7 +57,7 @@ class Slot:
         # (~13 ms on an H200, all of a short reply's time to first token), and the next
         # request usually samples the same way. ``graph_key`` says how it samples.
         self.graph_sampler: NativeSampler | None = None
-        self.graph_key: tuple[object, ...] | None = None
+        self.graph_key: SamplingParams | None = None
         self._reset_request_state()
 
     def _reset_request_state(self) -> None:
