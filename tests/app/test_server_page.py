@@ -75,6 +75,12 @@ def _wait_saved(qtbot: QtBot, page: ServerPage) -> None:
     qtbot.waitUntil(lambda: not page.saving and settings_path().exists())
 
 
+def _settled_running(page: ServerPage) -> bool:
+    """Running, and the toggle's slot has finished: the server reports "running" before the
+    slot that started it returns, and until then the (disabled) button ignores a click."""
+    return page.running and page.toggle_button.isEnabled()
+
+
 def _edit(qtbot: QtBot, line: QLineEdit, text: str) -> None:
     line.clear()
     qtbot.keyClicks(line, text)
@@ -236,7 +242,7 @@ def test_generate_key_persists_and_fills_the_snippets(qtbot: QtBot, page: Server
 def test_a_server_left_on_starts_again_at_the_next_launch(qtbot: QtBot, page: ServerPage,
                                                           backend: Backend) -> None:
     page.toggle_button.click()
-    qtbot.waitUntil(lambda: page.running, timeout=30_000)
+    qtbot.waitUntil(lambda: _settled_running(page), timeout=30_000)
     _wait_saved(qtbot, page)
     assert _stored()["enabled"] is True
     port = backend.server.port  # type: ignore[union-attr]
@@ -249,7 +255,7 @@ def test_a_server_left_on_starts_again_at_the_next_launch(qtbot: QtBot, page: Se
         again = ServerPage(later)
         qtbot.addWidget(again)
         again.start_if_enabled()
-        qtbot.waitUntil(lambda: again.running, timeout=30_000)
+        qtbot.waitUntil(lambda: _settled_running(again), timeout=30_000)
         assert later.server is not None and later.server.port > 0
         again.toggle_button.click()  # off, and remembered as off
         qtbot.waitUntil(lambda: not again.running and _stored()["enabled"] is False,
