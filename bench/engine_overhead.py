@@ -1,14 +1,16 @@
 """Where the engine's per-token time goes, against llama.cpp's own decode counter.
 
-Three loops decode the same prompt with the same sampler, each in a fresh process, and each
+These loops decode the same prompt with the same sampler, each in a fresh process, and each
 reports wall tokens/s, llama.cpp's ``n_eval / t_eval`` and microseconds per token:
 
   * ``raw``: the thinnest Python loop over ``NativeContext`` (batch of one token, decode,
     sample): the floor for any Python caller of llama-cpp-python's low-level API;
   * ``engine-quiet``: ``Engine.generate()`` with events handed to asyncio only at the end, i.e.
     the scheduler's own bookkeeping (slots, stop strings, UTF-8) without a wake-up per token;
-  * ``engine``: ``Engine.generate()`` as the app and server use it, one asyncio wake-up per
-    token.
+  * ``engine``: ``Engine.generate()`` as the app and server use it: an asyncio wake-up per
+    token, each token's after the first held until the next decode returns (delivery.py);
+  * ``engine-eager`` (only with --loops): each token wakes its consumer as soon as it is
+    sampled, i.e. while the next decode runs.
 
 Each with sampling on the CPU and, with --backend-sampling, inside llama.cpp's graph.
 Usage: python bench/engine_overhead.py [--model PATH] [--threads 2] [--tokens 256] [--runs 3]
@@ -79,20 +81,34 @@ def raw_loop(path: Path, args: argparse.Namespace, in_graph: bool) -> list[tuple
 
 
 def engine_loop(path: Path, args: argparse.Namespace, in_graph: bool,
-                quiet: bool) -> list[tuple[float, float]]:
+                mode: str) -> list[tuple[float, float]]:
     from backend.engine import engine as engine_module
     from backend.engine.engine import Engine
-    from backend.engine.types import Finished, GenerationRequest, LoadPlan, SamplingParams
+    from backend.engine.slot import Slot
+    from backend.engine.types import (
+        Finished,
+        GenerationRequest,
+        LoadPlan,
+        SamplingParams,
+        TextDelta,
+    )
     from backend.library.local import LocalModel
 
+    if mode == "engine-eager":  # every piece of text wakes its consumer at once
+        def emit_text(self: Slot, text: str) -> None:
+            assert self.job is not None
+            self.emit(TextDelta(self.job.request.request_id, text))
+
+        Slot.emit_text = emit_text  # type: ignore[method-assign]
     engine = Engine()
+    quiet = mode == "engine-quiet"
     if quiet:
         def generate(request: GenerationRequest):  # type: ignore[no-untyped-def]
             loop = asyncio.get_running_loop()
             queue: asyncio.Queue = asyncio.Queue()
             held: list = []
 
-            def sink(event: object) -> None:  # engine thread: hand over only at the end
+            def sink(event: object, *, defer: bool = False) -> None:  # only at the end
                 held.append(event)
                 if isinstance(event, (Finished, BaseException)):
                     for item in held:
@@ -138,7 +154,7 @@ def child(args: argparse.Namespace) -> int:
     if loop_name == "raw":
         runs = raw_loop(path, args, in_graph)
     else:
-        runs = engine_loop(path, args, in_graph, quiet=loop_name == "engine-quiet")
+        runs = engine_loop(path, args, in_graph, loop_name)
     print(json.dumps(runs))
     return 0
 
@@ -155,7 +171,7 @@ def main() -> int:
     parser.add_argument("--backend-sampling", action="store_true",
                         help="also measure each loop with sampling inside the graph")
     parser.add_argument("--loops", nargs="+", default=["raw", "engine-quiet", "engine"],
-                        choices=["raw", "engine-quiet", "engine"])
+                        choices=["raw", "engine-quiet", "engine-eager", "engine"])
     parser.add_argument("--only-in-graph", action="store_true",
                         help="only sampling inside the graph")
     parser.add_argument("--json", type=Path)

@@ -41,10 +41,10 @@ def physical_cores() -> int:
 
 class Engine:
     def __init__(self) -> None:
-        self._scheduler = Scheduler()
+        self._mailboxes = Mailboxes()
+        self._scheduler = Scheduler(self._mailboxes.flush)
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
-        self._mailboxes = Mailboxes()
         self._loaded: LoadedModel | None = None
         self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
 

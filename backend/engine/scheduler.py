@@ -54,7 +54,10 @@ class LoadedState:
 
 
 class Scheduler:
-    def __init__(self) -> None:
+    def __init__(self, flush_events: Callable[[], None] = lambda: None) -> None:
+        # Wakes the consumers of deferred events (delivery.py): called on the engine thread
+        # when a decode returns and before the thread waits for work.
+        self._flush_events = flush_events
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._calls: collections.deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]]
@@ -103,6 +106,8 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._wake:
+                if not (self._closing or self._calls or self._has_work_locked()):
+                    self._flush_events()  # idle now: nothing deferred may wait for a decode
                 while not (self._closing or self._calls or self._has_work_locked()):
                     self._wake.wait()
                 if self._closing:
@@ -302,6 +307,10 @@ class Scheduler:
         if ctx.n_in_batch == 0:
             return
         n_prompt = ctx.n_in_batch - len(generating)
+        if n_prompt:
+            # A step with prompt tokens takes long: deferred text must not wait for it (and a
+            # consumer's few hundred µs hardly slow it).
+            self._flush_events()
         started = time.perf_counter()
         try:
             ctx.decode()
@@ -313,6 +322,9 @@ class Scheduler:
                     slot.finish("error", exc)
             return
         now = time.perf_counter()
+        # The previous step's deferred text goes out now, while this thread samples and the
+        # other cores are idle (delivery.py).
+        self._flush_events()
         self._learn_step_cost(now - started, len(generating), n_prompt)
         for slot in sampling:
             if slot.job is None:

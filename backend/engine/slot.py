@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import codecs
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from backend.engine.delivery import EventSink
 from backend.engine.native import NativeSampler
 from backend.engine.stop_strings import StopMatcher
 from backend.engine.types import (
@@ -24,8 +24,6 @@ from backend.engine.types import (
     Usage,
 )
 from backend.errors import BackendError
-
-EventSink = Callable[[GenerationEvent | BaseException], None]
 
 
 @dataclass
@@ -72,6 +70,7 @@ class Slot:
         self.pending_token: int | None = None  # sampled, not yet decoded
         self.logits_index = -1  # where this slot's logits are in the current batch
         self.n_generated = 0
+        self.n_deltas = 0  # text events sent
         self.max_tokens: int | None = None
         self.t_first = 0.0
         self.t_last = 0.0
@@ -98,10 +97,10 @@ class Slot:
         self.max_tokens = job.request.max_tokens
         self.messages_dropped = messages_dropped
 
-    def emit(self, event: GenerationEvent | BaseException) -> None:
+    def emit(self, event: GenerationEvent | BaseException, *, defer: bool = False) -> None:
         assert self.job is not None
         try:
-            self.job.sink(event)
+            self.job.sink(event, defer=defer)
         except RuntimeError:  # the consumer's event loop is gone: nobody is listening
             self.job.cancelled = True
 
@@ -146,4 +145,7 @@ class Slot:
 
     def emit_text(self, text: str) -> None:
         assert self.job is not None
-        self.emit(TextDelta(self.job.request.request_id, text))
+        # After the first piece (time to first token), text may wait for the next decode to
+        # return before its consumer is woken: see delivery.py.
+        self.n_deltas += 1
+        self.emit(TextDelta(self.job.request.request_id, text), defer=self.n_deltas > 1)
