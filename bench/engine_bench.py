@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -184,6 +185,23 @@ async def bench_hearth(model: LocalModel, threads: int, tokens: int, runs: int, 
             "second_cached": second.usage.cached_prompt_tokens}
 
 
+def flash_attention(path: Path, args: argparse.Namespace) -> bool:
+    """--flash-attn, where auto is what Hearth's planner picks for this model on this machine
+    (off on a CPU for 64-wide heads such as SmolLM2's, on otherwise). Both sides get it: the
+    ratios then compare the loops around the same attention kernel. (llama-cpp-python's own
+    default is off; llama.cpp's is on.)"""
+    if args.flash_attn != "auto":
+        return bool(FLASH_ATTN[args.flash_attn])
+    from backend.hardware.planner import PlanRequest, flash_attention_for
+    from backend.hardware.probe import probe_hardware
+    from backend.library.gguf_meta import read_gguf_metadata
+
+    hardware = probe_hardware()
+    if not args.gpu_layers:
+        hardware = replace(hardware, gpus=())  # a CPU-only run, whatever the machine has
+    return flash_attention_for(read_gguf_metadata(path), hardware, PlanRequest())
+
+
 def in_child(side: str, model: LocalModel, args: argparse.Namespace,
              backend_sampling: str = "auto") -> dict:
     """Each side runs in a fresh process: llama.cpp's OpenMP worker teams from an earlier
@@ -210,7 +228,9 @@ def bench_model(model: LocalModel, args: argparse.Namespace) -> dict:
     h, n = statistics.median(r["hearth"]), statistics.median(r["native"])
     short_ttft, t1, t2 = r["short_ttft"], r["t1"], r["t2"]
     out = {"model": model.id, "threads": args.threads, "tokens": r["counts"], "runs": args.runs,
-           "gpu_layers": args.gpu_layers, "flash_attn": args.flash_attn,
+           "gpu_layers": args.gpu_layers,
+           "flash_attn": f"{args.flash_attn} "
+                         f"({'on' if flash_attention(model.path, args) else 'off'})",
            "sampling": "greedy" if args.greedy else "temperature 0.8, top-k 40, top-p 0.95, "
            "min-p 0.05", "hearth_tok_s": round(h, 1), "llama_cpp_perf_tok_s": round(n, 1),
            "ratio_vs_llama_cpp": round(h / n, 3),
@@ -269,7 +289,7 @@ def main() -> int:
         side, model_id, path = args.child
         model = LocalModel(model_id, Path(path), "file")
         sampling = GREEDY if args.greedy else SAMPLING
-        flash = FLASH_ATTN[args.flash_attn]
+        flash = flash_attention(model.path, args)
         if side == "hearth":
             result = asyncio.run(bench_hearth(
                 model, args.threads, args.tokens, args.runs, n_ctx=args.ctx,

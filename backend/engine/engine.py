@@ -15,6 +15,7 @@ from pathlib import Path
 from backend.engine.chat_template import select_template
 from backend.engine.delivery import Mailboxes
 from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
+from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.scheduler import LoadedState, Scheduler
 from backend.engine.slot import Job, Slot
 from backend.engine.types import (
@@ -168,7 +169,8 @@ class Engine:
             supports_tools="tools" in template.source)
         self._scheduler.state = LoadedState(
             model=model, ctx=ctx, template=template, info=info,
-            slots=[Slot(i) for i in range(plan.n_parallel)])
+            slots=[Slot(i) for i in range(plan.n_parallel)],
+            prompts=PromptTokenizer(model, capacity=plan.n_parallel + 4))
         return info
 
     def _unload_on_engine_thread(self) -> None:

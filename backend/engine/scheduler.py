@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from backend.engine.chat_template import ChatTemplate, select_template, strip_leading_bos
 from backend.engine.native import NativeContext, NativeModel, NativeSampler
 from backend.engine.overflow import fit_messages, fit_tokens, prompt_budget
+from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.slot import Job, Slot, common_prefix_length
 from backend.engine.types import ChatMessage, GenerationRequest, LoadedModel
 from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
@@ -51,6 +52,7 @@ class LoadedState:
     template: ChatTemplate
     info: LoadedModel
     slots: list[Slot]
+    prompts: PromptTokenizer  # remembers recent prompts' tokens: a new turn tokenizes its tail
 
 
 class Scheduler:
@@ -252,7 +254,7 @@ class Scheduler:
                 if model.add_bos:
                     text, _ = strip_leading_bos(text, template.bos_token)
                 last.clear()
-                last[key] = model.tokenize(text, add_bos=model.add_bos, parse_special=True)
+                last[key] = state.prompts.tokenize(text)
                 return last[key]
 
             fitted = fit_messages(request.messages, lambda m: len(tokens_of(m)), budget,
@@ -260,7 +262,7 @@ class Scheduler:
             return tokens_of(fitted.messages), fitted.dropped
         if request.prompt is None:
             raise InvalidRequest("The request needs either messages or a prompt.")
-        tokens = model.tokenize(request.prompt, add_bos=model.add_bos, parse_special=True)
+        tokens = state.prompts.tokenize(request.prompt)
         if not tokens:
             raise InvalidRequest("The prompt is empty and this model adds no start token; "
                                  "send some text.")
