@@ -421,14 +421,13 @@ class NativeSampler:
         (penalties, grammar). ``narrow``: hand the chain only the tokens it could pick
         (``candidates.py``); None = when the vocabulary is large enough for that to pay."""
         candidates = self._candidates
-        protected: Collection[int] = () if self._recent is None else set(self._recent)
         if narrow is None:
             narrow = self._n_vocab >= NARROW_MIN_VOCAB
-        if (narrow and candidates is not None and self._attached is None
-                and candidates.worthwhile(len(protected))):
+        if narrow and candidates is not None and self._attached is None:
+            protected: Collection[int] = () if self._recent is None else set(self._recent)
             logits = C.llama_get_logits_ith(ctx.ptr, batch_index)
             address = ctypes.cast(logits, ctypes.c_void_p).value
-            if address:
+            if address and candidates.worthwhile(len(protected)):
                 array = candidates.narrow(address, protected)
                 C.llama_sampler_apply(self.ptr, ctypes.byref(array))
                 token = int(array.data[array.selected].id)
