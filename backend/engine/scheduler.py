@@ -35,6 +35,7 @@ T = TypeVar("T")
 # a big one on two CPU cores a few dozen).
 PREFILL_STEP_BUDGET_S = 0.05
 MIN_PREFILL_CHUNK = 4
+MAX_HANDOFF_WAIT_S = 0.002  # longest a step waits for consumers to take their events
 # Borrowing another slot's cached prefix pays off from a few tokens on (it costs a cache
 # metadata update, while each prompt token costs a share of a decode step).
 MIN_SHARED_PREFIX = 4
@@ -56,9 +57,10 @@ class LoadedState:
 
 
 class Scheduler:
-    def __init__(self, flush_events: Callable[[], None] = lambda: None) -> None:
-        # Wakes the consumers of deferred events (delivery.py): called on the engine thread
-        # when a decode returns and before the thread waits for work.
+    def __init__(self, flush_events: Callable[[float], None] = lambda wait_s: None) -> None:
+        # Wakes the consumers of deferred events (delivery.py), waiting up to the given
+        # seconds for them to take their events: called on the engine thread when a decode
+        # returns and before the thread waits for work.
         self._flush_events = flush_events
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -109,7 +111,7 @@ class Scheduler:
         while True:
             with self._wake:
                 if not (self._closing or self._calls or self._has_work_locked()):
-                    self._flush_events()  # idle now: nothing deferred may wait for a decode
+                    self._flush_events(0.0)  # idle now: nothing deferred may wait for a decode
                 while not (self._closing or self._calls or self._has_work_locked()):
                     self._wake.wait()
                 if self._closing:
@@ -312,7 +314,7 @@ class Scheduler:
         if n_prompt:
             # A step with prompt tokens takes long: deferred text must not wait for it (and a
             # consumer's few hundred µs hardly slow it).
-            self._flush_events()
+            self._flush_events(0.0)
         started = time.perf_counter()
         try:
             ctx.decode()
@@ -325,8 +327,9 @@ class Scheduler:
             return
         now = time.perf_counter()
         # The previous step's deferred text goes out now, while this thread samples and the
-        # other cores are idle (delivery.py).
-        self._flush_events()
+        # other cores are idle (delivery.py). Waiting for the consumers costs at most a
+        # twentieth of a step: on a GPU that is hidden behind the kernels still running.
+        self._flush_events(min(MAX_HANDOFF_WAIT_S, 0.05 * self._s_decode_step))
         self._learn_step_cost(now - started, len(generating), n_prompt)
         for slot in sampling:
             if slot.job is None:
