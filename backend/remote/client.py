@@ -283,10 +283,14 @@ class RemoteEngine:
                     # A server that ignored "stream": the whole reply as one JSON body.
                     _put_whole(await response.aread(), put)
                     return
-                # aclosing: leaving early must close the line iterator here, in this task;
-                # left to the garbage collector it is closed from another task, which anyio's
-                # cancel scopes inside httpx refuse.
-                async with contextlib.aclosing(sse_data(response.aiter_lines())) as events:
+                # Leaving early (the [DONE] line, an error, a cancel) closes the response first
+                # and then the line iterators, here in this task. Left to the garbage
+                # collector, the iterators are closed from another task, which anyio's cancel
+                # scopes inside httpx refuse; closed while the response is still open, httpcore
+                # awaits its own close inside their GeneratorExit, which Python refuses.
+                lines = response.aiter_lines()
+                events = sse_data(lines)
+                try:
                     async for data in events:
                         if data.strip() == "[DONE]":
                             put(_End(saw_done=True))
@@ -296,6 +300,10 @@ class RemoteEngine:
                             put(RemoteRequestFailed(f"The server at {self.base_url} stopped "
                                                     f"the reply: {error}"))
                             return
+                finally:
+                    await response.aclose()
+                    await events.aclose()
+                    await lines.aclose()  # type: ignore[attr-defined]
                 put(_End(saw_done=False))
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
             put(_Cut(str(exc) or type(exc).__name__))
