@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -100,3 +101,29 @@ def test_a_closed_loop_is_reported_and_a_flush_skips_it() -> None:
     boxes.flush()  # must not raise: nobody is listening any more
     with pytest.raises(RuntimeError, match="closed"):
         put(delta("y"))
+
+
+def test_a_flush_waits_for_the_loop_to_take_its_events(loop: asyncio.AbstractEventLoop) -> None:
+    boxes = Mailboxes()
+    queue = make_queue(loop)
+    box = boxes.for_loop(loop)
+    loop.call_soon_threadsafe(time.sleep, 0.05)  # the loop is busy for a moment
+    box.sink_for(queue)(delta("a"), defer=True)
+    boxes.flush(wait_s=5.0)  # the engine thread yields until the loop has drained the box
+    assert not box.wake_pending
+    assert received(loop, queue) == [delta("a")]
+
+
+def test_a_busy_loop_holds_a_flush_up_for_at_most_its_wait(
+        loop: asyncio.AbstractEventLoop) -> None:
+    boxes = Mailboxes()
+    queue = make_queue(loop)
+    box = boxes.for_loop(loop)
+    release = threading.Event()
+    loop.call_soon_threadsafe(release.wait, 5.0)  # the loop is stuck in someone's callback
+    box.sink_for(queue)(delta("a"), defer=True)
+    started = time.perf_counter()
+    boxes.flush(wait_s=0.05)
+    assert time.perf_counter() - started < 1.0 and box.wake_pending
+    release.set()
+    assert received(loop, queue) == [delta("a")]
