@@ -48,13 +48,16 @@ def _list(args: argparse.Namespace) -> int:
     models = list_models()
     if args.json:
         print(json.dumps([{"id": m.id, "path": str(m.path), "size": m.size_bytes,
-                           "source": m.source, "repo": m.repo, "quant": m.quant}
+                           "source": m.source, "repo": m.repo, "quant": m.quant,
+                           "usable": m.usable, "problem": m.problem}
                           for m in models], indent=1))
         return 0
     width = max([len(m.id) for m in models] + [4])
     print(f"{'NAME':<{width}}  {'SIZE':>9}  {'SOURCE':<8}  PATH")
     for m in models:
         print(f"{m.id:<{width}}  {_human(m.size_bytes):>9}  {m.source:<8}  {m.path}")
+        if m.problem:
+            print(f"{'':<{width}}  BROKEN: {m.problem}")
     return 0
 
 

@@ -59,16 +59,22 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
                     n_parallel=engine.parallel, n_threads=engine.threads,
                     flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type,
                     backend_sampling=engine.backend_sampling)
-    try:
-        from backend.hardware.planner import next_smaller_plan, plan_offload
-        from backend.hardware.probe import probe_hardware
-        from backend.library.gguf_meta import read_gguf_metadata
+    from backend.engine.native import check_gguf_file
+    from backend.hardware.planner import next_smaller_plan, plan_offload
+    from backend.hardware.probe import probe_hardware
+    from backend.library.gguf_meta import read_gguf_metadata
 
-        meta = read_gguf_metadata(model.path)
+    # A missing, damaged, truncated or unrunnable file fails here, with the sentence the
+    # engine would give, but before the engine lets go of the model it holds now (it unloads
+    # first, then opens the new file). The header read is cached: the engine's check and
+    # this read cost one parse together.
+    check_gguf_file(model.path)
+    meta = read_gguf_metadata(model.path)
+    try:
         hardware = probe_hardware()
     except BackendError:
-        # An unreadable header: let the engine load it and say precisely what is wrong.
-        yield PlannedLoad(base, "Loading with your settings (the model header was unreadable).")
+        yield PlannedLoad(base, "Loading with your settings (this computer's memory could not "
+                          "be measured).")
         return
     offload = plan_offload(meta, hardware, plan_request(engine))
     if offload.verdict == "too_large":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import logging
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ import llama_cpp as C
 
 from backend.engine.candidates import NARROW_MIN_VOCAB, Candidates
 from backend.errors import GenerationFailed, InsufficientMemory, InvalidRequest, ModelLoadFailed
+from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata
+from backend.library.quants import parse_split
 
+log = logging.getLogger(__name__)
 GGUF_MAGIC = b"GGUF"
 _RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 _KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
@@ -68,11 +72,14 @@ def _is_out_of_memory(reason: str) -> bool:
 
 def check_gguf_file(path: Path) -> None:
     """Catch the common bad inputs before llama.cpp sees them, with a sentence for each."""
+    # Files are named by name only: these sentences also reach API clients, who have no
+    # business knowing where the user keeps their files (the log has the whole path).
     if not path.exists():
-        raise ModelLoadFailed(f"There is no model file at {path}. Check the path, or pick a "
-                              "model from the library.")
+        log.warning("no model file at %s", path)
+        raise ModelLoadFailed(f"The model file {path.name} is not there (moved or deleted?). "
+                              "Check the path, or pick a model from the library.")
     if path.is_dir():
-        raise ModelLoadFailed(f"{path} is a folder, not a model file. Pick the .gguf file "
+        raise ModelLoadFailed(f"{path.name} is a folder, not a model file. Pick the .gguf file "
                               "inside it.")
     size = path.stat().st_size
     with path.open("rb") as f:
@@ -86,6 +93,37 @@ def check_gguf_file(path: Path) -> None:
             what = "does not start with the GGUF signature"
         raise ModelLoadFailed(f"{path.name} is not a GGUF model file: it {what}. Hearth runs "
                               "GGUF files only; download the model again or pick a .gguf file.")
+    # The whole header and the data's size, before llama.cpp reads a byte: a damaged or
+    # hostile header must fail here with a sentence, not abort the process inside llama.cpp
+    # (a GGML_ASSERT on a layer or expert count takes every chat down with it). Cached, so
+    # a reload of an unchanged file costs a stat.
+    meta = _checked_header(path, path)
+    if meta.problem:
+        raise ModelLoadFailed(f"Hearth could not load {path.name}. {meta.problem}")
+    _check_split_parts(path, meta.split_count)
+
+
+def _checked_header(path: Path, model: Path) -> GgufMetadata:
+    try:
+        return read_gguf_metadata(path)
+    except ModelLoadFailed as exc:
+        part = "" if path == model else f" (its part {path.name})"
+        raise ModelLoadFailed(f"Hearth could not load {model.name}{part}. "
+                              f"{exc.user_message}") from None
+
+
+def _check_split_parts(path: Path, count: int) -> None:
+    """llama.cpp opens a split model's other files itself: they get the same check first."""
+    split = parse_split(path.name)
+    if count <= 1 or split is None or split.index != 1 or split.count != count:
+        return  # llama.cpp refuses a split file named otherwise, with its own clean error
+    for index in range(2, count + 1):
+        part = path.with_name(f"{split.stem}-{index:05d}-of-{count:05d}.gguf")
+        if not part.is_file():
+            raise ModelLoadFailed(f"{path.name} is the first of {count} files of a split "
+                                  f"model, but {part.name} is missing. Download the model "
+                                  "again to get every part.")
+        _checked_header(part, path)
 
 
 class NativeModel:
@@ -113,6 +151,8 @@ class NativeModel:
         ptr = C.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
             reason = _take_recent_errors() or "llama.cpp gave no reason"
+            log.warning("llama.cpp could not load %s: %s", path, reason)
+            reason = reason.replace(str(path), path.name)
             if _is_out_of_memory(reason):
                 raise InsufficientMemory(f"{path.name} did not fit in memory ({reason}). Try "
                                          "fewer GPU layers or a shorter context.")

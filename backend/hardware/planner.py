@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from backend.engine.types import LoadPlan
-from backend.errors import InvalidRequest
+from backend.errors import InvalidRequest, ModelLoadFailed
 from backend.hardware.probe import GiB, Hardware
 from backend.library.gguf_meta import GgufMetadata
 
@@ -340,9 +340,30 @@ def _reason(inp: _Inputs, verdict: Verdict, n_gpu: int, n_ctx: int, gpu: MemoryU
             f"{ram}{shorter}.")
 
 
+# Shape numbers past this are absurd (2**62 bytes is 4 EiB) and, multiplied together as
+# floats, could overflow: a header gguf_meta parsed never has them, a hand-built value might.
+_MAX_SHAPE_NUMBER = 2**62
+
+
+def _check_shape(meta: GgufMetadata) -> None:
+    """Refuse, with a sentence, a shape the arithmetic below can't work with."""
+    numbers = (meta.n_layer, meta.n_embd, meta.head_dim_k, meta.head_dim_v, meta.n_ctx_train,
+               meta.n_vocab, meta.sliding_window, meta.token_embd_bytes, meta.output_bytes,
+               meta.other_bytes, *meta.n_head, *meta.n_head_kv, *meta.layer_bytes)
+    if any(not 0 <= n <= _MAX_SHAPE_NUMBER for n in numbers) or not (
+            len(meta.n_head_kv) == len(meta.swa_layers) == len(meta.layer_bytes)
+            == meta.n_layer):
+        raise ModelLoadFailed(f"{meta.name or 'This model'} describes an impossible shape "
+                              "(negative, astronomically large or mismatched layer counts), "
+                              "so Hearth can't plan how to load it. Get another conversion "
+                              "of the model.")
+
+
 def plan_offload(meta: GgufMetadata, hardware: Hardware,
                  request: PlanRequest | None = None) -> OffloadPlan:
-    """Decide GPU layers and context for loading ``meta`` on ``hardware``."""
+    """Decide GPU layers and context for loading ``meta`` on ``hardware``. Raises
+    ``ModelLoadFailed`` for a shape no model has (see ``_check_shape``)."""
+    _check_shape(meta)
     req = request or PlanRequest()
     inp = _Inputs(meta, hardware, req)
     total = meta.n_layer + 1

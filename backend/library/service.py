@@ -185,13 +185,15 @@ class LibraryService:
         if not path.is_file():
             raise InvalidRequest(f"There is no file at {path}. Check that it still exists and "
                                  "try again.")
-        try:
+        try:  # the whole header and the data's size: a damaged file is refused here
             meta = read_gguf_metadata(path)
         except BackendError as exc:
             raise InvalidRequest(f"'{path.name}' can't be imported: {exc.user_message}") from exc
         if meta.n_layer <= 0:
             raise InvalidRequest(f"'{path.name}' is a GGUF file but holds no language model "
                                  "(it may be a vision projector or an adapter).")
+        if meta.problem:  # well-formed, but llama.cpp would refuse it (or crash on it)
+            raise InvalidRequest(f"'{path.name}' can't be imported: {meta.problem}")
         path = path.resolve()
         existing = self._find_by_path(path)
         if existing is not None:

@@ -52,7 +52,7 @@ def _header_only(tmp: Path, good: Path) -> Path:
 
 
 @pytest.mark.parametrize(("make", "expected"), [
-    (_missing, "no model file"),
+    (_missing, "is not there"),
     (_truncated, "truncated"),
     (_random_bytes, "not a gguf"),
     (_text_file, "text file"),
@@ -83,5 +83,31 @@ def test_bad_file_fails_clearly_and_the_next_load_works(
             return "".join(out)
 
         assert asyncio.run(load_good_and_generate())
+    finally:
+        engine.close()
+
+
+def test_a_refused_file_does_not_cost_the_working_model(tmp_path: Path,
+                                                        smollm2_path: Path) -> None:
+    """The file is checked before the loaded model is unloaded: a bad pick (or a hostile
+    request naming a damaged model) leaves the chats on the working one running."""
+    engine = Engine()
+    try:
+        async def scenario() -> tuple[str | None, str]:
+            await engine.load(LocalModel("good", smollm2_path, "builtin"),
+                              LoadPlan(n_ctx=256, n_threads=2))
+            with pytest.raises(ModelLoadFailed):
+                await engine.load(LocalModel("bad", _truncated(tmp_path, smollm2_path), "file"),
+                                  LoadPlan(n_ctx=256))
+            out = []
+            request = GenerationRequest(prompt="Hello", max_tokens=3,
+                                        sampling=SamplingParams(temperature=0))
+            async for event in engine.generate(request):
+                if isinstance(event, TextDelta):
+                    out.append(event.text)
+            return (engine.loaded.model_id if engine.loaded else None), "".join(out)
+
+        model_id, text = asyncio.run(scenario())
+        assert model_id == "good" and text
     finally:
         engine.close()

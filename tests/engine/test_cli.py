@@ -51,7 +51,7 @@ def test_run_accepts_a_path_to_a_gguf(smollm2_path: Path) -> None:
 
 @pytest.mark.parametrize(("model", "expected"), [
     ("no-such-model", "No model named 'no-such-model'"),
-    ("/nonexistent/file.gguf", "There is no model file"),
+    ("/nonexistent/file.gguf", "file.gguf is not there"),
 ])
 def test_bad_model_names_say_what_to_do(model: str, expected: str) -> None:
     result = hearth("run", model, "hi")
