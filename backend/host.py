@@ -126,7 +126,8 @@ class ModelHost:
         except BaseException:
             with self._cond:
                 self._loading = False
-                self._model = None
+                if self.engine.loaded is None:  # else the file was refused before the
+                    self._model = None  # working model was unloaded: it is still here
                 self._cond.notify_all()
             raise
         with self._cond:

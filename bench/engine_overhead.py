@@ -116,8 +116,7 @@ def engine_loop(path: Path, args: argparse.Namespace, in_graph: bool,
 
             job = engine_module.Job(request, sink)
             engine._jobs[request.request_id] = job
-            engine._scheduler.submit(job)
-            return engine._events(job, queue)
+            return engine._events(job, queue)  # prepares the prompt, then submits the job
 
         engine.generate = generate  # type: ignore[method-assign]
 

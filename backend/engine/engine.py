@@ -7,6 +7,7 @@ CLI's ``asyncio.run``); all native work happens on the scheduler's thread.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import AsyncIterator
@@ -14,10 +15,19 @@ from pathlib import Path
 
 from backend.engine.chat_template import select_template
 from backend.engine.delivery import Mailboxes
-from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
+from backend.engine.failures import failure_for
+from backend.engine.native import (
+    ContextConfig,
+    NativeContext,
+    NativeModel,
+    check_gguf_file,
+    output_on_gpu,
+)
+from backend.engine.prepare import prepare_prompt
 from backend.engine.prompt_tokens import PromptTokenizer
-from backend.engine.scheduler import LoadedState, Scheduler
+from backend.engine.scheduler import Scheduler
 from backend.engine.slot import Job, Slot
+from backend.engine.state import LoadedState, StalePrompt
 from backend.engine.types import (
     Finished,
     GenerationEvent,
@@ -25,8 +35,15 @@ from backend.engine.types import (
     LoadedModel,
     LoadPlan,
 )
-from backend.errors import InvalidRequest, ModelNotLoaded
+from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
 from backend.library.local import LocalModel
+
+# Requests prepared at once (template rendering, tokenizing). A hostile template holds one
+# thread until its deadline; the others keep preparing everyone else's requests.
+PREPARE_THREADS = 8
+# A request whose tokens went stale (another model was loaded meanwhile) is prepared again
+# this many times before it gives up.
+MAX_PREPARE_ATTEMPTS = 3
 
 
 def physical_cores() -> int:
@@ -47,6 +64,8 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._jobs_lock = threading.Lock()
         self._loaded: LoadedModel | None = None
+        self._prepare_pool = concurrent.futures.ThreadPoolExecutor(
+            PREPARE_THREADS, thread_name_prefix="hearth-prepare")
         self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
 
     @property
@@ -61,7 +80,12 @@ class Engine:
                                  "be at least one parallel slot.")
         future = self._scheduler.call(
             lambda: self._load_on_engine_thread(model.id, model.path, plan))
-        self._loaded = await asyncio.wrap_future(future)
+        try:
+            self._loaded = await asyncio.wrap_future(future)
+        except BaseException:
+            if self._scheduler.state is None:  # failed after the old model was unloaded
+                self._loaded = None
+            raise
         return self._loaded
 
     def _note_load_progress(self, fraction: float) -> None:  # engine thread
@@ -75,9 +99,12 @@ class Engine:
     def generate(self, request: GenerationRequest) -> AsyncIterator[GenerationEvent]:
         """Text deltas, then exactly one ``Finished``.
 
-        The request is queued at once (so ``cancel`` works before the first read); iterating
-        raises a ``BackendError`` (ContextTooLong, TemplateError, ModelNotLoaded…) if the
-        request is refused before generating. Closing the iterator early cancels the request.
+        The request is registered at once (so ``cancel`` works before the first read); the
+        first read prepares it (renders the chat template and tokenizes, on a preparation
+        thread) and queues it. Iterating raises a ``BackendError`` (ContextTooLong,
+        TemplateError, InvalidRequest, ModelNotLoaded…) if the request is refused before
+        generating; whatever goes wrong with one request ends that request alone. Closing the
+        iterator early cancels the request.
         """
         queue: asyncio.Queue[GenerationEvent | BaseException] = asyncio.Queue()
         job = Job(request, self._mailboxes.for_loop(asyncio.get_running_loop()).sink_for(queue))
@@ -85,15 +112,43 @@ class Engine:
             if request.request_id in self._jobs:
                 raise InvalidRequest(f"Request id {request.request_id} is already running.")
             self._jobs[request.request_id] = job
-        self._scheduler.submit(job)
         return self._events(job, queue)
+
+    async def _prepare(self, job: Job) -> None:
+        """Give ``job`` its prompt tokens for the model loaded now, off the engine thread."""
+        state = self._scheduler.state
+        if state is None:
+            raise ModelNotLoaded("No model is loaded. Load a model first, then send the "
+                                 "message again.")
+        loop = asyncio.get_running_loop()
+        try:
+            job.prepared = await loop.run_in_executor(self._prepare_pool, prepare_prompt,
+                                                      state, job.request)
+        except Exception as exc:
+            raise failure_for(job.request.request_id, exc, "preparing its prompt") from exc
 
     async def _events(self, job: Job, queue: asyncio.Queue[GenerationEvent | BaseException]
                       ) -> AsyncIterator[GenerationEvent]:
         done = False
+        attempts = 0
         try:
             while True:
+                if job.prepared is None:
+                    attempts += 1
+                    try:
+                        await self._prepare(job)
+                    except BackendError:
+                        done = True
+                        raise
+                    self._scheduler.submit(job)
                 event = await queue.get()
+                if isinstance(event, StalePrompt) and attempts < MAX_PREPARE_ATTEMPTS:
+                    job.prepared = None  # another model was loaded meanwhile: once more
+                    continue
+                if isinstance(event, StalePrompt):
+                    done = True
+                    raise ModelNotLoaded("The model kept changing while this request waited "
+                                         "to start. Send it again.")
                 if isinstance(event, BaseException):
                     done = True
                     raise event
@@ -126,10 +181,13 @@ class Engine:
 
     def close(self) -> None:
         self._scheduler.close()
+        self._prepare_pool.shutdown(wait=False, cancel_futures=True)
         self._loaded = None
 
     # -- engine thread ---------------------------------------------------------------------
     def _load_on_engine_thread(self, model_id: str, path: Path, plan: LoadPlan) -> LoadedModel:
+        # A file that can't load must not cost the working model: check it before unloading.
+        check_gguf_file(path)
         self._unload_on_engine_thread()
         self.load_progress = 0.0
         model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap,
@@ -178,8 +236,7 @@ class Engine:
         self._scheduler.drop_graph_samplers()
         state, self._scheduler.state = self._scheduler.state, None
         if state is not None:
-            state.ctx.close()
-            state.model.close()
+            state.close()
 
     # -- engine thread, for benchmarks -----------------------------------------------------
     async def native_perf(self) -> tuple[int, float, int, float]:

@@ -14,17 +14,15 @@ import concurrent.futures
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
 
-from backend.engine.chat_template import ChatTemplate, select_template, strip_leading_bos
-from backend.engine.native import NativeContext, NativeModel, NativeSampler
-from backend.engine.overflow import fit_messages, fit_tokens, prompt_budget
-from backend.engine.prompt_tokens import PromptTokenizer
+from backend.engine.failures import failure_for
+from backend.engine.native import NativeSampler
 from backend.engine.slot import Job, Slot, common_prefix_length
-from backend.engine.types import ChatMessage, GenerationRequest, LoadedModel
-from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
+from backend.engine.state import LoadedState, StalePrompt
+from backend.engine.types import GenerationRequest
+from backend.errors import BackendError, ModelNotLoaded
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,16 +42,6 @@ CPU_COPY_BYTES_PER_S = 4e9
 GPU_COPY_BYTES_PER_S = 200e9
 # A request goes to the slot whose cache it continues for at least this fraction.
 SLOT_SIMILARITY = 0.5
-
-
-@dataclass
-class LoadedState:
-    model: NativeModel
-    ctx: NativeContext
-    template: ChatTemplate
-    info: LoadedModel
-    slots: list[Slot]
-    prompts: PromptTokenizer  # remembers recent prompts' tokens: a new turn tokenizes its tail
 
 
 class Scheduler:
@@ -171,19 +159,41 @@ class Scheduler:
                 slot.finish("cancelled")
                 continue
             try:
-                prompt, dropped = self._prepare_prompt(state, job.request)
-                slot = _choose_slot(free, prompt)
-                sampler = _sampler_for(state, slot, job.request)
-            except BackendError as exc:
-                job.sink(exc)
-                continue
+                self._start(state, job, free)
+            except Exception as exc:  # this request's problem alone: it ends, others go on
+                self._refuse(job, exc)
+
+    def _start(self, state: LoadedState, job: Job, free: list[Slot]) -> None:
+        prepared = job.prepared
+        if prepared is None or prepared.state is not state:
+            # Prepared for a model that was unloaded or replaced since: prepare it again.
+            raise StalePrompt()
+        prompt, dropped = prepared.tokens, prepared.dropped
+        slot = _choose_slot(free, prompt)
+        try:
+            sampler = _sampler_for(state, slot, job.request)
             reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
             if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.
                 state.ctx.seq_remove(slot.seq_id, -1, -1)
                 reused = 0
             reused = self._share_prefix(state, slot, prompt, reused)
-            slot.start(job, prompt, reused, sampler, dropped)
+        except BaseException:
+            # Whatever the slot's cache holds now is not known for sure: start it afresh.
+            state.ctx.seq_remove(slot.seq_id, -1, -1)
+            slot.cached = []
+            raise
+        slot.start(job, prompt, reused, sampler, dropped)
+
+    def _refuse(self, job: Job, exc: Exception) -> None:
+        """End a request that could not start; always answered, so it leaves every queue."""
+        if isinstance(exc, StalePrompt):
+            job.sink(exc)
+            return
+        try:
+            job.sink(failure_for(job.request.request_id, exc, "starting"))
+        except Exception:  # its consumer's loop is gone: nobody is waiting for the answer
+            log.debug("could not answer request %s", job.request.request_id, exc_info=True)
 
     def _share_prefix(self, state: LoadedState, slot: Slot, prompt: list[int],
                       reused: int) -> int:
@@ -223,53 +233,6 @@ class Scheduler:
                 return 0
         slot.cached = prompt[:shared]
         return shared
-
-    def _prepare_prompt(self, state: LoadedState, request: GenerationRequest
-                        ) -> tuple[list[int], int]:
-        """Render and tokenize the request, applying its overflow policy."""
-        model = state.model
-        budget = prompt_budget(state.info.n_ctx, request.max_tokens)
-        if request.messages is not None:
-            if not request.messages:
-                raise InvalidRequest("The request has no messages; send at least one.")
-
-            template = state.template
-            if request.chat_template:  # e.g. a preset's TEMPLATE; sandboxed all the same
-                template = select_template(None, request.chat_template,
-                                           bos_token=template.bos_token,
-                                           eos_token=template.eos_token)
-
-            # The overflow check counts the full chat's tokens; when it fits (nearly always)
-            # those very tokens are the prompt. Remembered, so the chat is not rendered and
-            # tokenized twice on the engine thread, where every ms stalls all streams.
-            # Keyed by identity: candidates are slices of the request's own message objects,
-            # all alive during this call (and tool calls hold dicts, which don't hash).
-            last: dict[tuple[int, ...], list[int]] = {}
-
-            def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
-                key = tuple(map(id, messages))
-                if key in last:
-                    return last[key]
-                text = template.render(
-                    messages, add_generation_prompt=request.add_generation_prompt,
-                    tools=list(request.tools) if request.tools else None)
-                if model.add_bos:
-                    text, _ = strip_leading_bos(text, template.bos_token)
-                last.clear()
-                last[key] = state.prompts.tokenize(text)
-                return last[key]
-
-            fitted = fit_messages(request.messages, lambda m: len(tokens_of(m)), budget,
-                                  request.overflow)
-            return tokens_of(fitted.messages), fitted.dropped
-        if request.prompt is None:
-            raise InvalidRequest("The request needs either messages or a prompt.")
-        tokens = state.prompts.tokenize(request.prompt)
-        if not tokens:
-            raise InvalidRequest("The prompt is empty and this model adds no start token; "
-                                 "send some text.")
-        tokens, _ = fit_tokens(tokens, budget, request.overflow, keep_head=int(model.add_bos))
-        return tokens, 0
 
     def _decode_one_step(self, state: LoadedState) -> None:
         ctx = state.ctx
@@ -318,12 +281,10 @@ class Scheduler:
         started = time.perf_counter()
         try:
             ctx.decode()
-        except BackendError as exc:
+        except BackendError as exc:  # the whole batch failed: every request in it ends
             for slot in state.slots:
                 if slot.busy:
-                    ctx.seq_remove(slot.seq_id, -1, -1)
-                    slot.cached = []
-                    slot.finish("error", exc)
+                    self._fail_slot(state, slot, exc)
             return
         now = time.perf_counter()
         # The previous step's deferred text goes out now, while this thread samples and the
@@ -335,8 +296,12 @@ class Scheduler:
             if slot.job is None:
                 continue
             assert slot.sampler is not None
-            token = slot.sampler.sample(ctx, slot.logits_index)
-            self._on_token(state, slot, token, now)
+            try:
+                token = slot.sampler.sample(ctx, slot.logits_index)
+                self._on_token(state, slot, token, now)
+            except Exception as exc:  # this slot's request ends; the batch's others go on
+                self._fail_slot(state, slot, failure_for(slot.job.request.request_id, exc,
+                                                         "sampling its reply"))
 
     def _learn_step_cost(self, elapsed: float, n_generating: int, n_prompt: int) -> None:
         """Learn the prompt speed from real steps: the marginal cost of a prompt token."""
@@ -377,14 +342,23 @@ class Scheduler:
         else:
             slot.pending_token = token
 
+    def _fail_slot(self, state: LoadedState, slot: Slot, error: BackendError) -> None:
+        """End the slot's request with ``error`` and free the slot, whatever state it was in."""
+        state.ctx.seq_remove(slot.seq_id, -1, -1)
+        slot.cached = []
+        slot.pending_token = None
+        try:
+            slot.finish("error", error)
+        except Exception:
+            log.exception("could not end request in slot %d cleanly", slot.seq_id)
+            slot.abandon()
+
     def _fail_all(self, error: BackendError) -> None:
         state = self.state
         if state is not None:
             for slot in state.slots:
                 if slot.busy:
-                    state.ctx.seq_remove(slot.seq_id, -1, -1)
-                    slot.cached = []
-                    slot.finish("error", error)
+                    self._fail_slot(state, slot, error)
 
     def cancel_all(self) -> None:
         """Engine thread: end every request (before an unload)."""
@@ -411,8 +385,7 @@ class Scheduler:
         self.drop_graph_samplers()
         state, self.state = self.state, None
         if state is not None:
-            state.ctx.close()
-            state.model.close()
+            state.close()
 
 
 def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
@@ -440,13 +413,13 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
         # A grammar can't run in the graph: the whole chain stays on the CPU, and a chain
         # left attached to this sequence would pick tokens the grammar never sees.
         slot.drop_graph_sampler()
-        return _make_sampler(state.model, request)
+        return _make_sampler(state, request)
     key = request.sampling  # frozen: equal settings sample the same way
     if slot.graph_sampler is not None and slot.graph_key == key:
         slot.graph_sampler.reset()
         return slot.graph_sampler
     slot.drop_graph_sampler()
-    sampler = _make_sampler(state.model, request)
+    sampler = _make_sampler(state, request)
     if sampler.attach(state.ctx, slot.seq_id):
         slot.graph_sampler, slot.graph_key = sampler, key
         # Idle slots get the same chain now: the graph is re-reserved once for all of these
@@ -455,7 +428,7 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
         for other in state.slots:
             if other is not slot and not other.busy and other.graph_key != key:
                 other.drop_graph_sampler()
-                spare = _make_sampler(state.model, request)
+                spare = _make_sampler(state, request)
                 if spare.attach(state.ctx, other.seq_id):
                     other.graph_sampler, other.graph_key = spare, key
                 else:
@@ -463,10 +436,12 @@ def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> 
     return sampler
 
 
-def _make_sampler(model: NativeModel, request: GenerationRequest) -> NativeSampler:
+def _make_sampler(state: LoadedState, request: GenerationRequest) -> NativeSampler:
     p = request.sampling
+    # Ollama's repeat_last_n -1: penalise repeats across the whole context.
+    last_n = state.info.n_ctx if p.repeat_last_n < 0 else p.repeat_last_n
     return NativeSampler(
-        model, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
-        repeat_penalty=p.repeat_penalty, repeat_last_n=p.repeat_last_n,
+        state.model, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
+        repeat_penalty=p.repeat_penalty, repeat_last_n=last_n,
         presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
         seed=p.seed, grammar=request.grammar)

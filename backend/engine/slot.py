@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from backend.engine.delivery import EventSink
 from backend.engine.native import NativeSampler
+from backend.engine.prepared import PreparedPrompt
 from backend.engine.stop_strings import StopMatcher
 from backend.engine.types import (
     Finished,
@@ -34,6 +35,7 @@ class Job:
     sink: EventSink
     submitted_at: float = field(default_factory=time.perf_counter)
     cancelled: bool = False
+    prepared: PreparedPrompt | None = None  # set before the job is submitted
 
 
 def common_prefix_length(a: list[int], b: list[int]) -> int:
@@ -134,6 +136,14 @@ class Slot:
             self.sampler.close()
         self.job = None
         self.last_used = now
+        self._reset_request_state()
+
+    def abandon(self) -> None:
+        """Free the slot without a word to its consumer (it could not be told: see
+        ``Scheduler._fail_slot``)."""
+        if self.sampler is not None and self.sampler is not self.graph_sampler:
+            self.sampler.close()
+        self.job = None
         self._reset_request_state()
 
     def drop_graph_sampler(self) -> None:

@@ -58,3 +58,25 @@ def test_nothing_fits_says_so() -> None:
     host = ModelHost(MemoryBoundEngine(max_layers=-1), plans)  # type: ignore[arg-type]
     with pytest.raises(InsufficientMemory):
         asyncio.run(host.load("smollm2:135m"))
+
+
+def test_a_refused_file_keeps_the_loaded_model_hosted(smollm2_path: Path,
+                                                      tmp_path: Path) -> None:
+    """The engine refuses a damaged file before unloading the working model; the host must
+    still know that model is there (it used to forget it, and reload it for the next chat)."""
+    from backend.engine.engine import Engine
+    from backend.errors import ModelLoadFailed
+
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(smollm2_path.read_bytes()[:1 << 20])
+    engine = Engine()
+    host = ModelHost(engine, lambda _: iter([PlannedLoad(LoadPlan(n_ctx=256, n_threads=2),
+                                                         "")]))
+    try:
+        asyncio.run(host.load("smollm2:135m"))
+        with pytest.raises(ModelLoadFailed):
+            asyncio.run(host.load(LocalModel("broken", broken, "file")))
+        hosted = host.current()
+        assert hosted is not None and hosted.name == "smollm2:135m"
+    finally:
+        engine.close()
