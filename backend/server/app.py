@@ -11,6 +11,7 @@ from backend import __version__
 from backend.server import ollama_routes, openai_routes
 from backend.server.context import ServerContext
 from backend.server.errors import install_error_handlers
+from backend.server.openapi import install_openapi
 from backend.server.security import SecurityMiddleware
 
 
@@ -22,6 +23,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.router)
+    install_openapi(app)
 
     @app.get("/health", tags=["meta"])
     async def health(request: Request) -> dict[str, Any]:

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,8 +36,22 @@ _OPENAI_KINDS: list[tuple[type[BackendError], str, str | None]] = [
 ]
 
 
+# An absolute file path inside a message (POSIX, or a Windows drive path); not a URL's path
+# (preceded by "host" or ":/") nor "owner/repo".
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])(?:/|[A-Za-z]:\\)(?:[^\s'\"/\\]+[/\\])+"
+                            r"([^\s'\"/\\]+)")
+
+
+def redact_paths(message: str) -> str:
+    """The message with each absolute file path cut to its file name: API clients may be on
+    another machine, and where the user keeps their files is none of their business. Error
+    messages name files by name at the source; this is the net under that rule."""
+    return _ABSOLUTE_PATH.sub(r"\1", message)
+
+
 def error_body(path: str, status: int, message: str, *, kind: str | None = None,
                code: str | None = None, param: str | None = None) -> dict[str, object]:
+    message = redact_paths(message)
     if path.startswith("/api/"):
         return {"error": message}
     if kind is None:
@@ -55,6 +71,8 @@ def error_response(request: Request, status: int, message: str, *, kind: str | N
 
 
 def backend_error_response(request: Request, exc: BackendError) -> JSONResponse:
+    if exc.http_status >= 500:  # the whole sentence, paths included, stays in the log
+        log.warning("%s %s: %s", request.method, request.url.path, exc.user_message)
     kind, code = None, None
     for cls, k, c in _OPENAI_KINDS:
         if isinstance(exc, cls):
@@ -63,6 +81,19 @@ def backend_error_response(request: Request, exc: BackendError) -> JSONResponse:
     headers = {"Retry-After": "2"} if isinstance(exc, ServerBusy) else None
     return error_response(request, exc.http_status, exc.user_message, kind=kind, code=code,
                           headers=headers)
+
+
+def _json_problem(err: dict[str, Any]) -> str:
+    """A sentence for a body that is not JSON at all. FastAPI's own words ("1: JSON decode
+    error") say neither what nor where; pydantic's parser puts the place in its message and
+    none in ``loc``, FastAPI's the other way round."""
+    reason = str((err.get("ctx") or {}).get("error") or err.get("msg") or
+                 "it could not be parsed").removeprefix("Invalid JSON: ")
+    loc = err.get("loc") or ()
+    at = loc[-1] if loc and isinstance(loc[-1], int) else None
+    where = f" (at character {at})" if at is not None else ""
+    return (f"The request body is not valid JSON: {reason}{where}. Send one JSON object, "
+            "encoded as UTF-8.")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -74,12 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if errors and errors[0].get("type") == "json_invalid":
-            # FastAPI's own words ("1: JSON decode error") say neither what nor where.
-            err = errors[0]
-            reason = (err.get("ctx") or {}).get("error", "it could not be parsed")
-            at = err.get("loc", ("body", 0))[-1]
-            return error_response(request, 400, f"The request body is not valid JSON: "
-                                  f"{reason} (at character {at}).")
+            return error_response(request, 400, _json_problem(errors[0]))
         problems = []
         param = None
         for err in errors[:5]:

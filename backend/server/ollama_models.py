@@ -66,7 +66,7 @@ def _tags() -> dict[str, Any]:
     models = list_models()
     entries = []
     for m in models:
-        if m.path.exists():
+        if m.path.exists() and m.usable:  # a damaged download is not a model a client can use
             st = m.path.stat()
             entries.append(model_entry(m.id, m, modified=st.st_mtime,
                                        digest=digest_of(m.path, st.st_size, st.st_mtime_ns)))

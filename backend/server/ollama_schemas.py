@@ -14,43 +14,46 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import (
     AliasChoices,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     field_validator,
 )
 
+from backend.errors import ModelLoadFailed
 from backend.library.gguf_meta import read_gguf_metadata
 from backend.library.local import LocalModel
 from backend.library.quants import parse_quant
 from backend.server.streaming import ClosingStreamingResponse
+from backend.server.validation import (
+    MAX_INT32,
+    MAX_UINT64,
+    MIN_INT64,
+    LenientModel,
+    RequestModel,
+    json_body,
+)
 
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+_Lenient = LenientModel
 
 
 class Options(_Lenient):
-    num_ctx: int | None = Field(None, ge=1)
-    num_predict: int | None = None  # -1: no limit, -2: fill the context
-    temperature: float | None = Field(None, ge=0)
+    num_ctx: int | None = Field(None, ge=1, le=MAX_INT32)
+    # -1: no limit, -2: fill the context
+    num_predict: int | None = Field(None, ge=-2, le=MAX_INT32)
+    temperature: float | None = Field(None, ge=0, le=100)
     top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_INT32)
     min_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None  # negative: random
+    seed: int | None = Field(None, ge=MIN_INT64, le=MAX_UINT64)  # negative: random
     stop: list[str] | str | None = None
-    repeat_penalty: float | None = Field(None, ge=0)
-    repeat_last_n: int | None = Field(None, ge=-1)
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    repeat_penalty: float | None = Field(None, ge=0, le=100)
+    repeat_last_n: int | None = Field(None, ge=-1, le=MAX_INT32)  # -1: the whole context
+    presence_penalty: float | None = Field(None, ge=-100, le=100)
+    frequency_penalty: float | None = Field(None, ge=-100, le=100)
 
     def given(self) -> set[str]:
         """Option names the client set to a value: those win over a preset's parameters."""
@@ -74,7 +77,7 @@ class Message(_Lenient):
     tool_name: str | None = None
 
 
-class _GenerateFields(_Lenient):
+class _GenerateFields(RequestModel):
     model: str = Field(min_length=1)
     stream: bool = True
     format: str | dict[str, Any] | None = None  # "json", or a JSON schema
@@ -103,7 +106,7 @@ class GenerateRequest(_GenerateFields):
     images: list[str] | None = None
 
 
-class NamedRequest(_Lenient):
+class NamedRequest(RequestModel):
     # Older clients send "name", newer ones "model".
     model: str = Field(min_length=1, validation_alias=AliasChoices("model", "name"))
 
@@ -127,27 +130,11 @@ class CreateRequest(NamedRequest):
     quantize: str | None = None
 
 
-_Body = TypeVar("_Body", bound=BaseModel)
-
-
-def _json_body(model: type[_Body]) -> Any:
-    """Parse the body as JSON whatever its Content-Type: Ollama's own examples use plain
-    ``curl -d`` (form-encoded), and Ollama accepts that, so clients rely on it."""
-
-    async def parse(request: Request) -> _Body:
-        try:
-            return model.model_validate_json(await request.body() or b"{}")
-        except ValidationError as exc:
-            raise RequestValidationError(exc.errors(include_url=False)) from None
-
-    return Depends(parse)
-
-
-ChatBody = Annotated[ChatRequest, _json_body(ChatRequest)]
-GenerateBody = Annotated[GenerateRequest, _json_body(GenerateRequest)]
-NamedBody = Annotated[NamedRequest, _json_body(NamedRequest)]
-PullBody = Annotated[PullRequest, _json_body(PullRequest)]
-CreateBody = Annotated[CreateRequest, _json_body(CreateRequest)]
+ChatBody = Annotated[ChatRequest, json_body(ChatRequest)]
+GenerateBody = Annotated[GenerateRequest, json_body(GenerateRequest)]
+NamedBody = Annotated[NamedRequest, json_body(NamedRequest)]
+PullBody = Annotated[PullRequest, json_body(PullRequest)]
+CreateBody = Annotated[CreateRequest, json_body(CreateRequest)]
 
 
 def created_at(ts: float | None = None) -> str:
@@ -161,7 +148,7 @@ def _header_facts(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
     # Keyed on mtime and size so a replaced file is read again; a header read is ~0.1 s.
     try:
         meta = read_gguf_metadata(path)
-    except Exception:  # a file the engine can't read still gets listed, with fewer details
+    except ModelLoadFailed:  # a file the engine can't read gets fewer details
         return {}
     return {"architecture": meta.architecture, "parameter_count": meta.parameter_count,
             "quant": meta.quant_name, "n_ctx_train": meta.n_ctx_train, "n_layer": meta.n_layer,

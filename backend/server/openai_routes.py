@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -29,14 +30,15 @@ from backend.server.errors import error_body
 from backend.server.openai_schemas import (
     ChatChoice,
     ChatCompletion,
+    ChatCompletionBody,
     ChatCompletionChunk,
     ChatCompletionRequest,
     ChatMessageOut,
     ChunkChoice,
     ChunkDelta,
     Completion,
+    CompletionBody,
     CompletionChoice,
-    CompletionRequest,
     FunctionCall,
     ModelCard,
     ModelList,
@@ -55,18 +57,23 @@ def _ctx(request: Request) -> ServerContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
+def _local_cards() -> list[ModelCard]:
+    # Only models that can run: a download cut short or a damaged file is no model to offer.
+    return [ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+            for m in list_models() if m.usable and m.path.exists()]
+
+
 @router.get("/models", response_model=ModelList)
 async def list_model_cards(request: Request) -> ModelList:
-    local = [ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
-             for m in list_models() if m.path.exists()]
+    local = await asyncio.to_thread(_local_cards)  # a new file's header is read once
     return ModelList(data=local + await remote_model_cards(_ctx(request)))
 
 
 @router.get("/models/{model_id:path}", response_model=ModelCard)
 async def get_model_card(model_id: str, request: Request) -> ModelCard:
-    for m in list_models():
-        if m.id == model_id:
-            return ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+    for card in await asyncio.to_thread(_local_cards):
+        if card.id == model_id:
+            return card
     ctx = _ctx(request)
     if ctx.all_settings.connections and ctx.remote.is_remote(model_id):
         for card in await remote_model_cards(ctx):
@@ -136,7 +143,7 @@ def _sse(payload: BaseModel | dict[str, Any]) -> str:
 
 
 @router.post("/chat/completions", response_model=ChatCompletion)
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+async def chat_completions(body: ChatCompletionBody, request: Request) -> Any:
     ctx = _ctx(request)
     started = time.monotonic()
     use_tools = bool(body.tools) and body.tool_choice != "none"
@@ -226,7 +233,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 
 
 @router.post("/completions", response_model=Completion)
-async def completions(body: CompletionRequest, request: Request) -> Any:
+async def completions(body: CompletionBody, request: Request) -> Any:
     ctx = _ctx(request)
     started = time.monotonic()
     prompt = body.prompt

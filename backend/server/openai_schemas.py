@@ -5,15 +5,21 @@ Requests accept unknown fields (clients send many we don't use); responses are e
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from backend.engine.types import OverflowPolicy
+from backend.server.validation import (
+    MAX_INT32,
+    MAX_UINT64,
+    MIN_INT64,
+    LenientModel,
+    RequestModel,
+    json_body,
+)
 
-
-class _Lenient(BaseModel):
-    model_config = ConfigDict(extra="allow")
+_Lenient = LenientModel
 
 
 class TextPart(_Lenient):
@@ -51,21 +57,21 @@ class ResponseFormat(_Lenient):
     json_schema: JsonSchemaFormat | None = None
 
 
-class _SamplingFields(_Lenient):
+class _SamplingFields(RequestModel):
     model: str
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
-    top_k: int | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0, le=MAX_INT32)
     min_p: float | None = Field(None, ge=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(None, ge=MIN_INT64, le=MAX_UINT64)
     stop: str | list[str] | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    repeat_penalty: float | None = Field(None, ge=0)
-    n: int | None = Field(None, ge=1)
+    repeat_penalty: float | None = Field(None, ge=0, le=100)
+    n: int | None = Field(None, ge=1, le=MAX_INT32)
     overflow: OverflowPolicy | None = Field(
         None, description="Hearth extension: what to do when the prompt does not fit the "
         "context; 'stop' answers 400 context_length_exceeded. Default: the server's setting.")
@@ -78,7 +84,7 @@ class _SamplingFields(_Lenient):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessageIn] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
@@ -87,6 +93,10 @@ class ChatCompletionRequest(_SamplingFields):
 class CompletionRequest(_SamplingFields):
     prompt: str | list[str]
     echo: bool = False
+
+
+ChatCompletionBody = Annotated[ChatCompletionRequest, json_body(ChatCompletionRequest)]
+CompletionBody = Annotated[CompletionRequest, json_body(CompletionRequest)]
 
 
 class PromptTokensDetails(BaseModel):

@@ -133,13 +133,20 @@ def test_num_ctx_is_served_within_the_loaded_context(hearth_server: HearthServer
     assert response.headers["x-hearth-context-length"] == "2048"
 
 
-def test_empty_prompt_loads_and_form_encoded_bodies_work(hearth_server: HearthServer) -> None:
-    # Ollama's own docs use `curl -d '{...}'`, which sends no JSON content type.
-    response = httpx.post(f"{hearth_server.url}/api/generate", content=json.dumps(
-        {"model": MODEL, "stream": False}), headers={"Content-Type":
-                                                     "application/x-www-form-urlencoded"})
+def test_empty_prompt_loads_and_form_encoded_bodies_are_refused(
+        hearth_server: HearthServer) -> None:
+    body = json.dumps({"model": MODEL, "stream": False})
+    response = httpx.post(f"{hearth_server.url}/api/generate", content=body,
+                          headers={"Content-Type": "application/json"})
     assert response.status_code == 200
     assert response.json()["done_reason"] == "load"
+    # `curl -d '{...}'` without -H sends a form content type, which is what a web page can
+    # forge without a preflight: refused with the header to add (tests/server/
+    # test_forged_requests.py covers every route).
+    form = httpx.post(f"{hearth_server.url}/api/generate", content=body, headers={
+        "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415
+    assert "-H 'Content-Type: application/json'" in form.json()["error"]
 
 
 def test_errors_are_ollama_shaped(client: ollama.Client, hearth_server: HearthServer) -> None:
@@ -283,7 +290,7 @@ def test_keep_alive_zero_unloads(hearth_server: HearthServer, client: ollama.Cli
 def pull_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                 ) -> Iterator[tuple[HearthServer, HubServer]]:
     """A server with no model loaded whose Hub is a loopback stand-in with small files."""
-    files = {f"Multi-{q}.gguf": Blob.synthetic(4096 * (i + 1), seed=i)
+    files = {f"Multi-{q}.gguf": Blob.tiny_model(4096 * (i + 1), seed=i)
              for i, q in enumerate(MULTI_QUANTS)}
     hub = HubServer([Repo(MULTI_REPO, files)])
     point_hub_at(hub.url, monkeypatch)  # the environment the server process inherits
@@ -301,7 +308,8 @@ def test_pull_reports_progress_then_lists_and_deletes(
     assert lines[0] == {"status": "pulling manifest"} and lines[-1] == {"status": "success"}
     progress = [line for line in lines if "digest" in line]
     assert progress and all(line["digest"].startswith("sha256:") for line in progress)
-    assert progress[-1]["total"] == 4096 * (MULTI_QUANTS.index("Q4_K_M") + 1)
+    assert progress[-1]["total"] == Blob.tiny_model(4096 * (MULTI_QUANTS.index("Q4_K_M") + 1),
+                                                    seed=0).size
     assert not any("error" in line for line in lines)
 
     client = ollama.Client(host=server.url, timeout=120)
