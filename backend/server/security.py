@@ -1,6 +1,14 @@
-"""Safe by default: Host allow-list (DNS rebinding), API key, CORS allow-list, body limit.
+"""Safe by default: Host allow-list (DNS rebinding), browser origins, API key, JSON-only
+bodies, body limit.
 
 One pure-ASGI middleware so every check runs before any route code, streaming included.
+
+Web pages are the threat a local server forgets: any page the user visits can send "simple"
+cross-origin requests (a form post, ``fetch`` with ``text/plain``) that browsers send without
+asking first. So a request that names a web origin (``Origin``, or failing that ``Referer``)
+outside the allow-list is refused on every route and method, whether or not the browser sent a
+preflight; and a body must be declared JSON, which a page can only do after a preflight this
+middleware refuses. Clients that are not browsers (SDKs, curl) send neither header.
 """
 
 from __future__ import annotations
@@ -9,6 +17,7 @@ import hmac
 import ipaddress
 import json
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -27,6 +36,8 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 _DEFAULT_ORIGIN = re.compile(
     r"^(https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?|app://.*|vscode-webview://.*)$")
 PUBLIC_PATHS = frozenset({"/", "/health"})  # liveness only: nothing private
+# Methods whose requests change state or spend compute: their bodies must be JSON.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def is_loopback(host: str) -> bool:
@@ -55,7 +66,9 @@ class SecurityMiddleware:
         self.max_body = max_body_bytes
 
     def origin_allowed(self, origin: str) -> bool:
-        return origin.rstrip("/") in self.extra_origins or bool(_DEFAULT_ORIGIN.match(origin))
+        # "*" among the user's origins lets every page in, as with OLLAMA_ORIGINS=*.
+        return origin.rstrip("/") in self.extra_origins or "*" in self.extra_origins \
+            or bool(_DEFAULT_ORIGIN.match(origin))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -75,10 +88,23 @@ class SecurityMiddleware:
                 and "access-control-request-method" in headers:
             await self._preflight(send, origin, cors_ok, headers)
             return
+        page = origin if origin is not None else _origin_of_referer(headers.get("referer"))
+        if page is not None and not self.origin_allowed(page):
+            await _reject(send, path, 403, f"Requests from web pages on {page[:200]} are "
+                          "refused. To let a web app use Hearth, add its origin to the "
+                          "server's CORS origins (hearth serve --cors ORIGIN).")
+            return
         if self.api_key and path not in PUBLIC_PATHS and not self._authorized(headers):
             await _reject(send, path, 401, "A valid API key is required: send it as "
                           "'Authorization: Bearer <key>'.", cors_origin=origin if cors_ok
                           else None)
+            return
+        if scope["method"] in BODY_METHODS and not _is_json(headers.get("content-type")):
+            await _reject(send, path, 415, "Send the request body as JSON, with the header "
+                          "'Content-Type: application/json' (curl: -H 'Content-Type: "
+                          "application/json'). Other content types are refused so that web "
+                          "pages can't send requests to Hearth.",
+                          cors_origin=origin if cors_ok else None)
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
@@ -153,6 +179,28 @@ class SecurityMiddleware:
             return message
 
         return wrapped
+
+
+def _origin_of_referer(referer: str | None) -> str | None:
+    """The origin (scheme://host[:port]) of a Referer header; "null" when it has none."""
+    if referer is None:
+        return None
+    try:
+        parts = urllib.parse.urlsplit(referer.strip())
+    except ValueError:
+        return "null"
+    if not parts.scheme or not parts.netloc:
+        return "null"
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def _is_json(content_type: str | None) -> bool:
+    """``application/json`` or ``application/<anything>+json``, with any parameters."""
+    if content_type is None:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                           and media.endswith("+json"))
 
 
 class _BodyTooLarge(HTTPException):
