@@ -179,6 +179,19 @@ def _unreachable(exc: BaseException) -> str:
             "offline.")
 
 
+def _token_sent(exc: HfHubHTTPError) -> bool:
+    """Whether the failed request carried a token (given, HF_TOKEN or the saved login)."""
+    request = getattr(exc.response, "request", None)
+    return request is not None and "authorization" in request.headers
+
+
+def _bad_token() -> GatedModel:
+    return GatedModel("The Hugging Face Hub refused the access token Hearth sent: it is invalid "
+                      "or expired. Make a new one on the Hub (Settings, Access Tokens) and put "
+                      "it in HF_TOKEN or in Hearth's settings, or remove the old one (unset "
+                      "HF_TOKEN, `hf auth logout`) to download public models.")
+
+
 def _gated(repo_id: str, status: int, token_sent: bool) -> GatedModel:
     page = f"{endpoint()}/{repo_id}"
     if status == 403 or token_sent:
@@ -200,8 +213,8 @@ def _hub_errors(repo_id: str | None = None, filename: str | None = None,
     except BackendError:
         raise
     except GatedRepoError as exc:
-        sent = "authorization" in exc.response.request.headers
-        raise _gated(repo_id or "?", exc.response.status_code, token_sent=sent) from exc
+        raise _gated(repo_id or "?", exc.response.status_code,
+                     token_sent=_token_sent(exc)) from exc
     except RemoteEntryNotFoundError as exc:
         raise ModelNotFound(f"{what} on the Hugging Face Hub has no file '{filename}'. List its "
                             "files again: it may have been renamed.") from exc
@@ -212,8 +225,10 @@ def _hub_errors(repo_id: str | None = None, filename: str | None = None,
         raise InvalidRequest(f"{what} is not a Hugging Face repo id: use owner/name.") from exc
     except HfHubHTTPError as exc:
         status = exc.response.status_code
+        if status == 401 and _token_sent(exc):
+            raise _bad_token() from exc
         if status in (401, 403):
-            raise _gated(repo_id or "?", status, token_sent=token is not None) from exc
+            raise _gated(repo_id or "?", status, token_sent=_token_sent(exc)) from exc
         if status == 404:
             raise ModelNotFound(f"The Hugging Face Hub has nothing at {what}.") from exc
         if status == 416:

@@ -40,6 +40,8 @@ SPLIT_FILES = ("Q8_0/Split-Q8_0-00001-of-00002.gguf", "Q8_0/Split-Q8_0-00002-of-
 GATED_REPO = "hearth-test/Gated-GGUF"
 GATED_FILE = "Gated-Q4_0.gguf"
 GOOD_TOKEN = "hf_hearth_test_token"
+# A real account's token that was never given access to the gated repo.
+NO_ACCESS_TOKEN = "hf_hearth_no_access_token"
 NOT_GGUF_REPO = "hearth-test/safetensors-only"
 
 
@@ -58,7 +60,38 @@ class Blob:
 
     @classmethod
     def synthetic(cls, size: int, seed: int) -> Blob:
+        """Bytes that start like a GGUF file and are random after: enough for downloads,
+        which check sizes and hashes; listings see a damaged model."""
         return cls.from_bytes(b"GGUF" + random.Random(seed).randbytes(size - 4))
+
+    @classmethod
+    def tiny_model(cls, size: int, seed: int) -> Blob:
+        """A well-formed GGUF file of about ``size`` bytes (a one-layer model header and one
+        tensor of random weights) that listings take for a usable model; llama.cpp would
+        still refuse to run it."""
+        from tests.backend.gguf_crafting import (
+            ARRAY,
+            STRING,
+            UINT32,
+            Arr,
+            Header,
+            Kv,
+            TensorInfo,
+            write_header,
+        )
+
+        header = Header(kvs=[
+            Kv(b"general.architecture", STRING, b"llama"),
+            Kv(b"llama.block_count", UINT32, 1), Kv(b"llama.embedding_length", UINT32, 8),
+            Kv(b"llama.attention.head_count", UINT32, 1),
+            Kv(b"llama.context_length", UINT32, 128),
+            Kv(b"tokenizer.ggml.tokens", ARRAY, Arr(STRING, [b"a", b"b", b"c"]))],
+            tensors=[TensorInfo(b"blk.0.attn_norm.weight", [1], 0, 0)])
+        head = write_header(header)
+        n = max(1, (size - len(head)) // 4)
+        header.tensors[0].dims = [n]
+        head = write_header(header)
+        return cls.from_bytes(head + random.Random(seed).randbytes(4 * n))
 
     def read(self, start: int, length: int) -> bytes:
         if self.data is not None:
@@ -99,7 +132,8 @@ class HubServer:
     def __init__(self, repos: list[Repo]) -> None:
         self.repos = {r.id: r for r in repos}
         self.faults = Faults()
-        self.tokens = {GOOD_TOKEN}
+        self.tokens = {GOOD_TOKEN}  # with access to gated repos
+        self.known_tokens = {GOOD_TOKEN, NO_ACCESS_TOKEN}  # any other token is invalid
         self.bytes_served: Counter[str] = Counter()  # file name -> body bytes sent
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range)
         self.lock = threading.Lock()
@@ -139,6 +173,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(url.path)
         with self.hub.lock:
             self.hub.requests.append((self.command, path, self.headers.get("Range")))
+        auth = self.headers.get("Authorization")
+        if auth and auth.removeprefix("Bearer ") not in self.hub.known_tokens:
+            # The Hub refuses an unknown or expired token on every route, public or not.
+            return self._error(401, None, "Invalid credentials in Authorization header")
         parts = path.strip("/").split("/")
         if path == "/api/models":
             return self._search(query)

@@ -18,6 +18,7 @@ from tests.library.hub_server import (
     GOOD_TOKEN,
     MULTI_QUANTS,
     MULTI_REPO,
+    NO_ACCESS_TOKEN,
     SMOLLM2_FILE,
     SMOLLM2_REPO,
     SPLIT_FILES,
@@ -129,10 +130,28 @@ def test_gated_repo_needs_a_token(hub_server: HubServer,
         hub.fetch_range(GATED_REPO, GATED_FILE, 0, 4)
     assert "HF_TOKEN" in err.value.user_message and err.value.http_status == 403
     with pytest.raises(GatedModel) as err:
-        hub.fetch_range(GATED_REPO, GATED_FILE, 0, 4, token="hf_wrong")
+        hub.fetch_range(GATED_REPO, GATED_FILE, 0, 4, token=NO_ACCESS_TOKEN)
     assert "doesn't give access" in err.value.user_message
     monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)  # read on every request
     assert hub.fetch_range(GATED_REPO, GATED_FILE, 0, 4) == b"GGUF"
+
+
+@pytest.mark.parametrize("given", [True, False], ids=["token-argument", "HF_TOKEN"])
+def test_a_wrong_token_is_named_as_the_problem(hub_server: HubServer, given: bool,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An invalid token fails every request, public ones too; the message must say that the
+    token is wrong, never ask for one to be set (it was: from HF_TOKEN)."""
+    token = "hf_expired_or_mistyped"
+    if not given:
+        monkeypatch.setenv("HF_TOKEN", token)
+    for call in (lambda: hub.fetch_range(GATED_REPO, GATED_FILE, 0, 4,
+                                         token=token if given else None),
+                 lambda: hub.fetch_range(SMOLLM2_REPO, SMOLLM2_FILE, 0, 4,
+                                         token=token if given else None)):
+        with pytest.raises(GatedModel) as err:
+            call()
+        assert "refused the access token" in err.value.user_message
+        assert "set the HF_TOKEN" not in err.value.user_message
 
 
 def test_unreachable_hub_fails_fast(closed_port_endpoint: str) -> None:
