@@ -1,14 +1,19 @@
 """Rendering chat messages into a prompt with the model's own Jinja chat template.
 
 GGUF files carry the Hugging Face chat template (``tokenizer.chat_template``), which is
-untrusted code downloaded with the model. It therefore runs in Jinja's immutable sandbox, set
-up the way HF transformers sets it up, so templates written for transformers render here the
-same way. Every failure becomes a ``TemplateError`` with a sentence the user can act on.
+untrusted code downloaded with the model (or sent in a Modelfile or an Ollama ``template``
+field). It therefore runs in Jinja's immutable sandbox, set up the way HF transformers sets it
+up, so templates written for transformers render here the same way, and on a budget
+(``template_sandbox``, ``template_budget``): a render that runs past its deadline or would
+build too much text stops with a ``TemplateError``. Every failure becomes a ``TemplateError``
+with a sentence the user can act on.
+
+Threading: ``ChatTemplate.render`` may run on several threads at once; each render keeps its
+budget in a thread-local, and compiled templates are shared read-only.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,8 +25,16 @@ import jinja2.ext
 import jinja2.nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from backend.engine.template_budget import REMEDY as _REMEDY
+from backend.engine.template_budget import RenderBudget, budget_error, limits
+from backend.engine.template_call_guards import tojson
+from backend.engine.template_sandbox import (
+    BudgetedEnvironment,
+    compile_template,
+    make_environment,
+    render,
+)
 from backend.engine.types import ChatMessage
 from backend.errors import TemplateError
 
@@ -33,8 +46,10 @@ CHATML_TEMPLATE: str = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
-# Appended to every error so the user always knows the two ways out.
-_REMEDY = "set a per-model template override or use the ChatML fallback."
+# Longest text of a template's own error (raise_exception) or of a Python error quoted back.
+_QUOTE_CHARS = 1000
+# strftime pads in C with buffers up to 256 times the format's length: keep formats short.
+_DATE_FORMAT_CHARS = 200
 
 
 class _GenerationTagExtension(jinja2.ext.Extension):
@@ -52,43 +67,36 @@ class _GenerationTagExtension(jinja2.ext.Extension):
         return jinja2.nodes.Scope(body, lineno=lineno)
 
 
+def _quote(text: str) -> str:
+    return text if len(text) <= _QUOTE_CHARS else text[:_QUOTE_CHARS] + "…"
+
+
 def _raise_exception(message: str) -> NoReturn:
     # Templates call this to reject conversations they cannot format (e.g. roles that do not
-    # alternate); the template's own text is the most useful part, so it is kept verbatim.
-    raise TemplateError(f"The model's chat template rejected these messages: {message}")
+    # alternate); the template's own text is the most useful part, so it is kept verbatim
+    # (up to a length a person would read).
+    raise TemplateError(
+        f"The model's chat template rejected these messages: {_quote(str(message))}"
+    )
 
 
 def _strftime_now(fmt: str) -> str:
     # Some templates (Llama 3.x) put today's date into the system prompt.
+    if isinstance(fmt, str) and len(fmt) > _DATE_FORMAT_CHARS:
+        raise budget_error(f"asked for a {len(fmt):,}-character date format")
     return datetime.now().strftime(fmt)
 
 
-def _tojson(
-    value: Any,
-    ensure_ascii: bool = False,
-    indent: int | None = None,
-    separators: tuple[str, str] | None = None,
-    sort_keys: bool = False,
-) -> str:
-    # Jinja's built-in tojson escapes non-ASCII and HTML characters, which would garble tool
-    # schemas and non-English text in the prompt; transformers overrides it the same way.
-    return json.dumps(
-        value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys
-    )
-
-
-def _make_environment() -> ImmutableSandboxedEnvironment:
+def _make_environment() -> BudgetedEnvironment:
     # Same settings as transformers' _compile_jinja_template: templates are written against
     # trim_blocks/lstrip_blocks whitespace handling and may use {% break %}/{% continue %}.
-    env = ImmutableSandboxedEnvironment(
+    return make_environment(
         trim_blocks=True,
         lstrip_blocks=True,
         extensions=[jinja2.ext.loopcontrols, _GenerationTagExtension],
+        filters={"tojson": tojson},
+        globals={"raise_exception": _raise_exception, "strftime_now": _strftime_now},
     )
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    return env
 
 
 _ENV = _make_environment()
@@ -106,8 +114,12 @@ def _translate(exc: Exception, stage: str) -> TemplateError:
             f"The chat template has a syntax error on line {exc.lineno} ({exc.message}); "
             f"fix the template, or {_REMEDY}"
         )
+    if isinstance(exc, RecursionError):  # deeply nested code, or macros calling themselves
+        return budget_error(f"nested or recursed too deeply while {stage}")
+    if isinstance(exc, MemoryError):
+        return budget_error(f"ran out of memory while {stage}")
     return TemplateError(
-        f"The chat template failed while {stage} ({type(exc).__name__}: {exc}); "
+        f"The chat template failed while {stage} ({type(exc).__name__}: {_quote(str(exc))}); "
         f"check the template, or {_REMEDY}"
     )
 
@@ -118,9 +130,24 @@ def _compile(source: str) -> jinja2.Template:
     # turn, so compiled templates are cached by source (the dataclass is frozen, so it cannot
     # hold the compiled object itself). Failures raise and are therefore not cached.
     try:
-        return _ENV.from_string(source)
+        return compile_template(_ENV, source)
+    except TemplateError:
+        raise  # over a source limit: already a sentence for the user
     except Exception as exc:  # jinja raises many types; none may escape raw
         raise _translate(exc, "being compiled") from exc
+
+
+def _input_size(messages: Sequence[ChatMessage], tools: Any) -> tuple[int, int]:
+    # The render's size limits grow with the conversation (characters, items), so long chats
+    # never hit them. Called only when a render gets past the base limits.
+    chars = 0
+    for message in messages:
+        chars += len(message.content)
+        if message.tool_calls:
+            chars += len(repr(message.tool_calls))
+    if tools:
+        chars += len(repr(tools))
+    return chars, len(messages) + len(tools or ())
 
 
 @dataclass(frozen=True)
@@ -150,12 +177,16 @@ class ChatTemplate:
         # Only defined when given: templates test `tools is defined` / `tools is not none`.
         if tools is not None:
             context["tools"] = tools
+        budget = RenderBudget(limits(), lambda: _input_size(messages, tools))
         try:
-            return template.render(**context)
-        except TemplateError:
-            raise  # from raise_exception(): already a sentence for the user
+            return render(template, context, budget)
+        except TemplateError as exc:  # raise_exception() or a budget: already a sentence
+            failure = type(exc)(exc.user_message)
         except Exception as exc:  # see _compile: nothing raw may escape
-            raise _translate(exc, "rendering the conversation") from exc
+            failure = _translate(exc, "rendering the conversation")
+        # Raised afresh outside the except block, with no cause: the original traceback's
+        # frames hold the template's values, which must not outlive a refused render.
+        raise failure
 
 
 def select_template(
