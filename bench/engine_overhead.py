@@ -38,7 +38,8 @@ def sampling(greedy: bool) -> dict:
 
 
 def raw_loop(path: Path, args: argparse.Namespace, in_graph: bool) -> list[tuple[float, float]]:
-    from backend.engine.native import ContextConfig, NativeContext, NativeModel, NativeSampler
+    from backend.engine.native import ContextConfig, NativeContext, NativeModel
+    from backend.engine.sampler import NativeSampler
 
     model = NativeModel(path, n_gpu_layers=args.gpu_layers)
     ctx = NativeContext(model, ContextConfig(

@@ -10,19 +10,14 @@ import asyncio
 import concurrent.futures
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from backend.engine.chat_template import select_template
 from backend.engine.delivery import Mailboxes
 from backend.engine.failures import failure_for
-from backend.engine.native import (
-    ContextConfig,
-    NativeContext,
-    NativeModel,
-    check_gguf_file,
-    output_on_gpu,
-)
+from backend.engine.model_file import check_gguf_file
+from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
 from backend.engine.prepare import prepare_prompt
 from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.scheduler import Scheduler
@@ -66,7 +61,8 @@ class Engine:
         self._loaded: LoadedModel | None = None
         self._prepare_pool = concurrent.futures.ThreadPoolExecutor(
             PREPARE_THREADS, thread_name_prefix="hearth-prepare")
-        self.load_progress = 0.0  # of the load in progress (or the last one), 0..1
+        # Told the fraction loaded as tensors load (engine thread); ModelHost sets it.
+        self.on_load_progress: Callable[[float], None] | None = None
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -89,8 +85,9 @@ class Engine:
         return self._loaded
 
     def _note_load_progress(self, fraction: float) -> None:  # engine thread
-        # A float assignment is atomic; the GUI polls it for its progress bar.
-        self.load_progress = fraction
+        sink = self.on_load_progress
+        if sink is not None:
+            sink(fraction)
 
     async def unload(self) -> None:
         await asyncio.wrap_future(self._scheduler.call(self._unload_on_engine_thread))
@@ -189,7 +186,6 @@ class Engine:
         # A file that can't load must not cost the working model: check it before unloading.
         check_gguf_file(path)
         self._unload_on_engine_thread()
-        self.load_progress = 0.0
         model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap,
                             on_progress=self._note_load_progress)
         try:

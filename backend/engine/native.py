@@ -2,128 +2,29 @@
 
 Only the engine thread calls into these objects once they are built: llama.cpp contexts are
 not thread-safe, and one owner per native resource keeps it simple. Nothing here knows about
-requests, slots or asyncio; ``scheduler.py`` does.
+requests, slots or asyncio; ``scheduler.py`` does. A request's sampler chain is in
+``sampler.py``, the file checks before a load in ``model_file.py``, llama.cpp's log in
+``llama_log.py``.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import ctypes
 import logging
-import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp as C
 
-from backend.engine.candidates import NARROW_MIN_VOCAB, Candidates
-from backend.errors import GenerationFailed, InsufficientMemory, InvalidRequest, ModelLoadFailed
-from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata
-from backend.library.quants import parse_split
+from backend.engine.llama_log import is_out_of_memory, start_backend, take_recent_errors
+from backend.engine.model_file import check_gguf_file
+from backend.errors import GenerationFailed, InsufficientMemory, ModelLoadFailed
 
 log = logging.getLogger(__name__)
-GGUF_MAGIC = b"GGUF"
-_RANDOM_SEED = 0xFFFFFFFF  # LLAMA_DEFAULT_SEED: llama.cpp picks a random seed
 _KV_TYPES = {"f16": C.GGML_TYPE_F16, "q8_0": C.GGML_TYPE_Q8_0, "q4_0": C.GGML_TYPE_Q4_0}
 _KV_BYTES_PER_ELEMENT = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
-
-# llama.cpp logs through one process-wide callback. We keep the recent error lines so a failed
-# load can tell the user *why* (e.g. "tensor data is not within the file bounds" = truncated).
-_log_lock = threading.Lock()
-_recent_errors: collections.deque[str] = collections.deque(maxlen=20)
-_GGML_LOG_LEVEL_ERROR = 4
-_backend_started = False
-
-
-@C.llama_log_callback
-def _on_llama_log(level: int, text: bytes | None, _user_data: ctypes.c_void_p) -> None:
-    if level == _GGML_LOG_LEVEL_ERROR and text:
-        with _log_lock:
-            _recent_errors.append(text.decode("utf-8", "replace").strip())
-
-
-def start_backend() -> None:
-    """Initialise llama.cpp once per process, with its chatter silenced but errors kept."""
-    global _backend_started
-    with _log_lock:
-        if _backend_started:
-            return
-        _backend_started = True
-    C.llama_log_set(_on_llama_log, ctypes.c_void_p(0))
-    C.llama_backend_init()
-
-
-def _take_recent_errors() -> str:
-    with _log_lock:
-        lines = [line for line in _recent_errors if line]
-        _recent_errors.clear()
-    return "; ".join(lines[-3:])
-
-
-def _is_out_of_memory(reason: str) -> bool:
-    # llama.cpp reports allocation failures only as log text; this is the one place that reads
-    # it, turning it into a type everyone else can match on.
-    lowered = reason.lower()
-    return any(s in lowered for s in ("out of memory", "failed to allocate", "alloc_buffer",
-                                      "cudamalloc", "unable to allocate"))
-
-
-def check_gguf_file(path: Path) -> None:
-    """Catch the common bad inputs before llama.cpp sees them, with a sentence for each."""
-    # Files are named by name only: these sentences also reach API clients, who have no
-    # business knowing where the user keeps their files (the log has the whole path).
-    if not path.exists():
-        log.warning("no model file at %s", path)
-        raise ModelLoadFailed(f"The model file {path.name} is not there (moved or deleted?). "
-                              "Check the path, or pick a model from the library.")
-    if path.is_dir():
-        raise ModelLoadFailed(f"{path.name} is a folder, not a model file. Pick the .gguf file "
-                              "inside it.")
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        head = f.read(4)
-    if head != GGUF_MAGIC:
-        if size == 0:
-            what = "is empty"
-        elif head[:1].isascii() and head.isascii() and head.decode("ascii").isprintable():
-            what = "looks like a text file"
-        else:
-            what = "does not start with the GGUF signature"
-        raise ModelLoadFailed(f"{path.name} is not a GGUF model file: it {what}. Hearth runs "
-                              "GGUF files only; download the model again or pick a .gguf file.")
-    # The whole header and the data's size, before llama.cpp reads a byte: a damaged or
-    # hostile header must fail here with a sentence, not abort the process inside llama.cpp
-    # (a GGML_ASSERT on a layer or expert count takes every chat down with it). Cached, so
-    # a reload of an unchanged file costs a stat.
-    meta = _checked_header(path, path)
-    if meta.problem:
-        raise ModelLoadFailed(f"Hearth could not load {path.name}. {meta.problem}")
-    _check_split_parts(path, meta.split_count)
-
-
-def _checked_header(path: Path, model: Path) -> GgufMetadata:
-    try:
-        return read_gguf_metadata(path)
-    except ModelLoadFailed as exc:
-        part = "" if path == model else f" (its part {path.name})"
-        raise ModelLoadFailed(f"Hearth could not load {model.name}{part}. "
-                              f"{exc.user_message}") from None
-
-
-def _check_split_parts(path: Path, count: int) -> None:
-    """llama.cpp opens a split model's other files itself: they get the same check first."""
-    split = parse_split(path.name)
-    if count <= 1 or split is None or split.index != 1 or split.count != count:
-        return  # llama.cpp refuses a split file named otherwise, with its own clean error
-    for index in range(2, count + 1):
-        part = path.with_name(f"{split.stem}-{index:05d}-of-{count:05d}.gguf")
-        if not part.is_file():
-            raise ModelLoadFailed(f"{path.name} is the first of {count} files of a split "
-                                  f"model, but {part.name} is missing. Download the model "
-                                  "again to get every part.")
-        _checked_header(part, path)
 
 
 class NativeModel:
@@ -147,13 +48,13 @@ class NativeModel:
             params.progress_callback = progress_cb
         # This llama.cpp replaced use_mmap with load_mode (ctypes ignores unknown fields).
         params.load_mode = C.LLAMA_LOAD_MODE_MMAP if use_mmap else C.LLAMA_LOAD_MODE_NONE
-        _take_recent_errors()
+        take_recent_errors()
         ptr = C.llama_model_load_from_file(str(path).encode(), params)
         if not ptr:
-            reason = _take_recent_errors() or "llama.cpp gave no reason"
+            reason = take_recent_errors() or "llama.cpp gave no reason"
             log.warning("llama.cpp could not load %s: %s", path, reason)
             reason = reason.replace(str(path), path.name)
-            if _is_out_of_memory(reason):
+            if is_out_of_memory(reason):
                 raise InsufficientMemory(f"{path.name} did not fit in memory ({reason}). Try "
                                          "fewer GPU layers or a shorter context.")
             raise ModelLoadFailed(
@@ -297,11 +198,11 @@ class NativeContext:
         params.flash_attn_type = {None: C.LLAMA_FLASH_ATTN_TYPE_AUTO,
                                   True: C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
                                   False: C.LLAMA_FLASH_ATTN_TYPE_DISABLED}[config.flash_attn]
-        _take_recent_errors()
+        take_recent_errors()
         ptr = C.llama_init_from_model(model.ptr, params)
         if not ptr:
-            reason = _take_recent_errors() or "llama.cpp gave no reason"
-            if _is_out_of_memory(reason):
+            reason = take_recent_errors() or "llama.cpp gave no reason"
+            if is_out_of_memory(reason):
                 raise InsufficientMemory(f"The {config.n_ctx:,}-token context for "
                                          f"{model.path.name} did not fit in memory ({reason}). "
                                          "Try a shorter context or fewer GPU layers.")
@@ -350,7 +251,7 @@ class NativeContext:
         rc = C.llama_decode(self.ptr, self.batch)
         if rc != 0:
             reason = {1: "the KV cache is full", 2: "the decode was aborted"}.get(
-                rc, _take_recent_errors() or f"llama_decode returned {rc}")
+                rc, take_recent_errors() or f"llama_decode returned {rc}")
             raise GenerationFailed(f"llama.cpp failed to evaluate the batch: {reason}.")
 
     # -- KV cache --------------------------------------------------------------------------
@@ -380,117 +281,4 @@ class NativeContext:
         if self.ptr:
             C.llama_batch_free(self.batch)
             C.llama_free(self.ptr)
-            self.ptr = None
-
-
-class NativeSampler:
-    """llama.cpp's native sampler chain for one request (penalties → grammar → top-k → top-p →
-    min-p → temperature → dist), built once per request and freed when it ends. Without a
-    grammar, the chain runs over the few tokens it could pick (``candidates.py``) rather than
-    the whole vocabulary: same tokens, a fraction of the time on large vocabularies."""
-
-    def __init__(self, model: NativeModel, *, temperature: float, top_k: int, top_p: float,
-                 min_p: float, repeat_penalty: float, repeat_last_n: int,
-                 presence_penalty: float, frequency_penalty: float, seed: int | None,
-                 grammar: str | None) -> None:
-        chain = C.llama_sampler_chain_init(C.llama_sampler_chain_default_params())
-        self.ptr = chain
-        self._attached: tuple[NativeContext, int] | None = None
-        self._n_vocab = model.n_vocab
-        penalised = repeat_last_n > 0 and (repeat_penalty != 1.0 or presence_penalty != 0.0
-                                           or frequency_penalty != 0.0)
-        # The tokens the penalties sampler sees (the last repeat_last_n sampled): they stay
-        # candidates when the vocabulary is narrowed.
-        self._recent: collections.deque[int] | None = (
-            collections.deque(maxlen=repeat_last_n) if penalised else None)
-        # Chains of the form penalties → (top-k ... | greedy) get the narrowed vocabulary.
-        keep = 1 if temperature <= 0.0 else top_k
-        self._candidates = Candidates(model.n_vocab, keep) if keep > 0 and not grammar else None
-        add = C.llama_sampler_chain_add
-        if repeat_penalty != 1.0 or presence_penalty != 0.0 or frequency_penalty != 0.0:
-            add(chain, C.llama_sampler_init_penalties(
-                model.n_vocab, repeat_last_n, repeat_penalty, frequency_penalty,
-                presence_penalty))
-        if grammar:
-            _take_recent_errors()
-            g = C.llama_sampler_init_grammar(model.vocab, grammar.encode(), b"root")
-            if not g:
-                C.llama_sampler_free(chain)
-                self.ptr = None
-                reason = _take_recent_errors() or "it does not parse"
-                raise InvalidRequest(f"The grammar was rejected by llama.cpp: {reason}. Check "
-                                   "the GBNF syntax; the start rule must be named 'root'.")
-            add(chain, g)
-        if temperature <= 0.0:
-            add(chain, C.llama_sampler_init_greedy())
-            return
-        if top_k > 0:
-            add(chain, C.llama_sampler_init_top_k(top_k))
-        if top_p < 1.0:
-            add(chain, C.llama_sampler_init_top_p(top_p, 1))
-        if min_p > 0.0:
-            add(chain, C.llama_sampler_init_min_p(min_p, 1))
-        add(chain, C.llama_sampler_init_temp(temperature))
-        add(chain, C.llama_sampler_init_dist(_RANDOM_SEED if seed is None else seed & 0xFFFFFFFF))
-
-    def attach(self, ctx: NativeContext, seq_id: int) -> bool:
-        """Run this chain inside ``ctx``'s graph for ``seq_id`` (backend sampling): each decode
-        then leaves the sampled token, and ``sample`` only reads it. False if llama.cpp keeps
-        it on the CPU. Changing samplers makes llama.cpp re-reserve its graph at the next
-        decode, so this is done once per request, not per token."""
-        if self._attached is not None:
-            return True
-        if not C.llama_set_sampler(ctx.ptr, seq_id, self.ptr):
-            return False
-        self._attached = (ctx, seq_id)
-        return True
-
-    @property
-    def attached(self) -> bool:
-        return self._attached is not None
-
-    def reset(self) -> None:
-        """Back to a fresh request's state: penalty history cleared, the seed drawn again
-        (a fixed seed restarts its sequence, so the same seed still gives the same text)."""
-        C.llama_sampler_reset(self.ptr)
-        if self._recent is not None:
-            self._recent.clear()
-
-    def sample(self, ctx: NativeContext, batch_index: int, *, narrow: bool | None = None) -> int:
-        """Pick the next token from the logits at ``batch_index`` and accept it into the chain
-        (penalties, grammar). ``narrow``: hand the chain only the tokens it could pick
-        (``candidates.py``); None = when the vocabulary is large enough for that to pay."""
-        candidates = self._candidates
-        if narrow is None:
-            narrow = self._n_vocab >= NARROW_MIN_VOCAB
-        if narrow and candidates is not None and self._attached is None:
-            protected: Collection[int] = () if self._recent is None else set(self._recent)
-            logits = C.llama_get_logits_ith(ctx.ptr, batch_index)
-            address = ctypes.cast(logits, ctypes.c_void_p).value
-            if address and candidates.worthwhile(len(protected)):
-                array = candidates.narrow(address, protected)
-                C.llama_sampler_apply(self.ptr, ctypes.byref(array))
-                token = int(array.data[array.selected].id)
-                self.accept(token)
-                return token
-        # llama_sampler_sample also accepts the token into the chain; with the chain
-        # attached (backend sampling) it returns the token the graph already chose.
-        token = C.llama_sampler_sample(self.ptr, ctx.ptr, batch_index)
-        if self._recent is not None:
-            self._recent.append(token)
-        return token
-
-    def accept(self, token: int) -> None:
-        C.llama_sampler_accept(self.ptr, token)
-        if self._recent is not None:
-            self._recent.append(token)
-
-    def close(self) -> None:
-        if self._attached is not None:
-            ctx, seq_id = self._attached
-            self._attached = None
-            if ctx.ptr:  # the context must not keep a pointer to a freed chain
-                C.llama_set_sampler(ctx.ptr, seq_id, None)
-        if self.ptr:
-            C.llama_sampler_free(self.ptr)
             self.ptr = None

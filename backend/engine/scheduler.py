@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from backend.engine.chains import sampler_for
 from backend.engine.failures import failure_for
-from backend.engine.native import NativeSampler
-from backend.engine.slot import Job, Slot, common_prefix_length
+from backend.engine.prefix_sharing import share_prefix
+from backend.engine.slot import Job, Slot, choose_slot, common_prefix_length
 from backend.engine.state import LoadedState, StalePrompt
-from backend.engine.types import GenerationRequest
+from backend.engine.step_costs import MIN_PREFILL_CHUNK, StepCosts
 from backend.errors import BackendError, ModelNotLoaded
 
 log = logging.getLogger(__name__)
@@ -32,16 +33,7 @@ T = TypeVar("T")
 # follows the measured prompt speed (a tiny model on a GPU takes thousands of tokens in 50 ms,
 # a big one on two CPU cores a few dozen).
 PREFILL_STEP_BUDGET_S = 0.05
-MIN_PREFILL_CHUNK = 4
 MAX_HANDOFF_WAIT_S = 0.002  # longest a step waits for consumers to take their events
-# Borrowing another slot's cached prefix pays off from a few tokens on (it costs a cache
-# metadata update, while each prompt token costs a share of a decode step).
-MIN_SHARED_PREFIX = 4
-# Conservative copy speeds for pricing a cross-stream KV copy against recomputing the prefix.
-CPU_COPY_BYTES_PER_S = 4e9
-GPU_COPY_BYTES_PER_S = 200e9
-# A request goes to the slot whose cache it continues for at least this fraction.
-SLOT_SIMILARITY = 0.5
 
 
 class Scheduler:
@@ -57,12 +49,7 @@ class Scheduler:
         self._waiting: collections.deque[Job] = collections.deque()
         self._closing = False
         self.state: LoadedState | None = None  # engine thread only
-        # Running estimates, engine thread only: a decode step's time with no prompt in it,
-        # and what each prompt token adds on top. A step's cost is mostly fixed (the weights
-        # are read once whatever the batch), so dividing a mixed step's time by its tokens
-        # would overstate a prompt token's cost several times and feed prompts in crumbs.
-        self._s_decode_step = 0.0
-        self._s_per_prompt_token = 0.002
+        self._costs = StepCosts()  # engine thread only
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -169,15 +156,15 @@ class Scheduler:
             # Prepared for a model that was unloaded or replaced since: prepare it again.
             raise StalePrompt()
         prompt, dropped = prepared.tokens, prepared.dropped
-        slot = _choose_slot(free, prompt)
+        slot = choose_slot(free, prompt)
         try:
-            sampler = _sampler_for(state, slot, job.request)
+            sampler = sampler_for(state, slot, job.request)
             reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
             if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.
                 state.ctx.seq_remove(slot.seq_id, -1, -1)
                 reused = 0
-            reused = self._share_prefix(state, slot, prompt, reused)
+            reused = share_prefix(state, slot, prompt, reused, self._costs.per_prompt_token)
         except BaseException:
             # Whatever the slot's cache holds now is not known for sure: start it afresh.
             state.ctx.seq_remove(slot.seq_id, -1, -1)
@@ -195,45 +182,6 @@ class Scheduler:
         except Exception:  # its consumer's loop is gone: nobody is waiting for the answer
             log.debug("could not answer request %s", job.request.request_id, exc_info=True)
 
-    def _share_prefix(self, state: LoadedState, slot: Slot, prompt: list[int],
-                      reused: int) -> int:
-        """Take a longer cached prefix of ``prompt`` from another slot, busy or not.
-
-        llama-server keeps a RAM cache of prompts for this; with a unified KV cache the cells
-        can simply be shared. Returns how many prompt tokens ``slot`` now has cached.
-        """
-        ctx = state.ctx
-        donor, shared = None, reused
-        for other in state.slots:
-            if other is slot or not other.cached:
-                continue
-            n = min(common_prefix_length(other.cached, prompt), len(prompt) - 1)
-            if n > shared:
-                donor, shared = other, n
-        if donor is None or shared < reused + MIN_SHARED_PREFIX:
-            return reused
-        if ctx.seq_pos_min(donor.seq_id) != 0:
-            return reused  # a sliding window dropped the donor's start: nothing whole to share
-        if not ctx.config.kv_unified:
-            # The copy moves a whole stream; worth it only if recomputing costs clearly more.
-            copy_s = ctx.stream_bytes / (GPU_COPY_BYTES_PER_S if state.info.n_gpu_layers
-                                         else CPU_COPY_BYTES_PER_S)
-            if (shared - reused) * self._s_per_prompt_token < 2 * copy_s:
-                return reused
-        ctx.seq_remove(slot.seq_id, -1, -1)
-        if ctx.config.kv_unified:
-            ctx.seq_copy(donor.seq_id, slot.seq_id, 0, shared)
-        else:
-            # One stream per sequence: llama.cpp copies a whole stream's buffer (done with the
-            # next decode), then the copy's suffix past the shared prefix is dropped.
-            ctx.seq_copy(donor.seq_id, slot.seq_id, -1, -1)
-            if not ctx.seq_remove(slot.seq_id, shared, -1):
-                ctx.seq_remove(slot.seq_id, -1, -1)
-                slot.cached = []
-                return 0
-        slot.cached = prompt[:shared]
-        return shared
-
     def _decode_one_step(self, state: LoadedState) -> None:
         ctx = state.ctx
         ctx.batch_clear()
@@ -247,7 +195,7 @@ class Scheduler:
         room = ctx.batch_capacity - ctx.n_in_batch
         if generating:
             room = min(room, max(MIN_PREFILL_CHUNK,
-                                 int(PREFILL_STEP_BUDGET_S / self._s_per_prompt_token)))
+                                 int(PREFILL_STEP_BUDGET_S / self._costs.per_prompt_token)))
         sampling = list(generating)
         # Without flash attention, llama.cpp's CPU attention rounds a token's logits slightly
         # differently when it is computed alone than inside a longer batch. A repeated request
@@ -290,8 +238,8 @@ class Scheduler:
         # The previous step's deferred text goes out now, while this thread samples and the
         # other cores are idle (delivery.py). Waiting for the consumers costs at most a
         # twentieth of a step: on a GPU that is hidden behind the kernels still running.
-        self._flush_events(min(MAX_HANDOFF_WAIT_S, 0.05 * self._s_decode_step))
-        self._learn_step_cost(now - started, len(generating), n_prompt)
+        self._flush_events(min(MAX_HANDOFF_WAIT_S, 0.05 * self._costs.decode_step))
+        self._costs.learn(now - started, len(generating), n_prompt)
         for slot in sampling:
             if slot.job is None:
                 continue
@@ -302,20 +250,6 @@ class Scheduler:
             except Exception as exc:  # this slot's request ends; the batch's others go on
                 self._fail_slot(state, slot, failure_for(slot.job.request.request_id, exc,
                                                          "sampling its reply"))
-
-    def _learn_step_cost(self, elapsed: float, n_generating: int, n_prompt: int) -> None:
-        """Learn the prompt speed from real steps: the marginal cost of a prompt token."""
-        if n_prompt == 0:
-            if n_generating:
-                self._s_decode_step = (elapsed if self._s_decode_step == 0.0 else
-                                       0.8 * self._s_decode_step + 0.2 * elapsed)
-            return
-        if n_prompt < MIN_PREFILL_CHUNK:
-            return
-        base = self._s_decode_step if n_generating else 0.0
-        per_token = max(elapsed - base, 0.0) / n_prompt
-        per_token = max(per_token, 1e-5)  # a noisy step must not promise infinite room
-        self._s_per_prompt_token = 0.7 * self._s_per_prompt_token + 0.3 * per_token
 
     def _on_token(self, state: LoadedState, slot: Slot, token: int, now: float) -> None:
         model = state.model
@@ -386,62 +320,3 @@ class Scheduler:
         state, self.state = self.state, None
         if state is not None:
             state.close()
-
-
-def _choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
-    """The free slot holding this conversation, else the least recently used one.
-
-    A slot "holds" the conversation when the prompt continues most of what it has cached
-    (llama-server's similarity rule); a shared system prompt alone does not count, or every
-    new chat would evict the cache of the chat that happened to share its first lines.
-    """
-    def reuse(slot: Slot) -> float:
-        if not slot.cached:
-            return 0.0
-        return common_prefix_length(slot.cached, prompt) / len(slot.cached)
-
-    best = max(free, key=reuse)
-    if reuse(best) >= SLOT_SIMILARITY:
-        return best
-    return min(free, key=lambda s: s.last_used)  # empty slots (never used) come first
-
-
-def _sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> NativeSampler:
-    """The request's sampler chain: on the CPU, or inside the graph (backend sampling), where
-    the slot's chain from its last request is reset and reused if it samples the same way."""
-    if not state.ctx.backend_sampling or request.grammar:
-        # A grammar can't run in the graph: the whole chain stays on the CPU, and a chain
-        # left attached to this sequence would pick tokens the grammar never sees.
-        slot.drop_graph_sampler()
-        return _make_sampler(state, request)
-    key = request.sampling  # frozen: equal settings sample the same way
-    if slot.graph_sampler is not None and slot.graph_key == key:
-        slot.graph_sampler.reset()
-        return slot.graph_sampler
-    slot.drop_graph_sampler()
-    sampler = _make_sampler(state, request)
-    if sampler.attach(state.ctx, slot.seq_id):
-        slot.graph_sampler, slot.graph_key = sampler, key
-        # Idle slots get the same chain now: the graph is re-reserved once for all of these
-        # changes (at the next decode), and the next request sampling this way finds its
-        # chain on whichever slot holds its conversation.
-        for other in state.slots:
-            if other is not slot and not other.busy and other.graph_key != key:
-                other.drop_graph_sampler()
-                spare = _make_sampler(state, request)
-                if spare.attach(state.ctx, other.seq_id):
-                    other.graph_sampler, other.graph_key = spare, key
-                else:
-                    spare.close()
-    return sampler
-
-
-def _make_sampler(state: LoadedState, request: GenerationRequest) -> NativeSampler:
-    p = request.sampling
-    # Ollama's repeat_last_n -1: penalise repeats across the whole context.
-    last_n = state.info.n_ctx if p.repeat_last_n < 0 else p.repeat_last_n
-    return NativeSampler(
-        state.model, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
-        repeat_penalty=p.repeat_penalty, repeat_last_n=last_n,
-        presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
-        seed=p.seed, grammar=request.grammar)

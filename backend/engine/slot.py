@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 
 from backend.engine.delivery import EventSink
-from backend.engine.native import NativeSampler
 from backend.engine.prepared import PreparedPrompt
+from backend.engine.sampler import NativeSampler
 from backend.engine.stop_strings import StopMatcher
 from backend.engine.types import (
     Finished,
@@ -25,6 +25,9 @@ from backend.engine.types import (
     Usage,
 )
 from backend.errors import BackendError
+
+# A request goes to the slot whose cache it continues for at least this fraction.
+SLOT_SIMILARITY = 0.5
 
 
 @dataclass
@@ -159,3 +162,21 @@ class Slot:
         # return before its consumer is woken: see delivery.py.
         self.n_deltas += 1
         self.emit(TextDelta(self.job.request.request_id, text), defer=self.n_deltas > 1)
+
+
+def choose_slot(free: list[Slot], prompt: list[int]) -> Slot:
+    """The free slot holding this conversation, else the least recently used one.
+
+    A slot "holds" the conversation when the prompt continues most of what it has cached
+    (llama-server's similarity rule); a shared system prompt alone does not count, or every
+    new chat would evict the cache of the chat that happened to share its first lines.
+    """
+    def reuse(slot: Slot) -> float:
+        if not slot.cached:
+            return 0.0
+        return common_prefix_length(slot.cached, prompt) / len(slot.cached)
+
+    best = max(free, key=reuse)
+    if reuse(best) >= SLOT_SIMILARITY:
+        return best
+    return min(free, key=lambda s: s.last_used)  # empty slots (never used) come first

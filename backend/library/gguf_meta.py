@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 from backend.errors import BackendError, ModelLoadFailed
+from backend.library.gguf_problems import runnable_problem
 from backend.library.gguf_reader import (
     DEFAULT_ALIGNMENT,
     MAX_ARCH_CHARS,
     MAX_LAYERS,
-    STRING_TYPE,
     TOKENS_KEY,
     U32_MAX,
     Array,
@@ -41,16 +41,13 @@ from backend.library.gguf_reader import (
     bad_value,
     ggml_types,
     read_header,
-    show_value,
+    whole_number,
 )
 
 log = logging.getLogger(__name__)
 
 FIRST_FETCH_BYTES = 2 * 1024 * 1024  # most headers fit; 262k-token vocabularies need ~6 MB
 
-_LLAMA_MAX_LAYERS = 512
-_LLAMA_MAX_EXPERTS = 512
-_ROPE_SCALING_TYPES = frozenset({"none", "linear", "yarn", "longrope"})
 
 # Sliding-window layouts llama.cpp hard-codes per architecture when the GGUF carries no
 # ``sliding_window_pattern``: (every Nth layer is global, whether the global one comes first).
@@ -124,16 +121,6 @@ def _parse(fetch: Fetch, total_size: int, first: int) -> GgufMetadata:
 # --- turning the key/values into a shape ---------------------------------------------------
 
 
-def _whole(kv: dict[str, Any], key: str, default: int = 0, limit: int = U32_MAX) -> int:
-    """A count or size: a whole number in [0, limit]; a per-layer array gives its first."""
-    value = kv.get(key, default)
-    if isinstance(value, Array):  # a per-layer array: the first layer stands for the model
-        value = value.values[0] if value.values else (default if value.count == 0 else value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-        raise bad_value(key, value, f"a whole number from 0 to {limit:,}")
-    return value
-
-
 def _per_layer(kv: dict[str, Any], key: str, n_layer: int, default: tuple[int, ...]
                ) -> tuple[int, ...]:
     """Head counts may be one number or one per layer (OpenELM, hybrids with 0 for SSM layers)."""
@@ -141,7 +128,7 @@ def _per_layer(kv: dict[str, Any], key: str, n_layer: int, default: tuple[int, .
     if value is None:
         return default
     if not isinstance(value, Array):
-        return (_whole(kv, key),) * n_layer
+        return (whole_number(kv, key),) * n_layer
     if value.count != n_layer or value.values is None:  # llama.cpp refuses other lengths too
         raise bad_value(key, value, f"one number per layer ({n_layer})")
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= U32_MAX
@@ -163,7 +150,7 @@ def _swa_layers(kv: dict[str, Any], arch: str, n_layer: int, window: int) -> tup
         return flags + (False,) * (n_layer - len(flags))
     n_pattern, dense_first = _SWA_DEFAULT_PATTERN.get(arch, (0, False))
     if pattern is not None:
-        n_pattern = _whole(kv, key)
+        n_pattern = whole_number(kv, key)
     if n_pattern == 0:  # a window with no pattern: every layer slides (e.g. Mistral v0.1)
         return (True,) * n_layer
     if dense_first:  # the global layer opens each group of n_pattern
@@ -220,14 +207,14 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
     if not isinstance(arch_value, str) or not 0 < len(arch_value) <= MAX_ARCH_CHARS:
         raise bad_value("general.architecture", arch_value, "a short architecture name")
     arch = arch_value
-    n_layer = _whole(kv, f"{arch}.block_count", limit=MAX_LAYERS)
-    n_embd = _whole(kv, f"{arch}.embedding_length")
+    n_layer = whole_number(kv, f"{arch}.block_count", limit=MAX_LAYERS)
+    n_embd = whole_number(kv, f"{arch}.embedding_length")
     n_head = _per_layer(kv, f"{arch}.attention.head_count", n_layer, (0,) * n_layer)
     n_head_kv = _per_layer(kv, f"{arch}.attention.head_count_kv", n_layer, n_head)
     head0 = next((h for h in n_head if h), 0)
-    head_dim_k = _whole(kv, f"{arch}.attention.key_length", n_embd // head0 if head0 else 0)
-    head_dim_v = _whole(kv, f"{arch}.attention.value_length", n_embd // head0 if head0 else 0)
-    window = _whole(kv, f"{arch}.attention.sliding_window")
+    head_dim_k = whole_number(kv, f"{arch}.attention.key_length", n_embd // head0 if head0 else 0)
+    head_dim_v = whole_number(kv, f"{arch}.attention.value_length", n_embd // head0 if head0 else 0)
+    window = whole_number(kv, f"{arch}.attention.sliding_window")
 
     layer_bytes = [0] * n_layer
     token_embd = output = other = 0
@@ -244,7 +231,7 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
 
     tokens = kv.get(TOKENS_KEY)
     token_list = tokens.values if isinstance(tokens, Array) and tokens.values else ()
-    n_vocab = len(token_list) or _whole(kv, f"{arch}.vocab_size")
+    n_vocab = len(token_list) or whole_number(kv, f"{arch}.vocab_size")
     bos = _token_id(kv, "tokenizer.ggml.bos_token_id")
     eos = _token_id(kv, "tokenizer.ggml.eos_token_id")
 
@@ -254,7 +241,7 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
         return None
 
     file_type = _token_id(kv, "general.file_type")
-    n_expert = _whole(kv, f"{arch}.expert_count")
+    n_expert = whole_number(kv, f"{arch}.expert_count")
     return GgufMetadata(
         architecture=arch,
         name=_display_name(kv),
@@ -269,12 +256,12 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
         n_head_kv=n_head_kv,
         head_dim_k=head_dim_k,
         head_dim_v=head_dim_v,
-        n_ctx_train=_whole(kv, f"{arch}.context_length"),
+        n_ctx_train=whole_number(kv, f"{arch}.context_length"),
         n_vocab=n_vocab,
         sliding_window=window,
         swa_layers=_swa_layers(kv, arch, n_layer, window),
         n_expert=n_expert,
-        n_expert_used=_whole(kv, f"{arch}.expert_used_count"),
+        n_expert_used=whole_number(kv, f"{arch}.expert_used_count"),
         layer_bytes=tuple(layer_bytes),
         token_embd_bytes=token_embd,
         output_bytes=output,
@@ -287,74 +274,9 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
         alignment=alignment,
         tensor_count=len(tensors),
         data_size=data_size,
-        split_count=max(1, _whole(kv, "split.count")),
-        problem=_runnable_problem(kv, arch, n_layer, n_expert),
+        split_count=max(1, whole_number(kv, "split.count")),
+        problem=runnable_problem(kv, arch, n_layer, n_expert),
     )
-
-
-# --- what llama.cpp would refuse in a well-formed header ------------------------------------
-
-
-def _unrunnable(what: str) -> str:
-    return f"{what}. Hearth can't run this file; get another conversion of the model."
-
-
-def _runnable_problem(kv: dict[str, Any], arch: str, n_layer: int, n_expert: int
-                      ) -> str | None:
-    """Why llama.cpp can't load this header, or None. These are the checks llama.cpp makes
-    with ``GGML_ASSERT``, which aborts the whole process (the server, every chat) instead of
-    failing the load: they must never reach it."""
-    if "general.architecture" not in kv:
-        return _unrunnable("The model file does not say which architecture it holds "
-                           "(general.architecture)")
-    if n_layer == 0:
-        return ("The model file holds no model layers (its block_count is missing or 0): it "
-                "may be a vision projector, an adapter or a tokenizer-only file. Pick the "
-                "model's main .gguf file.")
-    if n_layer > _LLAMA_MAX_LAYERS:
-        return _unrunnable(f"The model file claims {n_layer:,} layers, more than llama.cpp "
-                           f"supports ({_LLAMA_MAX_LAYERS})")
-    if _whole(kv, f"{arch}.nextn_predict_layers") > n_layer:
-        return _unrunnable("The model file has more prediction layers than layers")
-    used_key = f"{arch}.expert_used_count"
-    used_value = kv.get(used_key, 0)
-    if isinstance(used_value, Array) and used_value.values:  # per layer: check the largest
-        used = max(_whole({used_key: v}, used_key) for v in used_value.values)
-    else:
-        used = _whole(kv, used_key)
-    groups = _whole(kv, f"{arch}.expert_group_count")
-    group_used = _whole(kv, f"{arch}.expert_group_used_count")
-    if arch.startswith("hunyuan") and n_expert <= 1:  # llama.cpp zeroes these for Hunyuan
-        n_expert = used = 0
-    if n_expert > 0:
-        bad = (n_expert > _LLAMA_MAX_EXPERTS or not 0 < used <= n_expert or groups >= n_expert
-               or (groups > 1 and (n_expert % groups or not 0 < group_used < groups)))
-    else:
-        bad = used != 0 or groups != 0
-    if bad:
-        return _unrunnable(f"The model file's expert counts don't fit together ({n_expert} "
-                           f"experts, {used} used per token, {groups} groups)")
-    scaling = kv.get(f"{arch}.rope.scaling.type")
-    if scaling is not None and scaling not in _ROPE_SCALING_TYPES:
-        return _unrunnable(f"The model file asks for an unknown RoPE scaling type "
-                           f"({show_value(scaling)})")
-    return _vocabulary_problem(kv)
-
-
-def _vocabulary_problem(kv: dict[str, Any]) -> str | None:
-    tokens = kv.get(TOKENS_KEY)
-    if not isinstance(tokens, Array) or tokens.item_type != STRING_TYPE or tokens.count == 0:
-        return _unrunnable("The model file has no vocabulary (tokenizer.ggml.tokens is "
-                           "missing or not a list of strings)")
-    for key in ("tokenizer.ggml.scores", "tokenizer.ggml.token_type"):
-        value = kv.get(key)
-        if value is not None and (not isinstance(value, Array) or value.item_type == STRING_TYPE
-                                  or value.count < tokens.count):
-            return _unrunnable(f"The model file's {key} does not match its vocabulary")
-    merges = kv.get("tokenizer.ggml.merges")
-    if merges is not None and (not isinstance(merges, Array) or merges.item_type != STRING_TYPE):
-        return _unrunnable("The model file's tokenizer.ggml.merges is not a list of strings")
-    return None
 
 
 # --- entry points ---------------------------------------------------------------------------

@@ -346,3 +346,13 @@ def read_header(fetch: Fetch, total_size: int, first: int) -> Header:
                               f"bytes of tensor data but the file has {have:,}. Download it "
                               "again.")
     return Header(kv, types, tensors, header_size, alignment, data_size)
+
+
+def whole_number(kv: dict[str, Any], key: str, default: int = 0, limit: int = U32_MAX) -> int:
+    """A count or size: a whole number in [0, limit]; a per-layer array gives its first."""
+    value = kv.get(key, default)
+    if isinstance(value, Array):  # a per-layer array: the first layer stands for the model
+        value = value.values[0] if value.values else (default if value.count == 0 else value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise bad_value(key, value, f"a whole number from 0 to {limit:,}")
+    return value

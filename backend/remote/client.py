@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -37,7 +35,6 @@ from backend.engine.types import (
     GenerationEvent,
     GenerationRequest,
     TextDelta,
-    Usage,
 )
 from backend.errors import (
     BackendError,
@@ -51,6 +48,17 @@ from backend.errors import (
 )
 from backend.remote.connections import RemoteConnection
 from backend.remote.sse import error_message, sse_data
+from backend.remote.stream_items import (
+    Cancelled,
+    Cut,
+    End,
+    Item,
+    Meta,
+    Text,
+    put_chunk,
+    put_whole,
+    usage_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,36 +95,6 @@ def chat_body(connection: RemoteConnection, model: str, request: GenerationReque
     if "repeat_penalty" in preset.extra_sampling and s.repeat_penalty != 1.0:
         body[preset.repeat_penalty_field] = s.repeat_penalty
     return body
-
-
-# What the producer task hands to the consumer, in arrival order.
-@dataclass(frozen=True)
-class _Text:
-    text: str
-    at: float  # perf_counter when it arrived
-
-
-@dataclass(frozen=True)
-class _Meta:
-    usage: dict[str, Any] | None = None
-    finish_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class _End:
-    saw_done: bool  # the stream ended with "data: [DONE]"
-
-
-@dataclass(frozen=True)
-class _Cut:
-    reason: str  # the connection broke mid-stream
-
-
-class _Cancelled:
-    pass
-
-
-_Item = _Text | _Meta | _End | _Cut | _Cancelled | BackendError
 
 
 class _Call:
@@ -218,13 +196,13 @@ class RemoteEngine:
 
     async def _events(self, call: _Call, request_id: str, model: str, body: dict[str, Any]
                       ) -> AsyncIterator[GenerationEvent]:
-        queue: asyncio.Queue[_Item] = asyncio.Queue()
+        queue: asyncio.Queue[Item] = asyncio.Queue()
         started = time.perf_counter()
         producer = asyncio.create_task(self._produce(model, body, queue.put_nowait))
         # Said here, not in the producer: a task cancelled before its first step never runs
         # its own except clause, and the loop below would wait forever.
         producer.add_done_callback(
-            lambda task: queue.put_nowait(_Cancelled()) if task.cancelled() else None)
+            lambda task: queue.put_nowait(Cancelled()) if task.cancelled() else None)
         call.attach(asyncio.get_running_loop(), producer)
         parts: list[str] = []
         times: list[float] = []
@@ -232,27 +210,27 @@ class RemoteEngine:
         finish: str | None = None
 
         def finished(reason: FinishReason, error: BackendError | None = None) -> Finished:
-            return Finished(request_id, reason, _usage(usage, times, started), error)
+            return Finished(request_id, reason, usage_of(usage, times, started), error)
 
         try:
             while True:
                 item = await queue.get()
-                if isinstance(item, _Text):
+                if isinstance(item, Text):
                     parts.append(item.text)
                     times.append(item.at)
                     yield TextDelta(request_id, item.text)
-                elif isinstance(item, _Meta):
+                elif isinstance(item, Meta):
                     usage = item.usage or usage
                     finish = item.finish_reason or finish
-                elif isinstance(item, _Cancelled):
+                elif isinstance(item, Cancelled):
                     yield finished("cancelled")
                     return
-                elif isinstance(item, _End) and (item.saw_done or finish is not None):
+                elif isinstance(item, End) and (item.saw_done or finish is not None):
                     yield finished("length" if finish == "length" else "stop")
                     return
                 else:
-                    if isinstance(item, _End | _Cut):
-                        why = item.reason if isinstance(item, _Cut) else "the stream ended early"
+                    if isinstance(item, End | Cut):
+                        why = item.reason if isinstance(item, Cut) else "the stream ended early"
                         item = RemoteStreamCut(
                             f"The reply from {self.base_url} stopped before it was complete "
                             f"({why}). The text so far is kept; check that the server is still "
@@ -269,7 +247,7 @@ class RemoteEngine:
             await asyncio.gather(producer, return_exceptions=True)
 
     async def _produce(self, model: str, body: dict[str, Any],
-                       put: Callable[[_Item], None]) -> None:
+                       put: Callable[[Item], None]) -> None:
         """Runs as its own task: the HTTP request, parsed into queue items. Never raises."""
         url = f"{self.base_url}/chat/completions"
         try:
@@ -281,7 +259,7 @@ class RemoteEngine:
                     return
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     # A server that ignored "stream": the whole reply as one JSON body.
-                    _put_whole(await response.aread(), put)
+                    put_whole(await response.aread(), put)
                     return
                 # Leaving early (the [DONE] line, an error, a cancel) closes the response first
                 # and then the line iterators, here in this task. Left to the garbage
@@ -293,9 +271,9 @@ class RemoteEngine:
                 try:
                     async for data in events:
                         if data.strip() == "[DONE]":
-                            put(_End(saw_done=True))
+                            put(End(saw_done=True))
                             return
-                        error = _put_chunk(data, put)
+                        error = put_chunk(data, put)
                         if error is not None:
                             put(RemoteRequestFailed(f"The server at {self.base_url} stopped "
                                                     f"the reply: {error}"))
@@ -304,9 +282,9 @@ class RemoteEngine:
                     await response.aclose()
                     await events.aclose()
                     await lines.aclose()  # type: ignore[attr-defined]
-                put(_End(saw_done=False))
+                put(End(saw_done=False))
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            put(_Cut(str(exc) or type(exc).__name__))
+            put(Cut(str(exc) or type(exc).__name__))
         except httpx.HTTPError as exc:
             put(self._transport_error(exc))
         except Exception as exc:  # a reply shape we didn't expect: an error, never a hang
@@ -359,57 +337,3 @@ class RemoteEngine:
         return RemoteModelNotFound(
             f"The server at {self.base_url} has no model '{model}'. "
             + (f"It serves: {shown}." if available else "It serves no models right now."))
-
-
-def _put_chunk(data: str, put: Callable[[_Item], None]) -> str | None:
-    """Queue one SSE chunk's text and metadata; returns the server's message if it's an error."""
-    try:
-        chunk = json.loads(data)
-    except ValueError:
-        return None  # not JSON (a keep-alive some proxies add): nothing to show
-    if not isinstance(chunk, dict):
-        return None
-    if chunk.get("error"):
-        return error_message(data)
-    for choice in chunk.get("choices") or ():
-        text = (choice.get("delta") or {}).get("content")
-        if text:
-            put(_Text(text, time.perf_counter()))
-        if choice.get("finish_reason"):
-            put(_Meta(finish_reason=str(choice["finish_reason"])))
-    if isinstance(chunk.get("usage"), dict):
-        put(_Meta(usage=chunk["usage"]))
-    return None
-
-
-def _put_whole(content: bytes, put: Callable[[_Item], None]) -> None:
-    try:
-        data = json.loads(content)
-        choice = data["choices"][0]
-        text = (choice.get("message") or {}).get("content") or ""
-    except (ValueError, KeyError, IndexError, TypeError):
-        put(RemoteRequestFailed("The server answered the chat request with something that is "
-                                "not an OpenAI chat completion. Check the connection's "
-                                "address."))
-        return
-    if text:
-        put(_Text(text, time.perf_counter()))
-    put(_Meta(usage=data.get("usage") if isinstance(data.get("usage"), dict) else None,
-              finish_reason=choice.get("finish_reason") or "stop"))
-    put(_End(saw_done=True))
-
-
-def _usage(raw: dict[str, Any] | None, times: list[float], started: float) -> Usage:
-    """The server's token counts when it sent them (else one token per delta, the usual
-    chunking), and the timings we measured: the server's own can't see the network."""
-    raw = raw or {}
-    completion = int(raw.get("completion_tokens") or len(times))
-    details = raw.get("prompt_tokens_details") or {}
-    span = times[-1] - times[0] if times else 0.0
-    return Usage(
-        prompt_tokens=int(raw.get("prompt_tokens") or 0),
-        cached_prompt_tokens=int(details.get("cached_tokens") or 0)
-        if isinstance(details, dict) else 0,
-        completion_tokens=completion,
-        time_to_first_token_s=times[0] - started if times else 0.0,
-        decode_tokens_per_s=(completion - 1) / span if completion > 1 and span > 0 else 0.0)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from backend.store.history import Conversation, StoredMessage
+from backend.store.records import Conversation, StoredMessage
 
 JSON_FORMAT = "hearth-chat"
 JSON_VERSION = 1

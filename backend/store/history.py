@@ -21,16 +21,18 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
 from backend.errors import ConversationNotFound, HistoryUnavailable
 from backend.paths import hearth_paths
-from backend.store import export
-
-MessageState = Literal["complete", "streaming", "stopped", "interrupted", "error"]
-MESSAGE_STATES: frozenset[str] = frozenset(get_args(MessageState))
+from backend.store.export import to_json, to_markdown
+from backend.store.records import (  # noqa: F401 - part of this module's face
+    MESSAGE_STATES,
+    Conversation,
+    MessageState,
+    StoredMessage,
+)
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_CHARS = 60
@@ -60,27 +62,6 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 CREATE INDEX conversations_by_recency ON conversations(updated_at DESC, id DESC);
 """
-
-
-@dataclass(frozen=True)
-class Conversation:
-    id: int
-    title: str
-    created_at: float  # seconds since the epoch
-    updated_at: float  # bumped by every new or changed message
-    model_id: str | None
-    title_is_custom: bool  # renamed by the person: no automatic title replaces it
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    conversation_id: int
-    role: str
-    content: str
-    created_at: float
-    state: str  # one of MESSAGE_STATES
-    stats: dict[str, Any] | None
 
 
 def auto_title(text: str) -> str:
@@ -296,11 +277,11 @@ class ChatStore:
 
     def export_markdown(self, conv_id: int) -> str:
         conv, messages = self._snapshot(conv_id)
-        return export.to_markdown(conv, messages)
+        return to_markdown(conv, messages)
 
     def export_json(self, conv_id: int) -> dict[str, Any]:
         conv, messages = self._snapshot(conv_id)
-        return export.to_json(conv, messages)
+        return to_json(conv, messages)
 
     def _snapshot(self, conv_id: int) -> tuple[Conversation, list[StoredMessage]]:
         with self._lock:  # one lock: the title and the messages agree with each other

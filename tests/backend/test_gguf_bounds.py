@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from backend.cli import main as hearth
-from backend.engine.native import check_gguf_file
+from backend.engine.model_file import check_gguf_file
 from backend.errors import BackendError, InvalidRequest, ModelLoadFailed
 from backend.hardware.planner import PlanRequest, next_smaller_plan, plan_offload
 from backend.hardware.probe import GiB, GpuInfo, Hardware
@@ -21,7 +21,7 @@ from backend.library import gguf_meta
 from backend.library.gguf_meta import read_gguf_metadata, read_gguf_metadata_from_range
 from backend.library.local import list_models, resolve_model
 from backend.library.modelfile import parse_modelfile
-from backend.library.presets import build_preset
+from backend.library.preset_builder import build_preset
 from backend.library.service import LibraryService
 from backend.load_plans import planned_loads
 from backend.paths import hearth_paths

@@ -10,12 +10,11 @@ from typing import Any
 import pytest
 
 from backend.errors import InvalidRequest
+from backend.hardware.memory_model import kv_cache_bytes, kv_cache_bytes_per_layer
 from backend.hardware.planner import (
     OffloadPlan,
     PlanRequest,
     Verdict,
-    kv_cache_bytes,
-    kv_cache_bytes_per_layer,
     next_smaller_plan,
     plan_offload,
 )

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from backend.engine.candidates import Candidates
-from backend.engine.native import ContextConfig, NativeContext, NativeModel, NativeSampler
+from backend.engine.native import ContextConfig, NativeContext, NativeModel
+from backend.engine.sampler import NativeSampler
 
 SETTINGS = {
     "defaults": dict(temperature=0.8, top_k=40, top_p=0.95, min_p=0.05),

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
+from backend.engine import chains as chains_module
 from backend.engine import scheduler as scheduler_module
 from backend.engine.engine import Engine
-from backend.engine.native import NativeSampler
+from backend.engine.sampler import NativeSampler
 from backend.engine.types import (
     ChatMessage,
     Finished,
@@ -142,7 +143,7 @@ def test_a_sampler_failing_mid_reply_ends_only_its_own_stream(
                 raise RuntimeError("injected fault")
         return real_sample(self, *args, **kw)
 
-    real_make = scheduler_module._make_sampler
+    real_make = chains_module.make_sampler
 
     def make(state: Any, request: GenerationRequest) -> NativeSampler:
         sampler = real_make(state, request)
@@ -150,7 +151,7 @@ def test_a_sampler_failing_mid_reply_ends_only_its_own_stream(
         return sampler
 
     monkeypatch.setattr(NativeSampler, "sample", flaky_sample)
-    monkeypatch.setattr(scheduler_module, "_make_sampler", make)
+    monkeypatch.setattr(chains_module, "make_sampler", make)
 
     async def together() -> tuple[list[tuple[str, Finished]], tuple[str, Finished]]:
         streams = [asyncio.create_task(collect(engine, story(t))) for t in ("cat", "dog")]
@@ -174,7 +175,7 @@ def test_a_failure_while_starting_frees_the_slot(engine: Engine,
     """An unexpected error between leaving the queue and holding a slot (here: building the
     sampler, after a slot was chosen) is answered as a 500 naming the request; the slot is
     clean and nothing is left waiting."""
-    real = scheduler_module._sampler_for
+    real = chains_module.sampler_for
 
     def sampler_for(state: Any, slot: Any, request: GenerationRequest) -> NativeSampler:
         if request.request_id == "req-doomed":
@@ -182,7 +183,7 @@ def test_a_failure_while_starting_frees_the_slot(engine: Engine,
         return real(state, slot, request)
 
     solo, _ = asyncio.run(collect(engine, story("tree")))
-    monkeypatch.setattr(scheduler_module, "_sampler_for", sampler_for)
+    monkeypatch.setattr(scheduler_module, "sampler_for", sampler_for)
 
     async def run() -> tuple[BackendError | Finished, tuple[str, Finished]]:
         bad = await outcome(engine, dataclasses.replace(story("tree"), request_id="req-doomed"))
