@@ -5,6 +5,10 @@ model is immediate; a lease on another model waits until every running request o
 one has finished (no request ever cuts another's stream off), then swaps the model. Loading
 on first use (JIT) and unloading after an idle time (TTL) live here too.
 
+Every load and unload is reported as ``LoadEvent`` values on ``events`` (started, progress,
+finished with the planner's summary, failed, unloaded), whoever asked for it: the GUI shows a
+JIT load an API client caused the same way as one it asked for.
+
 Thread-safe and loop-agnostic: the GUI's qasync loop and the server's own loop both call it,
 so the shared state sits behind a ``threading.Condition``, never an asyncio primitive.
 """
@@ -20,11 +24,44 @@ from dataclasses import dataclass
 
 from backend.engine.engine import Engine
 from backend.engine.types import LoadedModel
-from backend.errors import InsufficientMemory, ModelNotLoaded
+from backend.errors import BackendError, InsufficientMemory, ModelNotLoaded
+from backend.events import EventHub
 from backend.library.local import LocalModel, resolve_model
 from backend.load_plans import PlannedLoad, remember_good_plan
 
 PlansFor = Callable[[LocalModel], Iterator[PlannedLoad]]
+
+
+@dataclass(frozen=True)
+class LoadStarted:
+    model_id: str
+
+
+@dataclass(frozen=True)
+class LoadProgressed:
+    model_id: str
+    fraction: float  # 0..1 of the weights read
+
+
+@dataclass(frozen=True)
+class LoadFinished:
+    model_id: str
+    info: LoadedModel
+    summary: str  # the planner's sentence: where the layers went and why
+
+
+@dataclass(frozen=True)
+class LoadFailed:
+    model_id: str
+    error: BackendError
+
+
+@dataclass(frozen=True)
+class Unloaded:
+    model_id: str
+
+
+LoadEvent = LoadStarted | LoadProgressed | LoadFinished | LoadFailed | Unloaded
 
 
 @dataclass(frozen=True)
@@ -37,10 +74,15 @@ class HostedModel:
 
 
 class ModelHost:
-    def __init__(self, engine: Engine, plans_for: PlansFor) -> None:
+    def __init__(self, engine: Engine, plans_for: PlansFor,
+                 events: EventHub[LoadEvent] | None = None,
+                 resolve: Callable[[str], LocalModel] = resolve_model) -> None:
+        """``resolve``: a name to a model file (never a path: API clients name models)."""
         self.engine = engine
         self._plans_for = plans_for
-        self.last_load_summary = ""  # what the planner decided, for the status bar / ps
+        self._resolve = resolve
+        self.events: EventHub[LoadEvent] = events or EventHub()
+        self.last_load_summary = ""  # what the planner decided (also in LoadFinished)
         self._cond = threading.Condition()
         self._model: LocalModel | None = None
         self._loaded_at = 0.0
@@ -74,7 +116,7 @@ class ModelHost:
         elif current is not None and name in (current.id, str(current.path)):
             model = current
         else:
-            model = resolve_model(name)
+            model = self._resolve(name)
         await self._acquire(model, load_if_needed)
         try:
             yield model
@@ -138,18 +180,31 @@ class ModelHost:
             self._cond.notify_all()
 
     async def _load_with_retries(self, model: LocalModel) -> None:
-        """The planner's plan first; on running out of memory, ever smaller ones."""
+        """The planner's plan first; on running out of memory, ever smaller ones. Reported
+        on ``events`` from start to end."""
+        self.events.publish(LoadStarted(model.id))
+        self.engine.on_load_progress = lambda f: self.events.publish(LoadProgressed(model.id, f))
+        try:
+            info, summary = await self._try_plans(model)
+        except BackendError as exc:
+            self.events.publish(LoadFailed(model.id, exc))
+            raise
+        finally:
+            self.engine.on_load_progress = None
+        self.last_load_summary = summary
+        self.events.publish(LoadFinished(model.id, info, summary))
+
+    async def _try_plans(self, model: LocalModel) -> tuple[LoadedModel, str]:
         failure: InsufficientMemory | None = None
         for attempt, planned in enumerate(self._plans_for(model)):
             try:
-                await self.engine.load(model, planned.plan)
+                info = await self.engine.load(model, planned.plan)
             except InsufficientMemory as exc:
                 failure = exc
                 continue
-            self.last_load_summary = planned.summary
             if attempt > 0:
                 remember_good_plan(model, planned.plan)
-            return
+            return info, planned.summary
         raise failure or InsufficientMemory(f"'{model.id}' does not fit in this machine's "
                                             "free memory, even on the CPU.")
 
@@ -177,6 +232,7 @@ class ModelHost:
                     time.monotonic() - self._last_used < only_if_idle_for:
                 return False
             self._loading = True  # nobody may lease while the model goes away
+        gone = self._model.id
         try:
             await self.engine.unload()
         finally:
@@ -184,4 +240,5 @@ class ModelHost:
                 self._model = None
                 self._loading = False
                 self._cond.notify_all()
+        self.events.publish(Unloaded(gone))
         return True

@@ -59,7 +59,7 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
                     n_parallel=engine.parallel, n_threads=engine.threads,
                     flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type,
                     backend_sampling=engine.backend_sampling)
-    from backend.engine.native import check_gguf_file
+    from backend.engine.model_file import check_gguf_file
     from backend.hardware.planner import next_smaller_plan, plan_offload
     from backend.hardware.probe import probe_hardware
     from backend.library.gguf_meta import read_gguf_metadata

@@ -3,6 +3,9 @@
 The parameter panel, the CLI flags and validation all derive from these ``Field``s (their
 description, bounds and defaults). Stored as one JSON file under the config dir, written
 atomically so a crash mid-write never loses the user's settings.
+
+Every model is frozen (lists are tuples): a ``Settings`` value is a snapshot nobody can change
+under anyone else's feet. ``SettingsStore`` (settings_store.py) is the one writer.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ DEFAULT_PORT = 11435  # Ollama uses 11434; next door, so both can run at once
 
 
 class SamplingSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     temperature: float = Field(0.8, ge=0.0, le=2.0, description="Randomness; 0 is greedy.")
     top_k: int = Field(40, ge=0, le=1000, description="Sample from the k likeliest tokens; 0 "
@@ -46,7 +49,7 @@ class SamplingSettings(BaseModel):
 
 
 class EngineSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     n_ctx: int = Field(4096, ge=256, le=1 << 20, description="Context length per slot "
                        "(tokens).")
@@ -71,7 +74,7 @@ class EngineSettings(BaseModel):
 
 
 class ServerSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     enabled: bool = Field(False, description="Serve the API while the app runs.")
     host: str = Field("127.0.0.1", min_length=1, description="Address to bind; anything but "
@@ -80,8 +83,8 @@ class ServerSettings(BaseModel):
                       "free one.")
     api_key: str | None = Field(None, description="Bearer token every route but /health "
                                 "requires.")
-    cors_origins: list[str] = Field(default_factory=list, description="Extra browser origins "
-                                    "allowed to call the API.")
+    cors_origins: tuple[str, ...] = Field((), description="Extra browser origins allowed to "
+                                          "call the API ('*' for any).")
     jit_loading: bool = Field(True, description="Load a requested model on first use.")
     idle_ttl_minutes: float = Field(30.0, ge=0, le=7 * 24 * 60, description="Unload an idle "
                                     "model after this many minutes; 0 never.")
@@ -91,18 +94,17 @@ class ServerSettings(BaseModel):
 
 
 class LibrarySettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     models_dir: str | None = Field(None, description="Where downloads go; empty for the "
                                    "default folder under Hearth's data dir.")
-    extra_folders: list[str] = Field(default_factory=list, description="Folders of GGUF files "
-                                     "used in place.")
-    extra_files: list[str] = Field(default_factory=list, description="Single GGUF files used "
-                                   "in place.")
+    extra_folders: tuple[str, ...] = Field((), description="Folders of GGUF files used in "
+                                           "place.")
+    extra_files: tuple[str, ...] = Field((), description="Single GGUF files used in place.")
 
 
 class ChatSettings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     system_prompt: str = Field("", description="Instructions sent before every chat; empty "
                                "for the model's own default behaviour.")
@@ -111,7 +113,7 @@ class ChatSettings(BaseModel):
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     default_model: str | None = None
     library: LibrarySettings = Field(default_factory=LibrarySettings)
@@ -119,8 +121,8 @@ class Settings(BaseModel):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     connections: ConnectionList = Field(
-        default_factory=list, description="Remote OpenAI-compatible servers to chat through "
-        "(their API keys live in the keyring, not here).")
+        (), description="Remote OpenAI-compatible servers to chat through (their API keys "
+        "live in the keyring, not here).")
     chat: ChatSettings = Field(default_factory=ChatSettings)
 
 

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from backend.errors import InvalidRequest, ModelLoadFailed, ModelNotFound
 from backend.library.catalog import find_entry
@@ -36,6 +36,9 @@ from backend.library.gguf_meta import read_gguf_metadata
 from backend.library.presets import find_preset
 from backend.library.quants import parse_quant, parse_split
 from backend.paths import hearth_paths
+
+if TYPE_CHECKING:
+    from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -200,20 +203,25 @@ def _user_added(folders: Iterable[Path], files: Iterable[Path]) -> list[LocalMod
     return found
 
 
-def models_dir() -> Path:
-    """Where downloads go: the user's choice in settings, else the data dir's ``models``."""
+def _saved_settings() -> Settings:
     from backend.settings import load_settings  # settings import engine types; keep it lazy
 
-    chosen = load_settings().library.models_dir
+    return load_settings()
+
+
+def models_dir(settings: Settings | None = None) -> Path:
+    """Where downloads go: the user's choice in settings, else the data dir's ``models``.
+    ``settings``: a snapshot from the settings store; None reads the saved file."""
+    chosen = (settings or _saved_settings()).library.models_dir
     return Path(chosen).expanduser() if chosen else hearth_paths().models_dir
 
 
-def list_models() -> list[LocalModel]:
-    from backend.settings import load_settings
-
-    library = load_settings().library
+def list_models(settings: Settings | None = None) -> list[LocalModel]:
+    """Every model on this machine (``settings``: as in ``models_dir``)."""
+    settings = settings or _saved_settings()
+    library = settings.library
     starter = starter_model()
-    models = ([starter] if starter else []) + _downloaded(models_dir())
+    models = ([starter] if starter else []) + _downloaded(models_dir(settings))
     models += _hf_cache() + _user_added(
         [Path(f).expanduser() for f in library.extra_folders],
         [Path(f).expanduser() for f in library.extra_files])
@@ -343,14 +351,14 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
                         f"{known}.")
 
 
-def delete_model(name: str) -> LocalModel:
+def delete_model(name: str, settings: Settings | None = None) -> LocalModel:
     """Delete a downloaded model's files; built-in and in-place models are never deleted."""
-    model = resolve_model(name)
+    model = resolve_model(name, models=list_models(settings))
     if not model.deletable:
         raise InvalidRequest(f"'{model.id}' is not a downloaded model ({model.source}), so "
                              "Hearth won't delete its file. Remove it from the library in "
                              "settings, or delete the file yourself.")
-    root = models_dir().resolve()
+    root = models_dir(settings).resolve()
     for part in model.parts or (model.path,):
         resolved = part.resolve()
         if root not in resolved.parents:  # belt and braces: never delete outside the folder

@@ -16,18 +16,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from backend.engine.chat_template import ChatTemplate
 from backend.engine.types import ChatMessage, GenerationRequest, SamplingParams
-from backend.errors import BackendError, InvalidRequest
-from backend.library.gguf_meta import read_gguf_metadata
-from backend.library.modelfile import Modelfile, render_modelfile
+from backend.errors import InvalidRequest
+from backend.library.modelfile import render_modelfile
 from backend.paths import hearth_paths
 from backend.settings import write_json_atomic
 
@@ -35,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Lower-case letters, digits, ".", "_", "-", and an optional ":tag". No "/": that spelling
 # belongs to Hub models ("owner/repo:QUANT"), and a preset must never look like one.
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}(:[a-z0-9][a-z0-9._-]{0,39})?$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}(:[a-z0-9][a-z0-9._-]{0,39})?$")
 _SAMPLING_FIELDS = frozenset(SamplingParams.__dataclass_fields__)
 # Request field names that mean "the client chose the reply length" in either API.
 _LENGTH_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "num_predict"})
@@ -75,7 +72,7 @@ def presets_dir() -> Path:
 
 def _file_for(name: str) -> Path | None:
     name = normalize_name(name)
-    if not _NAME.match(name):
+    if not NAME_PATTERN.match(name):
         return None
     return presets_dir() / f"{quote(name, safe='')}.json"  # ":" is not allowed on Windows
 
@@ -106,7 +103,7 @@ def delete_preset(name: str) -> bool:
 def save_preset(preset: Preset) -> None:
     path = _file_for(preset.name)
     if path is None:
-        raise InvalidRequest(_bad_name(preset.name))
+        raise InvalidRequest(bad_name(preset.name))
     write_json_atomic(path, {
         "version": 1, "name": preset.name, "base": preset.base, "system": preset.system,
         "template": preset.template, "chat_template": preset.chat_template,
@@ -130,7 +127,7 @@ def _read(path: Path) -> Preset | None:
         return None
 
 
-def _bad_name(name: str) -> str:
+def bad_name(name: str) -> str:
     return (f"'{name}' can't be a preset name: use lower-case letters, digits, '.', '_' and "
             "'-', optionally with a ':tag' (like 'my-helper' or 'coder:short'), and no '/'.")
 
@@ -138,72 +135,6 @@ def _bad_name(name: str) -> str:
 def template_is_jinja(template: str) -> bool:
     """True for Hugging Face (Jinja) chat templates; False for Ollama's Go templates."""
     return "{%" in template or ("{{" in template and not _GO_TEMPLATE.search(template))
-
-
-def build_preset(name: str, spec: Modelfile, *, allow_paths: bool = False
-                 ) -> tuple[Preset, list[str]]:
-    """Check ``spec`` and make the preset ``name`` of it (not saved); also the warnings.
-
-    Raises ``InvalidRequest`` for a bad name or template, or a FROM file that is not a
-    readable GGUF model; ``ModelNotFound`` when FROM names nothing on this machine.
-    ``allow_paths`` lets FROM be a .gguf path (the CLI only).
-    """
-    from backend.library import local  # local.resolve_model looks presets up: import late
-
-    name = normalize_name(name)
-    if not _NAME.match(name):
-        raise InvalidRequest(_bad_name(name))
-    if any(m.id.lower() == name for m in local.list_models()):
-        raise InvalidRequest(f"'{name}' is the name of a model; give the preset another name.")
-    if normalize_name(spec.from_) == name:
-        raise InvalidRequest(f"The preset '{name}' can't be made FROM itself.")
-    warnings = list(spec.warnings)
-    parent = find_preset(spec.from_)
-    if parent is not None:  # FROM another preset: start from its values
-        base = parent.base
-    else:
-        model = local.resolve_model(spec.from_, allow_paths=allow_paths)
-        if model.source == "file":
-            _check_base_file(model.path, spec.from_)
-        base = str(model.path.resolve()) if model.source == "file" else model.id
-    chat_template = parent.chat_template if parent else None
-    if spec.template is not None:
-        if template_is_jinja(spec.template):
-            ChatTemplate(spec.template).render([ChatMessage("user", "hi")])  # TemplateError
-            chat_template = spec.template
-        else:
-            warnings.append("TEMPLATE is an Ollama (Go) template, which Hearth can't run: it "
-                            "is kept for reference, and the model's own chat template is "
-                            "used. Write it as a Jinja chat template to change the format.")
-    messages = tuple(ChatMessage(role, text) for role, text in spec.messages)  # type: ignore[arg-type]
-    preset = Preset(
-        name=name, base=base,
-        system=spec.system if spec.system is not None else (parent.system if parent else None),
-        template=spec.template if spec.template is not None else
-        (parent.template if parent else None),
-        chat_template=chat_template,
-        license=spec.license if spec.license is not None else (parent.license if parent else None),
-        parameters={**(parent.parameters if parent else {}), **spec.parameters},
-        messages=messages or (parent.messages if parent else ()),
-        created_at=time.time())
-    return preset, warnings
-
-
-def _check_base_file(path: Path, named: str) -> None:
-    """A FROM that names a file must be a GGUF model whose header reads: a preset must never
-    point Hearth at /etc/passwd, a device or a folder (which a later load would open)."""
-    if path.suffix.lower() != ".gguf":
-        raise InvalidRequest(f"FROM {named} is not a .gguf file. FROM takes a model name from "
-                             "`hearth list` or the path of a .gguf model file.")
-    if not path.is_file():
-        raise InvalidRequest(f"FROM {named}: there is no model file there. Check the path, or "
-                             "use a model name from `hearth list`.")
-    try:
-        meta = read_gguf_metadata(path)
-    except BackendError as exc:
-        raise InvalidRequest(f"FROM {named} can't be used: {exc.user_message}") from exc
-    if meta.problem:
-        raise InvalidRequest(f"FROM {named} can't be used: {meta.problem}")
 
 
 def apply_preset(model: str, request: GenerationRequest,

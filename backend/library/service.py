@@ -35,7 +35,7 @@ from backend.library.local import LocalModel, delete_model, list_models, resolve
 from backend.library.quants import QuantOption, pick_quant
 from backend.library.remote_fit import remote_metadata
 from backend.paths import hearth_paths
-from backend.settings import Settings, save_settings
+from backend.settings_store import SettingsStore
 
 if TYPE_CHECKING:  # huggingface_hub takes ~0.2 s to import: only when the Hub is used
     from backend.library.hub import RepoSummary
@@ -142,12 +142,12 @@ def pick_best(entries: Sequence[CatalogEntry], hardware: Hardware,
 
 
 class LibraryService:
-    def __init__(self, settings: Settings, *, hardware: Hardware | None = None,
+    def __init__(self, store: SettingsStore, *, hardware: Hardware | None = None,
                  catalog: Sequence[CatalogEntry] | None = None,
                  download_options: dict[str, float] | None = None) -> None:
         """``hardware`` and ``catalog`` are fixed by tests; ``download_options`` go to the
         ``DownloadManager`` (retry and stall timings)."""
-        self._settings = settings
+        self._store = store
         self._hardware = hardware
         self._catalog = tuple(catalog) if catalog is not None else None
         self._download_options = dict(download_options or {})
@@ -158,22 +158,20 @@ class LibraryService:
     # -- local models ----------------------------------------------------------------------
     def local_models(self) -> list[LibraryModel]:
         """Blocking (walks the models folders). Built in first, then downloaded, then the rest."""
-        return [LibraryModel(m, m.size_bytes) for m in list_models()]
+        return [LibraryModel(m, m.size_bytes) for m in list_models(self._store.snapshot())]
 
     def delete(self, model_id: str) -> LocalModel:
         """Blocking. Deletes a downloaded model's files; an imported file is only taken off the
         list (the file stays where it is); built-in and Hugging Face cache models are refused
         with a sentence saying why."""
-        model = resolve_model(model_id)
+        model = resolve_model(model_id, models=list_models(self._store.snapshot()))
         if model.source == "file":
-            with self._lock:
-                files = self._settings.library.extra_files
-                keep = [f for f in files if not _same_file(Path(f).expanduser(), model.path)]
-                if len(keep) != len(files):
-                    self._settings.library.extra_files = keep
-                    save_settings(self._settings)
-                    return model
-        return delete_model(model_id)
+            files = self._store.snapshot().library.extra_files
+            keep = tuple(f for f in files if not _same_file(Path(f).expanduser(), model.path))
+            if len(keep) != len(files):
+                self._set_extra_files(lambda _: keep)
+                return model
+        return delete_model(model_id, self._store.snapshot())
 
     def import_file(self, path: Path | str) -> LocalModel:
         """Blocking. Check that ``path`` is a readable GGUF model, then list it (used in
@@ -198,21 +196,21 @@ class LibraryService:
         existing = self._find_by_path(path)
         if existing is not None:
             return existing
-        with self._lock:
-            self._settings.library.extra_files.append(str(path))
-            save_settings(self._settings)
+        self._set_extra_files(lambda files: (*files, str(path)))
         found = self._find_by_path(path)
         if found is None:  # another model already has this name, and the first one wins
-            with self._lock:
-                self._settings.library.extra_files.remove(str(path))
-                save_settings(self._settings)
+            self._set_extra_files(lambda files: tuple(f for f in files if f != str(path)))
             raise InvalidRequest(f"Another model is already named '{path.stem}'. Rename the "
                                  "file, then import it again.")
         return found
 
-    @staticmethod
-    def _find_by_path(path: Path) -> LocalModel | None:
-        return next((m for m in list_models() if _same_file(m.path, path)), None)
+    def _set_extra_files(self, change: Callable[[tuple[str, ...]], tuple[str, ...]]) -> None:
+        self._store.update(lambda s: s.model_copy(update={"library": s.library.model_copy(
+            update={"extra_files": change(s.library.extra_files)})}))
+
+    def _find_by_path(self, path: Path) -> LocalModel | None:
+        return next((m for m in list_models(self._store.snapshot())
+                     if _same_file(m.path, path)), None)
 
     # -- discovering -----------------------------------------------------------------------
     def catalog(self) -> tuple[CatalogEntry, ...]:
@@ -260,7 +258,7 @@ class LibraryService:
 
     def _plan_request(self) -> PlanRequest:
         """Plan as a load would with the user's settings, so the badge matches what happens."""
-        engine = self._settings.engine
+        engine = self._store.snapshot().engine
         return PlanRequest(n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
                            flash_attn=engine.flash_attn,
                            n_parallel=engine.parallel, n_gpu_layers=engine.gpu_layers,
@@ -276,7 +274,7 @@ class LibraryService:
 
     def best_pick(self) -> BestPick | None:
         """Blocking the first time (hardware probe). What the welcome panel offers."""
-        margin = self._settings.engine.memory_margin_mib << 20
+        margin = self._store.snapshot().engine.memory_margin_mib << 20
         return pick_best(self.catalog(), self.hardware(), margin)
 
     # -- downloads -------------------------------------------------------------------------
@@ -286,7 +284,7 @@ class LibraryService:
         continues unfinished downloads that weren't paused)."""
         with self._lock:
             if self._manager is None:
-                chosen = self._settings.library.models_dir
+                chosen = self._store.snapshot().library.models_dir
                 models_dir = Path(chosen).expanduser() if chosen else hearth_paths().models_dir
                 self._manager = DownloadManager(models_dir=models_dir,
                                                 **self._download_options)  # type: ignore[arg-type]

@@ -111,7 +111,7 @@ class RemoteConnection(BaseModel):
 def _drop_invalid(value: Any) -> Any:
     """Skip (and log) a damaged entry instead of failing the whole settings file, which
     ``load_settings`` would then set aside with every other setting in it."""
-    if not isinstance(value, list):
+    if not isinstance(value, list | tuple):
         return value
     kept, names = [], set()
     for raw in value:
@@ -129,7 +129,7 @@ def _drop_invalid(value: Any) -> Any:
 
 
 # The type of ``Settings.connections``.
-ConnectionList = Annotated[list[RemoteConnection], BeforeValidator(_drop_invalid)]
+ConnectionList = Annotated[tuple[RemoteConnection, ...], BeforeValidator(_drop_invalid)]
 
 
 def connection_for_url(base_url: str, *, kind: ConnectionKind = "openai",

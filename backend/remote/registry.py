@@ -4,9 +4,9 @@ Models of connections are named ``"<connection>/<model>"`` wherever a model name
 accepted (the GUI's model list, ``hearth run``, the API server's ``/v1/models``), so they sit
 next to local models without clashing: connection names never contain ``/``.
 
-Reads ``settings.connections`` on every call, so edits take effect at once. Saving settings
-is the caller's job (``Backend.save_settings``). Thread-safe: ``cancel`` may come from any
-thread; each call otherwise runs on the caller's loop.
+Reads the connections from the settings store on every call, so edits take effect at once;
+``add`` and ``remove`` change them through the store (which saves them). Thread-safe:
+``cancel`` may come from any thread; each call otherwise runs on the caller's loop.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from backend.errors import BackendError, InvalidRequest, ModelNotFound, RemoteTi
 from backend.remote.client import RemoteEngine
 from backend.remote.connections import SEPARATOR, RemoteConnection
 from backend.remote.secrets import SecretStore
-from backend.settings import Settings
+from backend.settings_store import SettingsStore
 
 LISTING_TIMEOUT_S = 8.0  # one slow connection must not hold up the whole model list
 
@@ -54,8 +54,8 @@ class RemoteListing:
 
 
 class RemoteRegistry:
-    def __init__(self, settings: Settings, secrets: SecretStore | None = None) -> None:
-        self.settings = settings
+    def __init__(self, store: SettingsStore, secrets: SecretStore | None = None) -> None:
+        self._store = store
         self.secrets = secrets or SecretStore()
         # Engines by (connection, key), so a request's engine is still found by ``cancel``
         # after the connection was edited; a handful at most.
@@ -65,13 +65,13 @@ class RemoteRegistry:
     # -- connections -------------------------------------------------------------------------
     @property
     def connections(self) -> list[RemoteConnection]:
-        return list(self.settings.connections)
+        return list(self._store.snapshot().connections)
 
     def connection(self, name: str) -> RemoteConnection:
-        for conn in self.settings.connections:
+        for conn in self.connections:
             if conn.name == name:
                 return conn
-        known = ", ".join(c.name for c in self.settings.connections) or "none yet"
+        known = ", ".join(c.name for c in self.connections) or "none yet"
         raise ModelNotFound(f"There is no remote connection named '{name}' (connections: "
                             f"{known}). Add it with `hearth connections add`, or in Settings.")
 
@@ -80,16 +80,17 @@ class RemoteRegistry:
         if api_key:
             connection = connection.model_copy(update={"api_key_ref": connection.secret_ref})
             self.secrets.set(connection.secret_ref, api_key)
-        others = [c for c in self.settings.connections if c.name != connection.name]
-        self.settings.connections = [*others, connection]
+        self._store.update(lambda s: s.model_copy(update={"connections": (
+            *(c for c in s.connections if c.name != connection.name), connection)}))
 
     def remove(self, name: str) -> bool:
-        conn = next((c for c in self.settings.connections if c.name == name), None)
+        conn = next((c for c in self.connections if c.name == name), None)
         if conn is None:
             return False
         if conn.api_key_ref:
             self.secrets.delete(conn.api_key_ref)
-        self.settings.connections = [c for c in self.settings.connections if c.name != name]
+        self._store.update(lambda s: s.model_copy(update={"connections": tuple(
+            c for c in s.connections if c.name != name)}))
         return True
 
     def api_key(self, connection: RemoteConnection) -> str | None:
@@ -109,7 +110,7 @@ class RemoteRegistry:
     def is_remote(self, model_id: str) -> bool:
         """Whether ``model_id`` names a configured connection's model."""
         name, sep, model = model_id.partition(SEPARATOR)
-        return bool(sep and model) and any(c.name == name for c in self.settings.connections)
+        return bool(sep and model) and any(c.name == name for c in self.connections)
 
     async def list_models(self, timeout_s: float = LISTING_TIMEOUT_S) -> RemoteListing:
         """Every connection's models, asked all at once."""

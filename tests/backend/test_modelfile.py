@@ -10,9 +10,9 @@ from backend.engine.types import ChatMessage, GenerationRequest, SamplingParams
 from backend.errors import InvalidRequest, ModelNotFound, TemplateError
 from backend.library.local import resolve_model
 from backend.library.modelfile import ModelfileError, parse_modelfile, render_modelfile
+from backend.library.preset_builder import build_preset
 from backend.library.presets import (
     apply_preset,
-    build_preset,
     delete_preset,
     find_preset,
     list_presets,

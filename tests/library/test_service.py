@@ -13,7 +13,8 @@ from backend.hardware.probe import GiB, GpuInfo, Hardware
 from backend.library.catalog import CatalogEntry, load_catalog
 from backend.library.local import STARTER_ID, list_models
 from backend.library.service import LibraryService, pick_best
-from backend.settings import Settings, load_settings
+from backend.settings import load_settings
+from backend.settings_store import SettingsStore
 from tests.library.hub_server import MULTI_REPO, SMOLLM2_REPO, HubServer
 
 pytest_plugins = ["tests.library.hub_server"]
@@ -62,14 +63,14 @@ def test_best_pick(hardware: Hardware, alias: str | None, kind: str | None) -> N
 
 
 def test_best_pick_from_the_real_catalog() -> None:
-    service = LibraryService(Settings(), hardware=machine(16, 8))
+    service = LibraryService(SettingsStore.in_memory(), hardware=machine(16, 8))
     pick = service.best_pick()
     assert pick is not None and pick.entry in load_catalog() and pick.fit.label == "Full GPU"
 
 
 @pytest.fixture
 def service() -> Iterator[LibraryService]:
-    made = LibraryService(load_settings(), hardware=machine(12, 8))
+    made = LibraryService(SettingsStore.open(), hardware=machine(12, 8))
     yield made
     made.close()
 
@@ -86,7 +87,7 @@ def test_import_registers_a_gguf_in_place_and_delete_only_unlists_it(
     shutil.copyfile(smollm2_path, mine)
     model = service.import_file(mine)
     assert (model.id, model.source, model.path) == ("My-Model-Q4_1", "file", mine.resolve())
-    assert load_settings().library.extra_files == [str(mine.resolve())]  # saved
+    assert load_settings().library.extra_files == (str(mine.resolve()),)  # saved
     assert service.import_file(mine) == model  # again: the same entry, listed once
     listed = {m.id: m for m in service.local_models()}
     assert listed["My-Model-Q4_1"].size_bytes == mine.stat().st_size
@@ -94,7 +95,7 @@ def test_import_registers_a_gguf_in_place_and_delete_only_unlists_it(
 
     service.delete(model.id)
     assert mine.exists()  # the user's file is never deleted
-    assert load_settings().library.extra_files == []
+    assert load_settings().library.extra_files == ()
     assert "My-Model-Q4_1" not in {m.id for m in list_models()}
 
 
@@ -110,7 +111,7 @@ def test_import_refuses_what_is_not_a_gguf_model(service: LibraryService, tmp_pa
     with pytest.raises(InvalidRequest) as err:
         service.import_file(path)
     assert says in err.value.user_message and name in err.value.user_message
-    assert load_settings().library.extra_files == []
+    assert load_settings().library.extra_files == ()
 
 
 def test_import_of_a_missing_file(service: LibraryService, tmp_path: Path) -> None:
@@ -130,7 +131,7 @@ def test_quants_carry_fit_badges(hub_server: HubServer, service: LibraryService)
     served = sum(hub_server.bytes_served.values())
     service.quants(SMOLLM2_REPO)  # the header is cached: only the listing is asked again
     assert sum(hub_server.bytes_served.values()) == served
-    cpu_only = LibraryService(load_settings(), hardware=machine(12))
+    cpu_only = LibraryService(SettingsStore.open(), hardware=machine(12))
     assert cpu_only.quants(SMOLLM2_REPO)[0].fit.label == "CPU"
     # Synthetic files with no real header: listed with an "Unknown" badge saying why.
     multi = service.quants(MULTI_REPO)
