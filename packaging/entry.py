@@ -18,9 +18,9 @@ def main() -> int:
     # macOS's Finder passed a process serial number (-psn_0_12345) to apps before 10.9 and some
     # launchers still do: it is no command, so the window must open.
     argv = [arg for arg in sys.argv[1:] if not arg.startswith("-psn_")]
-    from backend.cli import main as cli_main
+    from app.launcher import main as launch
 
-    return cli_main(argv)
+    return launch(argv)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,239 @@
+"""Hearth's public surface: everything a front end may use, and nothing else.
+
+::
+
+    front ends      app/ (window)     backend/cli*.py (hearth …)     backend/server/ (HTTP)
+                          │ intents: plain values          ▲ values, event streams, typed errors
+                          ▼                                │
+    backend/api.py  Hearth: generate · stop · load · models · presets · settings (a store) ·
+                    library · history · remote · server · load/server/remote/log event streams
+                          │
+    services        engine/ · host · library/ · hardware/ · store/ · remote/ · tools/
+    base            errors · settings · paths · events
+
+The window, the command line and the HTTP routes import this module (and ``backend.errors``);
+every other module under ``backend/`` is private to it, and no module under ``backend/``
+refers to ``app/`` (tests/test_layering.py checks both, by AST). A capability is added once,
+behind ``Hearth``, and every front end gets it: requests are built by one builder
+(``RequestOptions`` → ``build_request``), checked by one capability check, and read settings
+from one ``SettingsStore``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from backend import __version__
+from backend.application.capabilities import capabilities
+from backend.application.conversation import prompt_messages
+from backend.application.dispatch import UrlModel
+from backend.application.generation import Generation
+from backend.application.hearth import Hearth, RemoteStatus
+from backend.application.presets import PresetBook
+from backend.application.request_log import RequestLogEntry
+from backend.application.requests import NO_LIMIT, RANDOM_SEED, RequestOptions
+from backend.application.server_control import (
+    LOOPBACK_HOSTS,
+    ServerFactory,
+    ServerHandle,
+    ServerState,
+    ServerStatus,
+    check_exposure,
+    is_loopback,
+)
+from backend.engine.types import (
+    ChatMessage,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    LoadedModel,
+    LoadPlan,
+    OverflowPolicy,
+    SamplingParams,
+    TextDelta,
+    Usage,
+    new_request_id,
+)
+from backend.events import EventHub
+from backend.hardware.planner import OffloadPlan, PlanRequest, Verdict, plan_offload
+from backend.hardware.probe import Hardware, parse_size
+from backend.host import (
+    HostedModel,
+    LoadEvent,
+    LoadFailed,
+    LoadFinished,
+    LoadProgressed,
+    LoadStarted,
+    Unloaded,
+)
+from backend.library.catalog import CatalogEntry
+from backend.library.gguf_meta import GgufMetadata
+from backend.library.local import STARTER_ID, LocalModel
+from backend.library.modelfile import (
+    IGNORED_PARAMETERS,
+    Modelfile,
+    coerce_parameter,
+    parse_modelfile,
+    render_modelfile,
+)
+from backend.library.presets import Preset, template_is_jinja
+from backend.library.quants import QuantOption
+from backend.library.transfer import human_size
+from backend.paths import hearth_paths
+from backend.remote.connections import (
+    PRESETS as CONNECTION_KINDS,
+)
+from backend.remote.connections import (
+    ConnectionKind,
+    RemoteConnection,
+    connection_for_url,
+)
+from backend.settings import (
+    DEFAULT_PORT,
+    ChatSettings,
+    EngineSettings,
+    LibrarySettings,
+    SamplingSettings,
+    ServerSettings,
+    Settings,
+)
+from backend.settings_store import SettingsStore
+from backend.store import (
+    DEFAULT_TITLE,
+    MESSAGE_STATES,
+    ChatStore,
+    Conversation,
+    ReplyRecorder,
+    StoredMessage,
+    auto_title,
+)
+from backend.tools.calls import ParsedToolCall, parse_tool_calls
+
+if TYPE_CHECKING:
+    from backend.library.downloads import TERMINAL, DownloadManager, DownloadProgress
+    from backend.library.hub import RepoSummary
+    from backend.library.pull import resolve_pull
+    from backend.library.service import (
+        BestPick,
+        FitBadge,
+        FitKind,
+        LibraryModel,
+        QuantChoice,
+    )
+    from backend.remote.registry import RemoteListing, RemoteModelRef
+
+# Names whose modules bring in the Hub client or httpx (~0.1-0.2 s): imported when first
+# asked for, so a front end that never touches downloads or connections doesn't pay for them.
+_LAZY = {
+    "TERMINAL": "backend.library.downloads", "DownloadManager": "backend.library.downloads",
+    "DownloadProgress": "backend.library.downloads", "RepoSummary": "backend.library.hub",
+    "BestPick": "backend.library.service", "FitBadge": "backend.library.service",
+    "FitKind": "backend.library.service", "LibraryModel": "backend.library.service",
+    "QuantChoice": "backend.library.service", "RemoteListing": "backend.remote.registry",
+    "RemoteModelRef": "backend.remote.registry",
+    "resolve_pull": "backend.library.pull",  # `hearth pull NAME`: which repo and quant
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backend.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+__all__ = [
+    "CONNECTION_KINDS",
+    "DEFAULT_PORT",
+    "DEFAULT_TITLE",
+    "IGNORED_PARAMETERS",
+    "LOOPBACK_HOSTS",
+    "MESSAGE_STATES",
+    "NO_LIMIT",
+    "RANDOM_SEED",
+    "STARTER_ID",
+    "TERMINAL",
+    "BestPick",
+    "CatalogEntry",
+    "ChatMessage",
+    "ChatSettings",
+    "ChatStore",
+    "ConnectionKind",
+    "Conversation",
+    "DownloadManager",
+    "DownloadProgress",
+    "EngineSettings",
+    "EventHub",
+    "FinishReason",
+    "Finished",
+    "FitBadge",
+    "FitKind",
+    "Generation",
+    "GenerationEvent",
+    "GgufMetadata",
+    "Hardware",
+    "Hearth",
+    "HostedModel",
+    "LibraryModel",
+    "LibrarySettings",
+    "LoadEvent",
+    "LoadFailed",
+    "LoadFinished",
+    "LoadPlan",
+    "LoadProgressed",
+    "LoadStarted",
+    "LoadedModel",
+    "LocalModel",
+    "Modelfile",
+    "OffloadPlan",
+    "OverflowPolicy",
+    "ParsedToolCall",
+    "PlanRequest",
+    "Preset",
+    "PresetBook",
+    "QuantChoice",
+    "QuantOption",
+    "RemoteConnection",
+    "RemoteListing",
+    "RemoteModelRef",
+    "RemoteStatus",
+    "ReplyRecorder",
+    "RepoSummary",
+    "RequestLogEntry",
+    "RequestOptions",
+    "SamplingParams",
+    "SamplingSettings",
+    "ServerFactory",
+    "ServerHandle",
+    "ServerSettings",
+    "ServerState",
+    "ServerStatus",
+    "Settings",
+    "SettingsStore",
+    "StoredMessage",
+    "TextDelta",
+    "Unloaded",
+    "UrlModel",
+    "Usage",
+    "Verdict",
+    "__version__",
+    "auto_title",
+    "capabilities",
+    "check_exposure",
+    "coerce_parameter",
+    "connection_for_url",
+    "hearth_paths",
+    "human_size",
+    "is_loopback",
+    "new_request_id",
+    "parse_modelfile",
+    "parse_size",
+    "parse_tool_calls",
+    "plan_offload",
+    "prompt_messages",
+    "render_modelfile",
+    "resolve_pull",
+    "template_is_jinja",
+]

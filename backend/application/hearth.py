@@ -1,0 +1,234 @@
+"""``Hearth``: the application, the one object every front end holds.
+
+The window, the command line and the HTTP routes are three clients of it; none reaches past it
+into a service. It owns the one engine and model host (so a reply in the window and API
+clients share slots and queue), the settings store, and opens the library, the history and the
+remote connections on first use. Progress is reported as event streams (``load_events``,
+``server.events``, ``request_log``, ``remote_events``, ``download_events()``).
+
+Threading: methods are safe from any thread unless marked *blocking* (disk, network, a
+hardware probe: call those off a GUI thread). Async methods run on the caller's loop.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from backend.application.dispatch import Dispatcher, UrlModel
+from backend.application.generation import Generation
+from backend.application.presets import PresetBook
+from backend.application.request_log import RequestLogEntry
+from backend.application.requests import NO_OPTIONS, RequestOptions
+from backend.application.server_control import ServerControl, ServerFactory
+from backend.engine.engine import Engine
+from backend.engine.types import ChatMessage, LoadedModel, LoadPlan
+from backend.errors import BackendError
+from backend.events import EventHub
+from backend.host import HostedModel, LoadEvent, ModelHost
+from backend.library.local import STARTER_ID, LocalModel, list_models, resolve_model
+from backend.load_plans import PlannedLoad, planned_loads
+from backend.settings import EngineSettings
+from backend.settings_store import SettingsStore
+
+if TYPE_CHECKING:  # the server stack, the Hub client and SQLite load only when used
+    from backend.hardware.planner import OffloadPlan
+    from backend.hardware.probe import Hardware
+    from backend.library.downloads import DownloadProgress
+    from backend.library.gguf_meta import GgufMetadata
+    from backend.library.service import LibraryService
+    from backend.remote.connections import RemoteConnection
+    from backend.remote.registry import RemoteRegistry
+    from backend.store import ChatStore
+
+
+@dataclass(frozen=True)
+class RemoteStatus:
+    """What a remote connection said when last asked: its models, or why not."""
+
+    name: str
+    models: tuple[str, ...] = ()
+    error: BackendError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class Hearth:
+    starter_model_id = STARTER_ID
+
+    def __init__(self, settings: SettingsStore | None = None, *,
+                 server: ServerFactory | None = None, engine: Engine | None = None,
+                 engine_settings: EngineSettings | None = None) -> None:
+        """``server``: how to start the HTTP API (given by the composition root).
+        ``engine_settings``: load settings to use instead of the saved ones (``hearth run``,
+        ``hearth serve`` flags); the saved ones are read at each load otherwise."""
+        self.settings = settings or SettingsStore.open()
+        self._engine = engine or Engine()
+        self._engine_settings = engine_settings
+        self._explicit_plan: LoadPlan | None = None
+        self.host = ModelHost(self._engine, self._plans, resolve=self.find_model)
+        self.load_events: EventHub[LoadEvent] = self.host.events
+        self.request_log: EventHub[RequestLogEntry] = EventHub()
+        self.remote_events: EventHub[RemoteStatus] = EventHub()
+        self.presets = PresetBook(self.settings)
+        self.server = ServerControl(self, server)
+        self._dispatch = Dispatcher(self.host, self.settings, lambda: self.remote)
+
+    # -- models ----------------------------------------------------------------------------
+    def models(self) -> list[LocalModel]:
+        """Blocking (walks the model folders; a new file's header is read once)."""
+        return list_models(self.settings.snapshot())
+
+    def find_model(self, name: str, *, allow_paths: bool = False) -> LocalModel:
+        """A model id, catalog alias, preset or ``owner/repo[:QUANT]``; with ``allow_paths``
+        also a .gguf path (what a person typed; never an API client's name). Blocking."""
+        return resolve_model(name, allow_paths=allow_paths, models=self.models())
+
+    @property
+    def loaded(self) -> LoadedModel | None:
+        return self._engine.loaded
+
+    def hosted(self) -> HostedModel | None:
+        return self.host.current()
+
+    def _plans(self, model: LocalModel) -> Iterator[PlannedLoad]:
+        if self._explicit_plan is not None:  # the caller said exactly how: no planner
+            yield PlannedLoad(self._explicit_plan, "Loaded with the requested settings.")
+            return
+        yield from planned_loads(model, self._engine_settings or self.settings.snapshot().engine)
+
+    async def load(self, model: str | LocalModel, plan: LoadPlan | None = None) -> LoadedModel:
+        """Load ``model`` (the planner decides how, unless ``plan`` says); waits for replies on
+        another model to end first. Progress on ``load_events``."""
+        self._explicit_plan = plan
+        try:
+            return await self.host.load(model)
+        finally:
+            self._explicit_plan = None
+
+    async def unload(self, *, only_if_idle_for: float | None = None) -> bool:
+        return await self.host.unload(only_if_idle_for=only_if_idle_for)
+
+    async def load_as_requested(self, model: str) -> None:
+        """Have ``model`` loaded as a request naming it would (Ollama's empty prompt): loaded
+        if the server's JIT setting allows, else ``ModelNotLoaded`` unless it already is."""
+        jit = self.settings.snapshot().server.jit_loading
+        async with self.host.lease(model, load_if_needed=jit):
+            pass
+
+    def plan_for(self, model: str) -> OffloadPlan:
+        """How ``model`` would load here with the current settings, as the planner sees it;
+        a plan that does not fit is returned (verdict ``too_large``), not raised. Blocking."""
+        from backend.hardware.planner import plan_offload
+        from backend.load_plans import plan_request
+
+        engine = self._engine_settings or self.settings.snapshot().engine
+        return plan_offload(self.header(model), self.hardware, plan_request(engine))
+
+    def header(self, model: str | LocalModel) -> GgufMetadata:
+        """What the model file's header says (shape, sizes, template). Blocking; cached."""
+        from backend.library.gguf_meta import read_gguf_metadata
+
+        found = self.find_model(model) if isinstance(model, str) else model
+        return read_gguf_metadata(found.path)
+
+    # -- replies ---------------------------------------------------------------------------
+    async def generate(self, model: str | UrlModel, *,
+                       messages: Sequence[ChatMessage] | None = None, prompt: str | None = None,
+                       options: RequestOptions = NO_OPTIONS, preset: str | None = None,
+                       limit_queue: bool = False, load_if_needed: bool | None = None
+                       ) -> Generation:
+        """Start a reply from ``model`` (a local model or preset, ``<connection>/<model>``, or
+        a ``UrlModel``) to ``messages`` or a raw ``prompt``. See ``Dispatcher.generate`` and
+        ``requests.build_request`` for how the request is resolved."""
+        return await self._dispatch.generate(
+            model, messages=messages, prompt=prompt, options=options, preset=preset,
+            limit_queue=limit_queue, load_if_needed=load_if_needed)
+
+    def stop(self, request_id: str) -> bool:
+        return self._dispatch.stop(request_id)
+
+    def queue_stats(self) -> dict[str, int]:
+        return self._dispatch.queue_stats()
+
+    def is_remote(self, model: str) -> bool:
+        return self._dispatch.is_remote(model)
+
+    # -- services, opened on first use -----------------------------------------------------
+    @functools.cached_property
+    def history(self) -> ChatStore:
+        """The chat history (SQLite). Open it first from one thread; raises
+        ``HistoryUnavailable`` when it can't be opened."""
+        from backend.store import ChatStore
+
+        return ChatStore.open_default()
+
+    @functools.cached_property
+    def library(self) -> LibraryService:
+        """Local models, catalog, Hub search, fit badges and the one download manager."""
+        from backend.library.service import LibraryService
+
+        return LibraryService(self.settings)
+
+    @functools.cached_property
+    def remote(self) -> RemoteRegistry:
+        from backend.remote.registry import RemoteRegistry  # httpx/keyring load on first use
+
+        return RemoteRegistry(self.settings)
+
+    @functools.cached_property
+    def hardware(self) -> Hardware:
+        """The session's first hardware probe (blocking on first use), kept so plans stay
+        steady while a model is loaded and used."""
+        return self.probe_hardware()
+
+    def download_events(self) -> AsyncIterator[DownloadProgress]:
+        """Every download as it is now, then each change, on the caller's loop (see
+        ``application/downloads.py``)."""
+        from backend.application.downloads import download_events
+
+        return download_events(self.library)
+
+    def probe_hardware(self) -> Hardware:
+        """A fresh probe (free memory changes as other apps run); blocking, ~0.1 s."""
+        from backend.hardware.probe import probe_hardware
+
+        return probe_hardware()
+
+    async def remote_models(self) -> list[str]:
+        """Every connection's models as ``<connection>/<model>``; each connection's outcome
+        also goes to ``remote_events``."""
+        listing = await self.remote.list_models()
+        by_name: dict[str, list[str]] = {}
+        for ref in listing.models:
+            by_name.setdefault(ref.connection_name, []).append(ref.model_id)
+        for conn in self.remote.connections:
+            self.remote_events.publish(RemoteStatus(conn.name, tuple(by_name.get(conn.name, ())),
+                                                    listing.errors.get(conn.name)))
+        return [ref.id for ref in listing.models]
+
+    async def test_connection(self, connection: RemoteConnection,
+                              api_key: str | None = None) -> list[str]:
+        """Ask a (maybe unsaved) connection for its models; raises its ``BackendError``."""
+        from backend.remote.client import RemoteEngine
+
+        key = api_key or self.remote.api_key(connection)
+        try:
+            models = await RemoteEngine(connection, key).list_models()
+        except BackendError as exc:
+            self.remote_events.publish(RemoteStatus(connection.name, error=exc))
+            raise
+        self.remote_events.publish(RemoteStatus(connection.name, tuple(models)))
+        return models
+
+    def close(self) -> None:
+        self.server.stop()
+        self._engine.close()
+        if "history" in self.__dict__:  # opened (cached_property stores it there)
+            self.history.close()
+        if "library" in self.__dict__:  # download workers stop; unfinished ones resume later
+            self.library.close()

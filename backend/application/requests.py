@@ -1,0 +1,158 @@
+"""The one request builder: from what a front end was asked to an engine request.
+
+Every front end (the GUI, ``hearth run`` local and ``--url``, the OpenAI routes, the Ollama
+routes, chats through a remote connection) describes a request the same way: a model name,
+the conversation (messages or a raw prompt) and the ``RequestOptions`` it was *explicitly*
+given. ``build_request`` resolves the rest in one documented order, lowest first:
+
+1. Hearth's built-in defaults (``SamplingParams()``, no reply limit, no stop strings);
+2. the user's saved settings (the parameter panel: sampling, reply length, overflow policy);
+3. the model's preset, made from a Modelfile (its PARAMETERs, stop strings, TEMPLATE,
+   SYSTEM and seeded MESSAGEs), when the model name is a preset, or the preset a front end
+   says is active (the GUI's panel);
+4. the explicit options of this request.
+
+The system turn is the conversation's own, else the options' ``system_prompt``, else the
+preset's. Structured output (a JSON schema, JSON mode, a required tool call) becomes a grammar
+here. The result is checked once against the engine's limits (``check_request``), so no front
+end can send what the engine can't honour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
+from backend.engine.prepare import check_request
+from backend.engine.types import (
+    ChatMessage,
+    GenerationRequest,
+    OverflowPolicy,
+    SamplingParams,
+    new_request_id,
+)
+from backend.errors import InvalidRequest
+from backend.library.presets import Preset
+from backend.settings import Settings
+from backend.tools.calls import forced_call_schema
+
+#: ``RequestOptions.seed``: a fresh random seed (Ollama's -1), overriding a saved fixed seed.
+RANDOM_SEED = -1
+#: ``RequestOptions.max_tokens``: no limit but the context (Ollama's -1), overriding one saved.
+NO_LIMIT = -1
+
+_SAMPLING = tuple(f.name for f in fields(SamplingParams))
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What this request explicitly asks for; ``None`` means "not given"."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None  # RANDOM_SEED: random even if a seed is saved
+    max_tokens: int | None = None  # NO_LIMIT: up to the context's end
+    stop: tuple[str, ...] | None = None
+    overflow: OverflowPolicy | None = None
+    system_prompt: str | None = None  # used when the conversation has no system turn
+    chat_template: str | None = None  # Jinja replacing the model's and the preset's
+    json_schema: dict[str, Any] | None = None  # the reply must be JSON matching this schema
+    json_object: bool = False  # the reply must be a JSON object
+    tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions
+    tool_choice: str | dict[str, Any] | None = None  # "none", "auto", "required", or one tool
+    request_id: str | None = None  # chosen by the front end (to stop it before it starts)
+
+    def given(self) -> set[str]:
+        """The names of the options set, for logs and tests."""
+        return {f.name for f in fields(self) if getattr(self, f.name) not in (None, False)}
+
+
+NO_OPTIONS = RequestOptions()
+
+
+def saved_sampling(settings: Settings) -> SamplingParams:
+    """The sampling the user saved (step 2), over the built-in defaults."""
+    saved = settings.sampling
+    return replace(SamplingParams(), **{name: getattr(saved, name) for name in _SAMPLING
+                                        if hasattr(saved, name)})
+
+
+def build_request(*, messages: Sequence[ChatMessage] | None = None, prompt: str | None = None,
+                  options: RequestOptions = NO_OPTIONS, settings: Settings,
+                  preset: Preset | None = None) -> GenerationRequest:
+    """The engine request for this conversation, in the order the module docstring gives."""
+    if (messages is None) == (prompt is None):
+        raise InvalidRequest("Send either messages or a prompt.")
+    params = preset.parameters if preset is not None else {}
+
+    sampling = saved_sampling(settings)
+    sampling = replace(sampling, **{k: v for k, v in params.items() if k in _SAMPLING})
+    sampling = replace(sampling, **{k: getattr(options, k) for k in _SAMPLING
+                                    if getattr(options, k) is not None})
+    if sampling.seed is not None and sampling.seed < 0:  # Ollama's -1, from a preset or here
+        sampling = replace(sampling, seed=None)
+
+    max_tokens = settings.sampling.max_tokens
+    if "num_predict" in params:
+        max_tokens = params["num_predict"] if params["num_predict"] > 0 else None
+    if options.max_tokens is not None:
+        max_tokens = None if options.max_tokens == NO_LIMIT else options.max_tokens
+
+    stop: tuple[str, ...] = tuple(params.get("stop") or ())
+    if options.stop is not None:
+        stop = tuple(options.stop)
+
+    template = options.chat_template or (preset.chat_template if preset else None)
+    tools = options.tools if options.tools and options.tool_choice != "none" else None
+    request = GenerationRequest(
+        messages=None if messages is None else _conversation(messages, options, preset),
+        prompt=prompt, sampling=sampling, max_tokens=max_tokens, stop=stop,
+        grammar=_grammar(options, tools), tools=tools,
+        overflow=options.overflow or settings.engine.overflow,
+        chat_template=template if messages is not None else None,
+        request_id=options.request_id or new_request_id())
+    check_request(request)
+    return request
+
+
+def _conversation(messages: Sequence[ChatMessage], options: RequestOptions,
+                  preset: Preset | None) -> tuple[ChatMessage, ...]:
+    """The system turn (the conversation's own, else the options', else the preset's), then
+    the preset's seeded turns, then the conversation."""
+    given = tuple(messages)
+    own = given[0] if given and given[0].role == "system" else None
+    rest = given[1:] if own is not None else given
+    system = own
+    if system is None:
+        text = options.system_prompt if options.system_prompt else (
+            preset.system if preset is not None else None)
+        system = ChatMessage("system", text) if text else None
+    seeded = preset.messages if preset is not None else ()
+    return (*((system,) if system else ()), *seeded, *rest)
+
+
+def _grammar(options: RequestOptions, tools: tuple[dict[str, Any], ...] | None) -> str | None:
+    """The grammar structured output needs: a required tool call, a JSON schema, JSON mode."""
+    if tools:
+        try:
+            forced = forced_call_schema(list(tools), options.tool_choice)
+        except ValueError as exc:
+            raise InvalidRequest(f"{exc}.") from exc
+        if forced is not None:
+            if options.json_schema is not None or options.json_object:
+                raise InvalidRequest("Send either a required tool_choice or a structured "
+                                     "response format, not both.")
+            return grammar_for_json_schema(forced)
+    if options.json_schema is not None:
+        return grammar_for_json_schema(options.json_schema)
+    if options.json_object:
+        return JSON_OBJECT_GRAMMAR
+    return None

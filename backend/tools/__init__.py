@@ -1,0 +1,1 @@
+"""Tools a model can call: finding calls in its replies (``calls.py``)."""
