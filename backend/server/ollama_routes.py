@@ -2,7 +2,8 @@
 
 Streaming routes answer NDJSON (one JSON object a line) unless the body says
 ``"stream": false``; every error is ``{"error": "..."}`` (errors.py), also as the last line of
-a stream that fails after it started. Differences from Ollama, on purpose:
+a stream that fails after it started. Like the OpenAI routes, generation only parses the body
+into ``RequestOptions`` and calls ``Hearth.generate``. Differences from Ollama, on purpose:
   * ``options.num_ctx`` does not reload the model: a request is served within the context the
     model was loaded with (``hearth serve --ctx``); when they differ, the response carries
     ``X-Hearth-Context-Length`` with the context really used.
@@ -14,25 +15,32 @@ Generation lives here; listing, pulling, deleting and creating models in ``ollam
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from backend import __version__
-from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
-from backend.engine.types import ChatMessage, Finished, GenerationRequest, LoadedModel
+from backend.api import (
+    NO_LIMIT,
+    RANDOM_SEED,
+    ChatMessage,
+    Finished,
+    Generation,
+    Hearth,
+    RequestOptions,
+    __version__,
+    parse_tool_calls,
+    template_is_jinja,
+)
 from backend.errors import InvalidRequest
-from backend.library.local import resolve_model
-from backend.library.presets import apply_preset, template_is_jinja
 from backend.server import ollama_models
-from backend.server.context import RequestLogEntry, ServerContext
-from backend.server.convert import sampling_from
+from backend.server.access_log import hearth_of, log_generation, log_model
 from backend.server.ollama_schemas import (
     ChatBody,
     ChatRequest,
@@ -44,15 +52,10 @@ from backend.server.ollama_schemas import (
     ndjson_response,
 )
 from backend.server.streaming import collect_reply
-from backend.server.tool_calls import parse_tool_calls
 
 router = APIRouter(prefix="/api", tags=["ollama"])
 router.include_router(ollama_models.router)
 Kind = Literal["chat", "generate"]
-
-
-def _ctx(request: Request) -> ServerContext:
-    return request.app.state.ctx  # type: ignore[no-any-return]
 
 
 @router.get("/version")
@@ -60,31 +63,33 @@ async def version() -> dict[str, str]:
     return {"version": __version__}
 
 
-# --- generation -------------------------------------------------------------------------------
+# --- from a request body to RequestOptions ------------------------------------------------------
 
-def _generation_fields(ctx: ServerContext, opts: Options) -> dict[str, Any]:
-    seed = opts.seed if opts.seed is None or opts.seed >= 0 else None  # negative: random
-    sampling = sampling_from(
-        ctx.settings_sampling, temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k,
-        min_p=opts.min_p, seed=seed, repeat_penalty=opts.repeat_penalty,
-        repeat_last_n=opts.repeat_last_n, presence_penalty=opts.presence_penalty,
-        frequency_penalty=opts.frequency_penalty)
-    if opts.num_predict is None:
-        max_tokens = ctx.default_max_tokens
-    else:  # -1 (no limit) and -2 (fill the context) both end at the context's end here
-        max_tokens = opts.num_predict if opts.num_predict > 0 else None
-    stop = [opts.stop] if isinstance(opts.stop, str) else opts.stop or []
-    return {"sampling": sampling, "max_tokens": max_tokens, "stop": tuple(stop),
-            "overflow": ctx.overflow}
+def _options(body: ChatRequest | GenerateRequest, **more: Any) -> RequestOptions:
+    opts: Options = body.options
+    max_tokens = opts.num_predict
+    if max_tokens is not None and max_tokens <= 0:  # -1 (no limit), -2 (fill the context)
+        max_tokens = NO_LIMIT
+    seed = opts.seed
+    if seed is not None and seed < 0:  # Ollama's "random"
+        seed = RANDOM_SEED
+    stop = None if opts.stop is None else tuple(
+        [opts.stop] if isinstance(opts.stop, str) else opts.stop)
+    return RequestOptions(
+        temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, min_p=opts.min_p,
+        seed=seed, repeat_penalty=opts.repeat_penalty, repeat_last_n=opts.repeat_last_n,
+        presence_penalty=opts.presence_penalty, frequency_penalty=opts.frequency_penalty,
+        max_tokens=max_tokens, stop=stop, **_format(body.format), **more)
 
 
-def _grammar(fmt: str | dict[str, Any] | None) -> str | None:
+def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``format``: "json" (any object) or a JSON schema."""
     if fmt is None or fmt == "":
-        return None
+        return {}
     if fmt == "json":
-        return JSON_OBJECT_GRAMMAR
+        return {"json_object": True}
     if isinstance(fmt, dict):
-        return grammar_for_json_schema(fmt)
+        return {"json_schema": fmt}
     raise InvalidRequest(f"'format' must be \"json\" or a JSON schema object, not {fmt!r}.")
 
 
@@ -104,47 +109,38 @@ def _messages(messages: list[Message]) -> tuple[ChatMessage, ...]:
     return tuple(out)
 
 
-def _require_tools(loaded: LoadedModel) -> None:
-    if not loaded.supports_tools:
-        raise InvalidRequest(f"The chat template of '{loaded.model_id}' has no support for "
-                             "tools. Use a model trained for tool use, or send no 'tools'.")
-
-
 @router.post("/chat")
 async def chat(body: ChatBody, request: Request) -> Response:
+    log_model(request, body.model)
     if not body.messages:
-        return await _load_or_unload(_ctx(request), body, "chat")
-    ctx = _ctx(request)
-    gen = GenerationRequest(messages=_messages(body.messages), grammar=_grammar(body.format),
-                            tools=tuple(body.tools) if body.tools else None,
-                            **_generation_fields(ctx, body.options))
-    gen = apply_preset(body.model, gen, body.options.given())
-    return await _respond(ctx, body.model, body.options, body.stream, gen, "chat",
-                          use_tools=bool(body.tools))
+        return await _load_or_unload(request, body, "chat")
+    options = _options(body, tools=tuple(body.tools) if body.tools else None)
+    return await _respond(request, body, "chat", messages=_messages(body.messages),
+                          options=options)
 
 
 @router.post("/generate")
 async def generate(body: GenerateBody, request: Request) -> Response:
+    log_model(request, body.model)
     if not body.prompt:
-        return await _load_or_unload(_ctx(request), body, "generate")
+        return await _load_or_unload(request, body, "generate")
     _no_images(body.images)
     if body.suffix:
         raise InvalidRequest("'suffix' (fill in the middle) is not supported; send 'prompt' "
                              "only.")
-    ctx = _ctx(request)
-    fields = _generation_fields(ctx, body.options) | {"grammar": _grammar(body.format)}
     if body.raw:  # the prompt goes to the model exactly as sent, no chat template
-        gen = GenerationRequest(prompt=body.prompt, **fields)
-    else:
-        if body.template and not template_is_jinja(body.template):
-            raise InvalidRequest("'template' is an Ollama (Go) template, which Hearth can't "
-                                 "run; send a Jinja chat template, or none to use the model's.")
-        turns = [ChatMessage("system", body.system)] if body.system else []
-        gen = GenerationRequest(messages=(*turns, ChatMessage("user", body.prompt)),
-                                chat_template=body.template or None, **fields)
-    gen = apply_preset(body.model, gen, body.options.given())
-    return await _respond(ctx, body.model, body.options, body.stream, gen, "generate")
+        return await _respond(request, body, "generate", prompt=body.prompt,
+                              options=_options(body))
+    if body.template and not template_is_jinja(body.template):
+        raise InvalidRequest("'template' is an Ollama (Go) template, which Hearth can't "
+                             "run; send a Jinja chat template, or none to use the model's.")
+    options = _options(body, system_prompt=body.system or None,
+                       chat_template=body.template or None)
+    return await _respond(request, body, "generate",
+                          messages=(ChatMessage("user", body.prompt),), options=options)
 
+
+# --- to response bodies ---------------------------------------------------------------------
 
 def _piece(kind: Kind, model: str, text: str) -> dict[str, Any]:
     body: dict[str, Any] = {"model": model, "created_at": created_at()}
@@ -175,29 +171,34 @@ def _ollama_calls(text: str) -> tuple[str, list[dict[str, Any]]]:
                      for c in calls]
 
 
-async def _respond(ctx: ServerContext, model: str, opts: Options, stream: bool,
-                   gen: GenerationRequest, kind: Kind, *, use_tools: bool = False) -> Response:
-    started = time.monotonic()
-    events = await ctx.generate(model, gen, _require_tools if use_tools else None)
-    # From here on every path ends with events.aclose(): it releases the model lease.
-    hosted = ctx.host.current()
-    load_s = max(0.0, hosted.loaded_at - started) if hosted else 0.0  # loaded by this request
-    loaded = ctx.host.engine.loaded
-    headers = {"X-Hearth-Context-Length": str(loaded.n_ctx)} \
-        if loaded and opts.num_ctx and opts.num_ctx != loaded.n_ctx else None
+def _context_header(hearth: Hearth, opts: Options) -> dict[str, str] | None:
+    """The context really used, when the client asked for another (see the docstring)."""
+    loaded = hearth.loaded
+    if loaded and opts.num_ctx and opts.num_ctx != loaded.n_ctx:
+        return {"X-Hearth-Context-Length": str(loaded.n_ctx)}
+    return None
 
-    def log(final: Finished | None) -> None:
-        u = final.usage if final else None
-        ctx.log(RequestLogEntry(time.time(), "POST", f"/api/{kind}", model,
-                                200 if final else 499, u.prompt_tokens if u else 0,
-                                u.completion_tokens if u else 0, time.monotonic() - started))
+
+async def _respond(request: Request, body: ChatRequest | GenerateRequest, kind: Kind, *,
+                   options: RequestOptions, messages: tuple[ChatMessage, ...] | None = None,
+                   prompt: str | None = None) -> Response:
+    hearth, model = hearth_of(request), body.model
+    started = time.monotonic()
+    events = await hearth.generate(model, messages=messages, prompt=prompt, options=options,
+                                   limit_queue=True)
+    # From here on every path ends with events.aclose(): it releases the model lease.
+    log_generation(request, events)
+    hosted = hearth.hosted()
+    load_s = max(0.0, hosted.loaded_at - started) if hosted else 0.0  # loaded by this request
+    headers = _context_header(hearth, body.options)
+    use_tools = bool(events.request.tools)
 
     def last(final: Finished, text: str = "") -> dict[str, Any]:
         return _piece(kind, model, text) | _timings(final, started, load_s) | \
             ({"context": []} if kind == "generate" else {})
 
-    if not stream:
-        reply, final = await collect_reply(events, log)
+    if not body.stream:
+        reply, final = await collect_reply(events)
         if final.error is not None:
             raise final.error
         text, calls = _ollama_calls(reply) if use_tools else (reply, [])
@@ -205,35 +206,36 @@ async def _respond(ctx: ServerContext, model: str, opts: Options, stream: bool,
         if calls:
             out["message"]["tool_calls"] = calls
         return JSONResponse(out, headers=headers)
+    return ndjson_response(_lines(events, kind, model, use_tools, last), headers,
+                           on_close=events.aclose)
 
-    async def lines() -> AsyncIterator[dict[str, Any]]:
-        final: Finished | None = None
-        held: list[str] = []  # with tools, the reply is held until we know if it is a call
-        try:
-            async for event in events:
-                if isinstance(event, Finished):
-                    final = event
-                elif use_tools:
-                    held.append(event.text)
-                else:
-                    yield _piece(kind, model, event.text)
-            assert final is not None
-            if final.error is not None:
-                yield {"error": final.error.user_message}
-                return
-            if use_tools:
-                text, calls = _ollama_calls("".join(held))
-                piece = _piece(kind, model, text)
-                if calls:
-                    piece["message"]["tool_calls"] = calls
-                if text or calls:
-                    yield piece
-            yield last(final)
-        finally:
-            log(final)
 
-    return ndjson_response(lines(), headers, on_close=events.aclose)
+async def _lines(events: Generation, kind: Kind, model: str, use_tools: bool,
+                 last: Callable[[Finished], dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    final: Finished | None = None
+    held: list[str] = []  # with tools, the reply is held until we know if it is a call
+    async for event in events:
+        if isinstance(event, Finished):
+            final = event
+        elif use_tools:
+            held.append(event.text)
+        else:
+            yield _piece(kind, model, event.text)
+    assert final is not None
+    if final.error is not None:
+        yield {"error": final.error.user_message}
+        return
+    if use_tools:
+        text, calls = _ollama_calls("".join(held))
+        piece = _piece(kind, model, text)
+        if calls:
+            piece["message"]["tool_calls"] = calls
+        if text or calls:
+            yield piece
+    yield last(final)
 
+
+# --- no prompt: load or unload ----------------------------------------------------------------
 
 def _keep_alive_is_zero(value: float | str | None) -> bool:
     if isinstance(value, int | float):
@@ -242,19 +244,18 @@ def _keep_alive_is_zero(value: float | str | None) -> bool:
         is not None
 
 
-async def _load_or_unload(ctx: ServerContext, body: ChatRequest | GenerateRequest,
+async def _load_or_unload(request: Request, body: ChatRequest | GenerateRequest,
                           kind: Kind) -> Response:
     """Ollama's convention: no prompt loads the model; ``keep_alive: 0`` unloads it."""
+    hearth = hearth_of(request)
     if _keep_alive_is_zero(body.keep_alive):
-        model = resolve_model(body.model)
-        hosted = ctx.host.current()
+        model = await asyncio.to_thread(hearth.find_model, body.model)
+        hosted = hearth.hosted()
         if hosted is not None and Path(hosted.info.path) == model.path:
-            await ctx.host.unload()  # only when idle: running requests are never cut off
+            await hearth.unload()  # only when idle: running requests are never cut off
         reason = "unload"
     else:
-        async with ctx.host.lease(body.model,
-                                  load_if_needed=ctx.settings.jit_loading):
-            pass
+        await hearth.load_as_requested(body.model)
         reason = "load"
     out = _piece(kind, body.model, "") | {"done": True, "done_reason": reason}
     return ndjson_response([out]) if body.stream else JSONResponse(out)

@@ -12,8 +12,6 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi.responses import StreamingResponse
@@ -23,10 +21,8 @@ from pydantic import (
     field_validator,
 )
 
-from backend.errors import ModelLoadFailed
-from backend.library.gguf_meta import read_gguf_metadata
-from backend.library.local import LocalModel
-from backend.library.quants import parse_quant
+from backend.api import GgufMetadata, Hearth, LocalModel
+from backend.errors import BackendError
 from backend.server.streaming import ClosingStreamingResponse
 from backend.server.validation import (
     MAX_INT32,
@@ -54,10 +50,6 @@ class Options(_Lenient):
     repeat_last_n: int | None = Field(None, ge=-1, le=MAX_INT32)  # -1: the whole context
     presence_penalty: float | None = Field(None, ge=-100, le=100)
     frequency_penalty: float | None = Field(None, ge=-100, le=100)
-
-    def given(self) -> set[str]:
-        """Option names the client set to a value: those win over a preset's parameters."""
-        return {k for k in self.model_fields_set if getattr(self, k, None) is not None}
 
 
 class ToolCallFunction(_Lenient):
@@ -143,24 +135,14 @@ def created_at(ts: float | None = None) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
 
-@lru_cache(maxsize=128)
-def _header_facts(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
-    # Keyed on mtime and size so a replaced file is read again; a header read is ~0.1 s.
+def header(hearth: Hearth, model: LocalModel) -> GgufMetadata | None:
+    """What the model file's header says; None for a file that can't be read (it gets fewer
+    details, never an error: a listing must not fail because of one damaged file).
+    Blocking, cached while the file is unchanged."""
     try:
-        meta = read_gguf_metadata(path)
-    except ModelLoadFailed:  # a file the engine can't read gets fewer details
-        return {}
-    return {"architecture": meta.architecture, "parameter_count": meta.parameter_count,
-            "quant": meta.quant_name, "n_ctx_train": meta.n_ctx_train, "n_layer": meta.n_layer,
-            "chat_template": meta.chat_template}
-
-
-def header_facts(path: Path) -> dict[str, Any]:
-    try:
-        st = path.stat()
-    except OSError:
-        return {}
-    return _header_facts(str(path), st.st_mtime_ns, st.st_size)
+        return hearth.header(model)
+    except BackendError:
+        return None
 
 
 def _size_label(count: int) -> str:
@@ -176,21 +158,20 @@ def digest_of(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
 
 
-def details(model: LocalModel, parent: str = "") -> dict[str, Any]:
-    facts = header_facts(model.path)
-    arch = facts.get("architecture", "")
+def details(model: LocalModel, meta: GgufMetadata | None, parent: str = "") -> dict[str, Any]:
+    arch = meta.architecture if meta else ""
     return {"parent_model": parent, "format": "gguf", "family": arch,
             "families": [arch] if arch else None,
-            "parameter_size": _size_label(facts["parameter_count"]) if facts else "",
-            "quantization_level": model.quant or facts.get("quant")
-            or parse_quant(model.path.name) or ""}
+            "parameter_size": _size_label(meta.parameter_count) if meta else "",
+            "quantization_level": model.quant or (meta.quant_name if meta else "") or ""}
 
 
-def model_entry(name: str, model: LocalModel, *, modified: float, digest: str,
-                parent: str = "") -> dict[str, Any]:
+def model_entry(name: str, model: LocalModel, meta: GgufMetadata | None, *, modified: float,
+                digest: str, parent: str = "") -> dict[str, Any]:
     """One entry of ``GET /api/tags``."""
     return {"name": name, "model": name, "modified_at": created_at(modified),
-            "size": model.size_bytes, "digest": digest, "details": details(model, parent)}
+            "size": model.size_bytes, "digest": digest,
+            "details": details(model, meta, parent)}
 
 
 def ndjson_response(lines: AsyncIterator[dict[str, Any]] | Iterable[dict[str, Any]],

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from backend.engine.types import OverflowPolicy
+from backend.api import OverflowPolicy
 from backend.server.validation import (
     MAX_INT32,
     MAX_UINT64,
@@ -76,9 +76,10 @@ class _SamplingFields(RequestModel):
         None, description="Hearth extension: what to do when the prompt does not fit the "
         "context; 'stop' answers 400 context_length_exceeded. Default: the server's setting.")
 
-    def stop_list(self) -> tuple[str, ...]:
+    def stop_strings(self) -> tuple[str, ...] | None:
+        """``None`` when not given (a preset's stop strings apply then)."""
         if self.stop is None:
-            return ()
+            return None
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 

@@ -18,11 +18,12 @@ import ipaddress
 import json
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from starlette.exceptions import HTTPException
 
+from backend.api import LOOPBACK_HOSTS
 from backend.server.errors import error_body
 
 Scope = MutableMapping[str, Any]
@@ -31,22 +32,12 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # Browser origins allowed by default: pages served from this machine and editor webviews.
 _DEFAULT_ORIGIN = re.compile(
     r"^(https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?|app://.*|vscode-webview://.*)$")
 PUBLIC_PATHS = frozenset({"/", "/health"})  # liveness only: nothing private
 # Methods whose requests change state or spend compute: their bodies must be JSON.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_without_port(value: str) -> str:
@@ -58,7 +49,7 @@ def _host_without_port(value: str) -> str:
 
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, *, bound_host: str, api_key: str | None,
-                 extra_origins: list[str], max_body_bytes: int) -> None:
+                 extra_origins: Iterable[str], max_body_bytes: int) -> None:
         self.app = app
         self.allowed_hosts = {*LOOPBACK_HOSTS, _host_without_port(bound_host)}
         self.api_key = api_key or None

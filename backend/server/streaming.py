@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from fastapi.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from backend.engine.types import Finished, TextDelta
-from backend.server.context import Generation
+from backend.api import Finished, Generation, TextDelta
 
 
 class ClosingStreamingResponse(StreamingResponse):
@@ -39,9 +38,8 @@ class ClosingStreamingResponse(StreamingResponse):
                 await self._on_close()
 
 
-async def collect_reply(events: Generation, log: Callable[[Finished | None], None]
-                        ) -> tuple[str, Finished]:
-    """The whole reply of a non-streaming request; logged, and the generation always ended."""
+async def collect_reply(events: Generation) -> tuple[str, Finished]:
+    """The whole reply of a non-streaming request; the generation is always ended."""
     parts: list[str] = []
     final: Finished | None = None
     try:
@@ -52,6 +50,5 @@ async def collect_reply(events: Generation, log: Callable[[Finished | None], Non
                 final = event
     finally:
         await events.aclose()
-        log(final)
     assert final is not None
     return "".join(parts), final

@@ -58,7 +58,7 @@ class HearthServer:
 
 
 def hearth_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "backend.cli", *args]
+    return [sys.executable, "-m", "app.launcher", *args]
 
 
 def start_hearth_server(home: Path, *args: str, settings: dict[str, Any] | None = None,

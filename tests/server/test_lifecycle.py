@@ -11,13 +11,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from backend.engine.engine import Engine
-from backend.host import ModelHost
-from backend.load_plans import planned_loads
-from backend.paths import hearth_paths
-from backend.server import service as service_module
-from backend.server.service import ServerService
-from backend.settings import EngineSettings, ServerSettings, Settings
+from backend.api import (
+    EngineSettings,
+    Hearth,
+    ServerSettings,
+    Settings,
+    SettingsStore,
+    hearth_paths,
+)
+from backend.server import runner
+from backend.server.runner import HttpServer
 
 GEMMA_ID = "google/gemma-3-270m-GGUF:Q4_K_M"
 
@@ -34,16 +37,17 @@ def running(gemma_path: Path, monkeypatch: pytest.MonkeyPatch,
     folder = hearth_paths().models_dir / "google" / "gemma-3-270m-GGUF"
     folder.mkdir(parents=True)
     (folder / "gemma-3-270m-Q4_K_M.gguf").symlink_to(gemma_path)
-    monkeypatch.setattr(service_module, "TTL_CHECK_INTERVAL_S", 0.2)
+    monkeypatch.setattr(runner, "TTL_CHECK_INTERVAL_S", 0.2)
     server = ServerSettings(port=0, idle_ttl_minutes=getattr(request, "param", {}).get(
         "ttl", 30.0), jit_loading=getattr(request, "param", {}).get("jit", True))
     settings = Settings(server=server, engine=EngineSettings(n_ctx=1024, parallel=2, threads=2))
-    host = ModelHost(Engine(), lambda m: planned_loads(m, settings.engine))
-    service = ServerService(host, settings)
-    service.start()
-    yield service.base_url
-    service.stop()
-    host.engine.close()
+    hearth = Hearth(SettingsStore.in_memory(settings), server=HttpServer)
+    try:
+        status = hearth.server.start()
+        assert status.running and status.url is not None
+        yield status.url
+    finally:
+        hearth.close()  # stops the server, then the engine
 
 
 def loaded(url: str) -> list[str]:

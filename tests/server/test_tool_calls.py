@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from backend.server.tool_calls import forced_call_schema, parse_tool_calls
+from backend.tools.calls import forced_call_schema, parse_tool_calls
 from tests.server.conftest import HearthServer
 
 WEATHER = {"type": "function", "function": {

@@ -1,90 +1,67 @@
-"""``ServerService``: the API server on its own thread and event loop.
+"""``HttpServer``: the HTTP API of a ``Hearth``, on its own thread and event loop.
 
-The GUI's toggle and ``hearth serve`` both use it. Its own loop means a busy GUI never stalls
-API clients, and vice versa; both reach the one engine through the shared ``ModelHost``.
+The composition root (``app/launcher.py``) hands ``Hearth`` a factory of these, so the window's
+toggle and ``hearth serve`` start the same server through ``Hearth.server`` (``start``/
+``stop``: the application's ``ServerHandle``). Its own loop means a busy window never stalls API
+clients, and vice versa; both reach the one engine through the one ``Hearth``. Its state goes
+to ``Hearth.server.events`` as ``ServerStatus`` values.
+
+Threading: ``start`` and ``stop`` block (binding, joining the thread): call them off a GUI
+thread. The routes and the idle-unload loop run on the server's own thread and loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import errno
 import logging
 import socket
 import threading
-from collections.abc import Callable
 
 import uvicorn
 
+from backend.api import Hearth, ServerSettings, ServerState, ServerStatus, check_exposure
 from backend.errors import InvalidRequest, PortInUse
-from backend.host import ModelHost
 from backend.server.app import create_app
-from backend.server.context import RequestLogSink, ServerContext
-from backend.server.security import is_loopback
-from backend.settings import Settings
 
 log = logging.getLogger(__name__)
 TTL_CHECK_INTERVAL_S = 15.0
 
 
-class ServerState(enum.StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    STOPPING = "stopping"
-    FAILED = "failed"
-
-
-StateSink = Callable[[ServerState, str | None], None]
-
-
-class ServerService:
-    def __init__(self, host: ModelHost, settings: Settings,
-                 log_sink: RequestLogSink | None = None,
-                 state_sink: StateSink | None = None) -> None:
-        self.host = host
-        self.settings = settings
-        self._log_sink = log_sink
-        self._state_sink = state_sink
-        self.state = ServerState.STOPPED
-        self.error: str | None = None
+class HttpServer:
+    def __init__(self, hearth: Hearth) -> None:
+        self.hearth = hearth
+        # Read at start and kept until the next one: a changed address, key or origin list
+        # applies when the server restarts (the Server page says so).
+        self.settings: ServerSettings = hearth.settings.snapshot().server
+        self.port = self.settings.port
+        self._state = ServerState.STOPPED
         self._thread: threading.Thread | None = None
         self._server: uvicorn.Server | None = None
         self._started = threading.Event()
-        self.port = settings.server.port
-
-    def set_sinks(self, log_sink: RequestLogSink | None, state_sink: StateSink | None) -> None:
-        """Who hears about requests and state changes from the next start on (the Server page
-        may be created after the service, e.g. when the server was started at launch)."""
-        if log_sink is not None:
-            self._log_sink = log_sink
-        if state_sink is not None:
-            self._state_sink = state_sink
 
     @property
     def base_url(self) -> str:
-        host = self.settings.server.host
+        host = self.settings.host
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         shown = f"[{shown}]" if ":" in shown else shown
         return f"http://{shown}:{self.port}"
 
     def _set_state(self, state: ServerState, error: str | None = None) -> None:
-        self.state, self.error = state, error
-        if self._state_sink is not None:
-            with contextlib.suppress(Exception):
-                self._state_sink(state, error)
+        self._state = state
+        url = self.base_url if state == ServerState.RUNNING else None
+        self.hearth.server.publish(ServerStatus(state, url, error))
 
     def start(self, timeout: float = 15.0) -> None:
         """Bind, then serve on a new thread. Raises PortInUse / InvalidRequest with a sentence."""
-        if self.state in (ServerState.RUNNING, ServerState.STARTING):
+        if self._state in (ServerState.RUNNING, ServerState.STARTING):
             return
-        cfg = self.settings.server
+        self.settings = cfg = self.hearth.settings.snapshot().server
         check_exposure(cfg.host, cfg.api_key)
         sock = _bind(cfg.host, cfg.port)
         self.port = sock.getsockname()[1]
-        ctx = ServerContext(self.host, self.settings, self._log_sink)
-        config = uvicorn.Config(create_app(ctx), log_level="warning", access_log=False,
+        config = uvicorn.Config(create_app(self.hearth, cfg), log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=3, lifespan="off")
         self._server = uvicorn.Server(config)
         self._started.clear()
@@ -127,10 +104,11 @@ class ServerService:
     async def _unload_when_idle(self) -> None:
         while True:
             await asyncio.sleep(TTL_CHECK_INTERVAL_S)
-            ttl = self.settings.server.idle_ttl_minutes
+            # The live setting: a TTL changed in the window applies without a restart.
+            ttl = self.hearth.settings.snapshot().server.idle_ttl_minutes
             if ttl > 0:
-                with contextlib.suppress(Exception):
-                    await self.host.unload(only_if_idle_for=ttl * 60)
+                with contextlib.suppress(Exception):  # a failed unload must not end the loop
+                    await self.hearth.unload(only_if_idle_for=ttl * 60)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._server is None or self._thread is None:
@@ -140,15 +118,8 @@ class ServerService:
         self._thread.join(timeout)
         self._server = None
         self._thread = None
-        if self.state != ServerState.FAILED:
+        if self._state not in (ServerState.FAILED, ServerState.STOPPED):  # else said already
             self._set_state(ServerState.STOPPED)
-
-
-def check_exposure(host: str, api_key: str | None) -> None:
-    """Refuse an address other machines can reach unless requests need a key."""
-    if not is_loopback(host) and not api_key:
-        raise InvalidRequest(f"Refusing to serve on {host}, which other machines can reach, "
-                             "without an API key: set one (--api-key) or bind to 127.0.0.1.")
 
 
 def _bind(host: str, port: int) -> socket.socket:
