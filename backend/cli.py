@@ -1,76 +1,53 @@
-"""``hearth``: the desktop app with no arguments, an Ollama-style CLI otherwise.
+"""``hearth COMMAND``: an Ollama-style command line (``hearth`` alone opens the window).
 
-    hearth                      open the app
     hearth run MODEL [PROMPT]   stream one reply, or chat interactively (/bye quits)
     hearth run --url URL MODEL  the same with a model of a remote OpenAI-compatible server
     hearth connections ...      saved remote servers (list, add, rm); models as NAME/MODEL
     hearth list                 models on this machine
     hearth create NAME -f FILE  make a preset (base model + defaults) from a Modelfile
+    hearth serve                the OpenAI/Ollama-compatible API server
     hearth ps                   what a running `hearth serve` has loaded
     hearth bench --model M      load-test an OpenAI-compatible server (latency, tokens/s)
     hearth --version
     hearth --self-test          load the starter model, generate, serve one request; JSON report
+
+A front end of ``backend.api``: every command is a few calls on a ``Hearth``. The `hearth`
+entry point (app/launcher.py) opens the window with no arguments and hands the rest to
+``main`` with the HTTP front end as the server factory; ``python -m backend.cli`` works too,
+for every command but ``serve`` and the self-test's server step.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
+import contextlib
 import json
-import os
 import signal
 import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backend import __version__
+from backend.api import (
+    DEFAULT_PORT,
+    Hearth,
+    LoadFinished,
+    ServerFactory,
+    ServerState,
+    SettingsStore,
+    __version__,
+)
 from backend.benchmark.command import add_bench_command, run_bench
 from backend.cli_library import add_library_commands, run_library_command
-from backend.cli_remote import (
-    add_connections_command,
-    add_remote_run_flags,
-    run_connections_command,
-    run_remote,
-    wants_remote,
-)
-from backend.cli_repl import chat_loop, print_reply
-from backend.engine.engine import Engine
-from backend.engine.types import (
-    ChatMessage,
-    GenerationRequest,
-    OverflowPolicy,
-    SamplingParams,
-)
-from backend.errors import BackendError
-from backend.library.local import STARTER_ID, resolve_model
-from backend.library.modelfile import parse_modelfile
-from backend.library.presets import apply_preset, build_preset, find_preset, save_preset
-from backend.settings import DEFAULT_PORT, load_settings
+from backend.cli_remote import add_connections_command, run_connections_command
+from backend.cli_repl import add_run_command, run_command
+from backend.errors import BackendError, InvalidRequest
 
 EXIT_ERROR = 1
-
-
-def _has_display() -> bool:
-    if sys.platform in ("win32", "darwin"):
-        return True
-    if os.environ.get("QT_QPA_PLATFORM", "") in ("offscreen", "minimal", "vnc", "eglfs"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
-
-
-def _open_app() -> int:
-    if not _has_display():
-        print(f"No display was found, so the Hearth window can't open here; chat in this "
-              f"terminal with `hearth run {STARTER_ID}`, or serve the API with `hearth serve`.")
-        return 0
-    # Imported by name: the GUI is a front end of the backend, never a dependency of it.
-    return int(importlib.import_module("app.main").main())
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -80,26 +57,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="check this install end to end (model, generation, API server); "
                         "prints a JSON report, exits non-zero on a failure")
     sub = parser.add_subparsers(dest="command")
-
-    run = sub.add_parser("run", help="chat with a model in the terminal")
-    run.add_argument("model", help=f"a model name such as {STARTER_ID}, or a path to a .gguf")
-    run.add_argument("prompt", nargs="?", help="one message; omit for an interactive chat")
-    run.add_argument("--system", help="system prompt")
-    run.add_argument("--ctx", type=int, default=None,
-                     help="context length (tokens; default: the preset's num_ctx, else 4096)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads (default: cores)")
-    run.add_argument("--gpu-layers", type=int, default=None, help="layers to offload to the "
-                     "GPU (default: the planner's choice for this machine)")
-    run.add_argument("--max-tokens", type=int, default=None)
-    run.add_argument("--temperature", type=float, default=None, help="default 0.8, or the "
-                     "preset's")
-    run.add_argument("--seed", type=int, default=None)
-    run.add_argument("--overflow", choices=[p.value for p in OverflowPolicy],
-                     default=OverflowPolicy.TRUNCATE_MIDDLE.value)
-    run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
-    add_remote_run_flags(run)
+    add_run_command(sub)
     add_connections_command(sub)
-
     add_library_commands(sub)
 
     create = sub.add_parser("create", help="make a preset from a Modelfile")
@@ -127,110 +86,61 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _reply(engine: Engine, request: GenerationRequest, verbose: bool) -> str:
-    text, _ok = await print_reply(engine.generate(request), verbose)
-    return text
-
-
-async def _run(args: argparse.Namespace) -> int:
-    if wants_remote(args):
-        return await run_remote(args)
-    model = resolve_model(args.model, allow_paths=True)
-    preset = find_preset(args.model)
-    n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or 4096
-    # The same planned loads as the app and `hearth serve` (GPU offload, flash attention, a
-    # smaller retry when memory runs out), for one person: one slot.
-    from backend.host import ModelHost
-    from backend.load_plans import planned_loads
-
-    settings = load_settings()
-    engine_cfg = settings.engine.model_copy(update={
-        "n_ctx": n_ctx, "parallel": 1, **{k: v for k, v in {
-            "threads": args.threads, "gpu_layers": args.gpu_layers}.items() if v is not None}})
-    host = ModelHost(Engine(), lambda m: planned_loads(m, engine_cfg))
-    engine = host.engine
-    try:
-        await host.load(model)
-        if args.verbose:
-            print(host.last_load_summary, file=sys.stderr)
-        history: list[ChatMessage] = []
-        if args.system:
-            history.append(ChatMessage("system", args.system))
-        sampling = SamplingParams(temperature=0.8 if args.temperature is None
-                                  else args.temperature, seed=args.seed)
-        given = {name for name in ("temperature", "seed", "max_tokens")
-                 if getattr(args, name) is not None}  # these flags win over a preset's values
-
-        def request_for(text: str) -> GenerationRequest:
-            history.append(ChatMessage("user", text))
-            return apply_preset(args.model, GenerationRequest(
-                messages=tuple(history), sampling=sampling, max_tokens=args.max_tokens,
-                overflow=OverflowPolicy(args.overflow)), given)
-
-        if args.prompt is not None:
-            await _reply(engine, request_for(args.prompt), args.verbose)
-            return 0
-        return await chat_loop(
-            history, lambda text: _reply(engine, request_for(text), args.verbose))
-    finally:
-        engine.close()
-
-
-def _serve(args: argparse.Namespace) -> int:
-    # Imported here: the server stack (FastAPI, uvicorn) is not needed to open the app fast.
-    from backend.host import ModelHost
-    from backend.load_plans import planned_loads
-    from backend.server.service import ServerService, check_exposure
-
-    settings = load_settings()
-    server = settings.server.model_copy(update={
-        k: v for k, v in {"host": args.host, "port": args.port, "api_key": args.api_key,
-                          "cors_origins": args.cors}.items() if v is not None})
+def _serve_settings(args: argparse.Namespace) -> SettingsStore:
+    """The saved settings with this run's flags over them, in memory: flags last one run."""
+    store = SettingsStore.in_memory(SettingsStore.open().snapshot())
+    server = {k: v for k, v in {"host": args.host, "port": args.port, "api_key": args.api_key,
+                                "cors_origins": None if args.cors is None else tuple(args.cors)
+                                }.items() if v is not None}
     if args.no_jit:
-        server.jit_loading = False
-    engine_cfg = settings.engine.model_copy(update={
-        k: v for k, v in {"parallel": args.parallel, "n_ctx": args.ctx,
-                          "threads": args.threads}.items() if v is not None})
-    settings = settings.model_copy(update={"server": server, "engine": engine_cfg})
-    host = ModelHost(Engine(), lambda model: planned_loads(model, settings.engine))
+        server["jit_loading"] = False
+    engine = {k: v for k, v in {"parallel": args.parallel, "n_ctx": args.ctx,
+                                "threads": args.threads}.items() if v is not None}
+    store.update(server=server, engine=engine)
+    return store
+
+
+def _serve(args: argparse.Namespace, server: ServerFactory | None) -> int:
+    if server is None:
+        raise InvalidRequest("This command line was started without the API server; run "
+                             "`hearth serve` (the hearth command) instead.")
+    hearth = Hearth(_serve_settings(args), server=server)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    service = ServerService(host, settings)
     try:
-        check_exposure(server.host, server.api_key)  # before spending time on a load
+        hearth.server.check_exposure()  # before a load is spent on a server that won't start
         if args.model:
             # A path is fine here: the person starting the server typed it.
-            info = asyncio.run(host.load(resolve_model(args.model, allow_paths=True)))
+            info = asyncio.run(hearth.load(hearth.find_model(args.model, allow_paths=True)))
+            loaded = hearth.load_events.last  # the planner's sentence: where layers went
+            summary = loaded.summary if isinstance(loaded, LoadFinished) else ""
             print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots). "
-                  f"{host.last_load_summary}")
-        service.start()
-        print(f"Hearth API listening on {service.base_url} (OpenAI: /v1, Ollama: /api). "
+                  f"{summary}")
+        status = hearth.server.start()
+        print(f"Hearth API listening on {status.url} (OpenAI: /v1, Ollama: /api). "
               "Ctrl+C stops it.", flush=True)
         while not stop.wait(0.5):
-            if service.state.value == "failed":
-                print(f"error: {service.error}", file=sys.stderr)
+            status = hearth.server.status
+            if status.state == ServerState.FAILED:
+                print(f"error: {status.error}", file=sys.stderr)
                 return EXIT_ERROR
     except KeyboardInterrupt:
         pass
     finally:
-        service.stop()
-        host.engine.close()
+        hearth.close()
     return 0
 
 
-def _create(args: argparse.Namespace) -> int:
+def _create(args: argparse.Namespace, hearth: Hearth) -> int:
     path = Path(args.file)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         print(f"error: can't read the Modelfile {path}: {exc.strerror or exc}.", file=sys.stderr)
         return EXIT_ERROR
-    spec = parse_modelfile(text)
-    base = Path(spec.from_).expanduser()
-    if (spec.from_.endswith(".gguf") or spec.from_.startswith(".")) and not base.is_absolute():
-        spec = replace(spec, from_=str(path.parent / base))  # relative to the Modelfile, as Ollama
-    preset, warnings = build_preset(args.name, spec, allow_paths=True)
-    save_preset(preset)
+    # A relative FROM path is taken from the Modelfile's folder, as Ollama does.
+    preset, warnings = hearth.presets.create(args.name, text, allow_paths=True,
+                                             relative_to=path.parent)
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"Created {preset.name} (based on {preset.base}). Try it: hearth run {preset.name}")
@@ -268,30 +178,43 @@ def _ps(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+def _with_hearth(args: argparse.Namespace) -> int | None:
+    """The commands that are calls on a Hearth with the saved settings."""
+    with contextlib.closing(Hearth()) as hearth:
+        handled = run_library_command(args, hearth)
+        if handled is None:
+            handled = run_connections_command(args, hearth)
+        if handled is None and args.command == "create":
+            handled = _create(args, hearth)
+        return handled
+
+
+def main(argv: Sequence[str] | None = None, *, server: ServerFactory | None = None,
+         window_check: Callable[[], object] | None = None) -> int:
+    """``server``: how to start the HTTP API (``hearth serve``, the self-test);
+    ``window_check``: imports the window's modules without opening it (the self-test). Both
+    are given by the entry point: this package never names the front ends beside it."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.self_test:
             from backend.self_test import run_self_test
 
-            return run_self_test()
+            return run_self_test(server, gui_check=window_check)
         if args.command is None:
-            return _open_app()
-        handled = run_library_command(args)
-        if handled is None:
-            handled = run_connections_command(args)
-        if handled is not None:
-            return handled
+            parser.print_help()
+            return 0
         if args.command == "run":
-            return asyncio.run(_run(args))
+            return asyncio.run(run_command(args))
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, server)
         if args.command == "bench":
             return run_bench(args)
-        if args.command == "create":
-            return _create(args)
         if args.command == "ps":
             return _ps(args)
+        handled = _with_hearth(args)
+        if handled is not None:
+            return handled
     except BackendError as exc:
         print(f"error: {exc.user_message}", file=sys.stderr)
         return EXIT_ERROR

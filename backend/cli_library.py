@@ -1,14 +1,17 @@
-"""``hearth pull | list | rm | show``: the model library from the terminal."""
+"""``hearth pull | list | rm | show | hardware``: the model library from the terminal.
+
+Each command is one call on the ``Hearth`` that ``backend/cli.py`` opened, then printing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import threading
 from typing import Any
 
-from backend.library.local import delete_model, list_models, resolve_model
+from backend.api import Hardware, Hearth, PlanRequest, parse_size, plan_offload, resolve_pull
+from backend.errors import InvalidRequest
 
 
 def add_library_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,11 +32,11 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
     add_hardware_command(sub)
 
 
-def run_library_command(args: argparse.Namespace) -> int | None:
+def run_library_command(args: argparse.Namespace, hearth: Hearth) -> int | None:
     """Runs the command if it is one of ours; None otherwise."""
     handler = {"pull": _pull, "list": _list, "rm": _rm, "show": _show,
                "hardware": run_hardware_command}.get(args.command)
-    return handler(args) if handler else None
+    return handler(args, hearth) if handler else None
 
 
 def _human(n: float) -> str:
@@ -44,8 +47,8 @@ def _human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def _list(args: argparse.Namespace) -> int:
-    models = list_models()
+def _list(args: argparse.Namespace, hearth: Hearth) -> int:
+    models = hearth.models()
     if args.json:
         print(json.dumps([{"id": m.id, "path": str(m.path), "size": m.size_bytes,
                            "source": m.source, "repo": m.repo, "quant": m.quant,
@@ -61,33 +64,30 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rm(args: argparse.Namespace) -> int:
-    model = delete_model(args.model)
-    print(f"Deleted {model.id}.")
+def _rm(args: argparse.Namespace, hearth: Hearth) -> int:
+    # As in the window: a downloaded model's files are deleted, an added file only unlisted.
+    model = hearth.library.delete(args.model)
+    if model.source == "file":
+        print(f"Removed {model.id} from the list; the file stays at {model.path}.")
+    else:
+        print(f"Deleted {model.id}.")
     return 0
 
 
-def _pull(args: argparse.Namespace) -> int:
-    from backend.library.downloads import DownloadManager
-    from backend.library.pull import resolve_pull
-
-    repo, option = resolve_pull(args.model, _fits_this_machine)
-    manager = DownloadManager()
-    done = threading.Event()
-    last: dict[str, Any] = {}
+def _pull(args: argparse.Namespace, hearth: Hearth) -> int:
+    # hearth.hardware probes only if asked: when the name picks no quant and Q4_K_M is missing.
+    repo, option = resolve_pull(args.model, lambda size: _fits(size, hearth.hardware))
+    manager = hearth.library.downloads
 
     def on_progress(event: Any) -> None:  # a worker thread
         if event.repo != repo or event.quant != option.quant:
             return
-        last["event"] = event
         pct = 100 * event.bytes_done / event.bytes_total if event.bytes_total else 0
         eta = f" ETA {event.eta_s:.0f}s" if event.eta_s is not None else ""
         sys.stderr.write(f"\rpulling {repo}:{option.quant} {pct:5.1f}%  "
                          f"{_human(event.bytes_done)}/{_human(event.bytes_total)}  "
                          f"{_human(event.rate_bps)}/s{eta}   ")
         sys.stderr.flush()
-        if event.state in ("completed", "failed", "cancelled"):
-            done.set()
 
     unsubscribe = manager.subscribe(on_progress)
     try:
@@ -97,8 +97,7 @@ def _pull(args: argparse.Namespace) -> int:
         sys.stderr.write("\nPaused; run the same command again to resume.\n")
         return 130
     finally:
-        unsubscribe()
-        manager.close()
+        unsubscribe()  # the manager itself stops with the Hearth (unfinished: resumable)
     sys.stderr.write("\n")
     if final.state != "completed":
         error = final.error.user_message if final.error else f"the download {final.state}"
@@ -109,25 +108,20 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fits_this_machine(size: int) -> bool:
+def _fits(size: int, hw: Hardware) -> bool:
     """Rough pre-download check for picking a quant: weights plus a fifth for context and
     buffers must fit in the free VRAM or, failing that, the available RAM."""
-    from backend.hardware.probe import probe_hardware
-
-    hw = probe_hardware()
     room = max(sum(g.free_bytes for g in hw.usable_gpus), hw.ram_available_bytes)
     return size * 1.2 + (1 << 30) <= room
 
 
-def _show(args: argparse.Namespace) -> int:
-    from backend.library.gguf_meta import read_gguf_metadata
-
-    model = resolve_model(args.model, allow_paths=True)
-    meta = read_gguf_metadata(model.path)
+def _show(args: argparse.Namespace, hearth: Hearth) -> int:
+    model = hearth.find_model(args.model, allow_paths=True)  # a path: the person typed it
+    meta = hearth.header(model)
     info: dict[str, Any] = {"id": model.id, "path": str(model.path), "source": model.source,
                             "size": model.size_bytes, "metadata": _jsonable(meta)}
     if args.plan:
-        info["plan"] = _plan(meta, args)
+        info["plan"] = _plan(meta, args, hearth)
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0
@@ -154,15 +148,15 @@ def _jsonable(meta: Any) -> dict[str, Any]:
     return data
 
 
-def _plan(meta: Any, args: argparse.Namespace) -> dict[str, Any]:
+def _plan(meta: Any, args: argparse.Namespace, hearth: Hearth) -> dict[str, Any]:
     from dataclasses import asdict, is_dataclass
 
-    from backend.hardware.planner import PlanRequest, plan_offload
-    from backend.hardware.probe import parse_size, probe_hardware
-
-    hardware = probe_hardware()
+    hardware = hearth.probe_hardware()
     if args.gpu_memory:
-        hardware = hardware.with_gpu_override(parse_size(args.gpu_memory))
+        try:
+            hardware = hardware.with_gpu_override(parse_size(args.gpu_memory))
+        except ValueError as exc:
+            raise InvalidRequest(f"--gpu-memory: {exc}") from None
     plan = plan_offload(meta, hardware, PlanRequest(n_ctx=args.ctx, n_parallel=args.parallel))
     data = asdict(plan) if is_dataclass(plan) else dict(vars(plan))
     data.pop("inputs", None)  # the metadata and hardware, shown elsewhere
@@ -177,10 +171,8 @@ def add_hardware_command(sub: argparse._SubParsersAction) -> None:  # type: igno
     hw.add_argument("--json", action="store_true")
 
 
-def run_hardware_command(args: argparse.Namespace) -> int:
-    from backend.hardware.probe import probe_hardware
-
-    hardware = probe_hardware()
+def run_hardware_command(args: argparse.Namespace, hearth: Hearth) -> int:
+    hardware = hearth.probe_hardware()
     data = hardware.to_json()
     if args.json:
         print(json.dumps(data, indent=1))

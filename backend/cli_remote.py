@@ -5,6 +5,9 @@
     hearth connections add vllm --kind vllm [--url URL] [--api-key KEY]
     hearth connections list [--models]
     hearth connections rm vllm
+
+Connections are kept by ``Hearth.remote`` (it saves them through the settings store; their
+keys go to the keyring); replies from them start like a local model's (``backend/cli_repl.py``).
 """
 
 from __future__ import annotations
@@ -13,28 +16,19 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from backend.cli_repl import chat_loop, print_reply
-from backend.engine.types import (
-    ChatMessage,
-    GenerationEvent,
-    GenerationRequest,
-    SamplingParams,
-)
-from backend.errors import BackendError, InvalidRequest
-from backend.remote.client import RemoteEngine
-from backend.remote.connections import (
-    PRESETS,
+from backend.api import (
+    CONNECTION_KINDS,
     ConnectionKind,
+    Hearth,
     RemoteConnection,
+    UrlModel,
     connection_for_url,
 )
-from backend.remote.registry import RemoteModelRef, RemoteRegistry
-from backend.settings import load_settings, save_settings
+from backend.errors import BackendError, InvalidRequest
 
 EXIT_ERROR = 1
 API_KEY_ENV = "HEARTH_REMOTE_API_KEY"  # keeps the key out of shell history and `ps`
@@ -46,48 +40,21 @@ def add_remote_run_flags(run: argparse.ArgumentParser) -> None:
     run.add_argument("--api-key", help=f"the --url server's API key (or set {API_KEY_ENV})")
 
 
-def wants_remote(args: argparse.Namespace) -> bool:
-    """`run --url`, or a model named '<connection>/<model>' of a saved connection."""
-    if getattr(args, "url", None):
-        return True
-    return "/" in args.model and RemoteRegistry(load_settings()).is_remote(args.model)
-
-
-def _target(args: argparse.Namespace) -> tuple[RemoteEngine, str]:
-    key = args.api_key or os.environ.get(API_KEY_ENV)
+def remote_target(args: argparse.Namespace, hearth: Hearth) -> str | UrlModel | None:
+    """What `hearth run` names, when it is not a local model: a model of the --url server,
+    or '<connection>/<model>' of a saved connection (which uses its saved key)."""
     if args.url:
         try:
-            conn = connection_for_url(args.url)
+            connection_for_url(args.url)  # checked here to name the flag in the sentence
         except ValidationError as exc:
             raise InvalidRequest(f"--url: {_why(exc)}.") from exc
-        return RemoteEngine(conn, key), args.model
-    registry = RemoteRegistry(load_settings())
-    ref = RemoteModelRef.parse(args.model)
-    conn = registry.connection(ref.connection_name)
-    return (RemoteEngine(conn, key) if key else registry.engine(conn)), ref.model_id
-
-
-async def run_remote(args: argparse.Namespace) -> int:
-    """`hearth run` against a remote server: one reply, or a chat (/bye quits)."""
-    engine, model = _target(args)
-    history: list[ChatMessage] = [ChatMessage("system", args.system)] if args.system else []
-    sampling = SamplingParams(temperature=0.8 if args.temperature is None
-                              else args.temperature, seed=args.seed)
-
-    def send(text: str) -> AsyncIterator[GenerationEvent]:
-        history.append(ChatMessage("user", text))
-        return engine.generate(GenerationRequest(messages=tuple(history), sampling=sampling,
-                                                 max_tokens=args.max_tokens), model=model)
-
-    if args.prompt is not None:
-        _, ok = await print_reply(send(args.prompt), args.verbose)
-        return 0 if ok else EXIT_ERROR
-
-    async def reply_to(text: str) -> str:
-        reply, _ok = await print_reply(send(text), args.verbose)
-        return reply
-
-    return await chat_loop(history, reply_to)
+        return UrlModel(args.url, args.model, args.api_key or os.environ.get(API_KEY_ENV))
+    if "/" in args.model and hearth.is_remote(args.model):
+        if args.api_key:
+            print(f"warning: --api-key is for --url; {args.model.partition('/')[0]} uses its "
+                  "saved key (change it with `hearth connections add`).", file=sys.stderr)
+        return str(args.model)
+    return None
 
 
 # -- hearth connections ----------------------------------------------------------------------
@@ -102,7 +69,7 @@ def add_connections_command(sub: Any) -> None:
     add.add_argument("name", help="short name; its models show as NAME/MODEL")
     kinds = get_args(ConnectionKind)
     add.add_argument("--kind", choices=kinds, default="openai", help="which server: "
-                     + ", ".join(f"{k} ({PRESETS[k].base_url})" for k in kinds))
+                     + ", ".join(f"{k} ({CONNECTION_KINDS[k].base_url})" for k in kinds))
     add.add_argument("--url", help="its OpenAI base URL (default: the kind's usual address)")
     add.add_argument("--api-key", help=f"its API key, kept in the system keyring (or set "
                      f"{API_KEY_ENV})")
@@ -130,15 +97,16 @@ def _headers(values: list[str]) -> dict[str, str]:
     return headers
 
 
-async def _list(registry: RemoteRegistry, models: bool) -> int:
-    if not registry.connections:
+async def _list(hearth: Hearth, models: bool) -> int:
+    connections = hearth.remote.connections
+    if not connections:
         print("No connections yet. Add one: hearth connections add vllm --kind vllm")
         return 0
     print(f"{'NAME':<16} {'KIND':<13} {'KEY':<4} URL")
-    for c in registry.connections:
+    for c in connections:
         print(f"{c.name:<16} {c.kind:<13} {'yes' if c.api_key_ref else 'no':<4} {c.base_url}")
     if models:
-        listing = await registry.list_models()
+        listing = await hearth.remote.list_models()
         print()
         for ref in listing.models:
             print(ref.id)
@@ -147,34 +115,30 @@ async def _list(registry: RemoteRegistry, models: bool) -> int:
     return 0
 
 
-def run_connections_command(args: argparse.Namespace) -> int | None:
+def run_connections_command(args: argparse.Namespace, hearth: Hearth) -> int | None:
     """Handles `hearth connections …`; None for any other command."""
     if args.command != "connections":
         return None
-    settings = load_settings()
-    registry = RemoteRegistry(settings)
     if args.connections_action == "list":
-        return asyncio.run(_list(registry, args.models))
+        return asyncio.run(_list(hearth, args.models))
     if args.connections_action == "rm":
-        if not registry.remove(args.name):
+        if not hearth.remote.remove(args.name):
             print(f"error: there is no connection named '{args.name}'.", file=sys.stderr)
             return EXIT_ERROR
-        save_settings(settings)
         print(f"Removed {args.name}.")
         return 0
     try:
         conn = RemoteConnection(name=args.name, kind=args.kind,
-                                base_url=args.url or PRESETS[args.kind].base_url,
+                                base_url=args.url or CONNECTION_KINDS[args.kind].base_url,
                                 headers=_headers(args.header), verify_tls=not args.insecure)
     except ValidationError as exc:
         raise InvalidRequest(f"Can't add '{args.name}': {_why(exc)}.") from exc
     key = args.api_key or os.environ.get(API_KEY_ENV)
-    registry.add(conn, key)
-    save_settings(settings)
-    where = f"; its key is in {registry.secrets.location}" if key else ""
+    hearth.remote.add(conn, key)
+    where = f"; its key is in {hearth.remote.secrets.location}" if key else ""
     print(f"Added {conn.name} ({conn.base_url}){where}.")
     try:
-        found = asyncio.run(registry.engine(conn.name).list_models())
+        found = asyncio.run(hearth.test_connection(conn, key))
     except BackendError as exc:  # saved anyway: the server may simply be off right now
         print(f"warning: {exc.user_message}", file=sys.stderr)
         return 0

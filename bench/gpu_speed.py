@@ -76,14 +76,17 @@ def smi(query: str) -> str:
 def hearth_gpu_server(model: Path, *, threads: int, ctx: int, gpu_layers: int,
                       flash_attn: bool | None) -> Iterator:
     """`hearth serve` (parallel 4) with GPU layers and flash attention set in its settings."""
-    from backend.benchmark.servers import _running, free_port
+    from backend.benchmark.servers import _running, free_port, hearth_command
 
     home = Path(tempfile.mkdtemp(prefix="hearth-gpu-home-"))
     (home / "config").mkdir(parents=True)
     engine = {"flash_attn": flash_attn} | ({"gpu_layers": gpu_layers} if gpu_layers else {})
     (home / "config" / "settings.json").write_text(json.dumps({"engine": engine}))
     port = free_port()
-    args = ["-m", "backend.cli", "serve", "--model", str(model), "--port", str(port),
+    # The entry point wires the HTTP front end in; from a checkout without the script, the
+    # launcher module is the same thing (bench/ may name app/, backend/ may not).
+    hearth = hearth_command() or [sys.executable, "-m", "app.launcher"]
+    args = [*hearth, "serve", "--model", str(model), "--port", str(port),
             "--parallel", str(CONCURRENT), "--ctx", str(ctx), "--threads", str(threads)]
     with _running("hearth serve", args, port, env={"HEARTH_HOME": str(home)}) as server:
         yield server
@@ -96,10 +99,10 @@ def llama_cpp_gpu_server(model: Path, *, threads: int, ctx: int, gpu_layers: int
     from backend.benchmark.servers import _running, free_port
 
     port = free_port()
-    args = ["-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", str(ctx), "--n_threads", str(threads),
-            "--n_threads_batch", str(threads), "--n_gpu_layers",
-            str(-1 if gpu_layers else 0)]
+    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx),
+            "--n_threads", str(threads), "--n_threads_batch", str(threads),
+            "--n_gpu_layers", str(-1 if gpu_layers else 0)]
     if flash_attn is not None:
         args += ["--flash_attn", "true" if flash_attn else "false"]
     with _running("llama_cpp.server", args, port) as server:

@@ -13,7 +13,8 @@ from backend import __version__, self_test
 
 @pytest.mark.slow
 def test_self_test_loads_generates_and_serves() -> None:
-    result = subprocess.run([sys.executable, "-m", "backend.cli", "--self-test"],
+    # The entry point: it hands the self-test the HTTP server and the window's modules.
+    result = subprocess.run([sys.executable, "-m", "app.launcher", "--self-test"],
                             capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
@@ -36,9 +37,9 @@ def test_self_test_loads_generates_and_serves() -> None:
 
 def test_a_missing_model_fails_with_the_step_and_reason(monkeypatch: pytest.MonkeyPatch
                                                         ) -> None:
-    monkeypatch.setattr(self_test, "starter_model", lambda: None)
+    monkeypatch.setattr(self_test, "starter_model", lambda models: None)
     printed: list[str] = []
-    assert self_test.run_self_test(gui=False, emit=printed.append) == 1
+    assert self_test.run_self_test(None, emit=printed.append) == 1
     report = json.loads(printed[0])
     assert report["ok"] is False
     assert report["failed_step"] == "find_model"

@@ -1,13 +1,16 @@
 """Servers to benchmark, as subprocesses: `hearth serve`, or llama-cpp-python's own server.
 
 Subprocesses, not threads: each server gets its own interpreter, so neither the benchmark's
-clients nor the other server share its GIL, and stopping one frees all its memory.
+clients nor the other server share its GIL, and stopping one frees all its memory. `hearth
+serve` is started through the `hearth` entry point, which wires the HTTP front end in
+(``python -m backend.cli`` has no server to start).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -71,12 +74,12 @@ def _wait_ready(server: ServerProcess, timeout_s: float) -> None:
 
 
 @contextlib.contextmanager
-def _running(name: str, args: Sequence[str], port: int, env: dict[str, str] | None = None,
+def _running(name: str, command: Sequence[str], port: int, env: dict[str, str] | None = None,
              timeout_s: float = 300.0) -> Iterator[ServerProcess]:
     log_dir = Path(tempfile.mkdtemp(prefix="hearth-bench-"))
     log_path = log_dir / f"{name.replace(' ', '-')}.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, *args], stdout=log, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(list(command), stdout=log, stderr=subprocess.STDOUT,
                                 env={**os.environ, **(env or {})})
     server = ServerProcess(name, f"http://127.0.0.1:{port}", proc, log_path)
     try:
@@ -84,6 +87,19 @@ def _running(name: str, args: Sequence[str], port: int, env: dict[str, str] | No
         yield server
     finally:
         server.stop()
+
+
+def hearth_command() -> list[str] | None:
+    """How to start `hearth` itself: a frozen bundle is its own executable; otherwise the
+    `hearth` script installed next to this Python (a venv's bin/ or Scripts/), else the one
+    on PATH; None when there is none."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable]
+    script = Path(sys.executable).with_name("hearth.exe" if os.name == "nt" else "hearth")
+    if script.is_file():
+        return [str(script)]
+    found = shutil.which("hearth")
+    return [found] if found else None
 
 
 @contextlib.contextmanager
@@ -94,8 +110,13 @@ def hearth_server(model: str, *, threads: int | None = None, parallel: int = 4,
     A throwaway home keeps the user's saved settings (another port, a tiny queue, an API
     key) out of the figures; models are still found by name (built in, or an absolute path).
     """
+    hearth = hearth_command()
+    if hearth is None:
+        raise ServerStartFailed("The `hearth` command was not found next to this Python or on "
+                                "PATH; install Hearth (`pip install -e .`), or benchmark a "
+                                "running server with --url.")
     port = port or free_port()
-    args = ["-m", "backend.cli", "serve", "--model", model, "--port", str(port),
+    args = [*hearth, "serve", "--model", model, "--port", str(port),
             "--parallel", str(parallel), "--ctx", str(ctx)]
     if threads:
         args += ["--threads", str(threads)]
@@ -116,8 +137,8 @@ def llama_cpp_server(model_path: Path, *, threads: int | None = None, ctx: int =
                      port: int | None = None) -> Iterator[ServerProcess]:
     """llama-cpp-python's OpenAI-compatible server (one request at a time, by design)."""
     port = port or free_port()
-    args = ["-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-            "--port", str(port), "--n_ctx", str(ctx)]
+    args = [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path),
+            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(ctx)]
     if threads:
         args += ["--n_threads", str(threads), "--n_threads_batch", str(threads)]
     with _running("llama_cpp.server", args, port) as server:

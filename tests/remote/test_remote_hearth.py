@@ -11,14 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from backend.api import Hearth, RequestOptions
 from backend.benchmark.servers import free_port
 from backend.engine.types import ChatMessage, Finished, GenerationRequest, SamplingParams, TextDelta
 from backend.errors import RemoteAuthFailed, RemoteModelNotFound, RemoteUnreachable
-from backend.facade import Backend
 from backend.remote.client import RemoteEngine
 from backend.remote.connections import RemoteConnection
 from backend.remote.registry import RemoteModelRef, RemoteRegistry
-from backend.settings import Settings, load_settings, save_settings
+from backend.settings_store import SettingsStore
 from tests.server.conftest import MODEL, HearthServer, start_hearth_server
 
 pytestmark = pytest.mark.slow
@@ -90,31 +90,30 @@ def test_an_unreachable_server_fails_fast() -> None:
 
 
 def test_registry_reports_a_dead_connection_and_lists_the_rest(peer: HearthServer) -> None:
-    settings = Settings()
-    registry = RemoteRegistry(settings)
+    registry = RemoteRegistry(SettingsStore.open())
     registry.add(_conn(peer), KEY)  # the key goes to the secret file, the rest to settings
     registry.add(RemoteConnection(name="gone", base_url=f"http://127.0.0.1:{free_port()}"))
-    save_settings(settings)
 
-    listing = asyncio.run(RemoteRegistry(load_settings()).list_models())
+    listing = asyncio.run(RemoteRegistry(SettingsStore.open()).list_models())
     assert RemoteModelRef("peer", MODEL) in listing.models
     assert set(listing.errors) == {"gone"}
     assert isinstance(listing.errors["gone"], RemoteUnreachable)
 
 
-def test_backend_remote_chat_uses_the_saved_key(peer: HearthServer) -> None:
-    settings = Settings()
-    backend = Backend(settings)
+def test_hearth_remote_chat_uses_the_saved_key(peer: HearthServer) -> None:
+    hearth = Hearth(SettingsStore.in_memory())
     try:
-        backend.remote.add(_conn(peer), KEY)
+        hearth.remote.add(_conn(peer), KEY)
 
         async def chat() -> tuple[str, list[TextDelta | Finished]]:
-            rid, events = backend.remote_chat(f"peer/{MODEL}", [ChatMessage("user", "Hi")],
-                                              sampling=GREEDY, max_tokens=6)
-            return rid, [e async for e in events]
+            generation = await hearth.generate(
+                f"peer/{MODEL}", messages=[ChatMessage("user", "Hi")],
+                options=RequestOptions(temperature=0.0, seed=1, max_tokens=6))
+            async with generation:
+                return generation.request_id, [e async for e in generation]
 
         rid, events = asyncio.run(chat())
     finally:
-        backend.close()
+        hearth.close()
     assert isinstance(events[-1], Finished) and events[-1].request_id == rid
     assert events[-1].error is None and len(events) > 1

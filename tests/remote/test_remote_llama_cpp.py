@@ -15,12 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from backend.api import Hearth, RequestOptions
 from backend.benchmark.servers import ServerProcess
 from backend.engine.types import ChatMessage, Finished, GenerationRequest, SamplingParams, TextDelta
-from backend.facade import Backend
 from backend.remote.client import RemoteEngine
 from backend.remote.connections import RemoteConnection
 from backend.settings import Settings
+from backend.settings_store import SettingsStore
 from tests.server.conftest import HearthServer, hearth_command, start_hearth_server
 
 pytestmark = pytest.mark.slow
@@ -56,27 +57,28 @@ def test_streams_a_reply_with_usage(llama_peer: tuple[ServerProcess, str]) -> No
     assert final.usage.time_to_first_token_s > 0
 
 
-def test_backend_stop_cancels_a_remote_reply(llama_peer: tuple[ServerProcess, str]) -> None:
+def test_hearth_stop_cancels_a_remote_reply(llama_peer: tuple[ServerProcess, str]) -> None:
     conn = _conn(llama_peer)
-    backend = Backend(Settings(connections=[conn]))
+    hearth = Hearth(SettingsStore.in_memory(Settings(connections=(conn,))))
     try:
         async def chat() -> tuple[list[str], Finished]:
-            rid, events = backend.remote_chat(
-                f"llama/{llama_peer[1]}", [ChatMessage("user", "Write a long story.")],
-                sampling=GREEDY, max_tokens=200)
+            generation = await hearth.generate(
+                f"llama/{llama_peer[1]}", messages=[ChatMessage("user", "Write a long story.")],
+                options=RequestOptions(temperature=0.0, seed=1, max_tokens=200))
             texts: list[str] = []
-            async for event in events:
-                if isinstance(event, TextDelta):
-                    texts.append(event.text)
-                    if len(texts) == 2:
-                        assert backend.stop(rid)
-                else:
-                    return texts, event
+            async with generation:
+                async for event in generation:
+                    if isinstance(event, TextDelta):
+                        texts.append(event.text)
+                        if len(texts) == 2:
+                            assert hearth.stop(generation.request_id)
+                    else:
+                        return texts, event
             raise AssertionError("no Finished event")
 
         texts, final = asyncio.run(chat())
     finally:
-        backend.close()
+        hearth.close()
     assert final.finish_reason == "cancelled" and final.error is None
     assert 2 <= len(texts) < 200
 

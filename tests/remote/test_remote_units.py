@@ -18,7 +18,8 @@ from backend.remote.connections import PRESETS, RemoteConnection, normalize_base
 from backend.remote.registry import RemoteModelRef, RemoteRegistry
 from backend.remote.secrets import SecretStore
 from backend.remote.sse import error_message, sse_data
-from backend.settings import Settings, load_settings, save_settings, settings_path
+from backend.settings import Settings, load_settings, settings_path
+from backend.settings_store import SettingsStore
 
 
 def test_presets_have_the_usual_addresses() -> None:
@@ -66,7 +67,7 @@ def test_model_ids_split_at_the_first_slash() -> None:
     assert ref.id == "vllm/Qwen/Qwen2.5-7B-Instruct"
     settings = Settings(connections=[RemoteConnection(name="vllm",
                                                       base_url="http://localhost:8000")])
-    registry = RemoteRegistry(settings)
+    registry = RemoteRegistry(SettingsStore.in_memory(settings))
     assert registry.is_remote("vllm/Qwen/Qwen2.5-7B-Instruct")
     assert not registry.is_remote("hf.co/owner/repo:Q4_K_M")  # a local model, not a connection
     assert not registry.is_remote("smollm2:135m")
@@ -138,15 +139,14 @@ def memory_keyring() -> Iterator[MemoryKeyring]:
 
 
 def test_without_a_keyring_keys_go_to_a_private_file() -> None:
-    settings = Settings()
-    registry = RemoteRegistry(settings)  # HEARTH_HOME is set: the file, never the real keyring
+    # HEARTH_HOME is set: the file, never the real keyring. The store saves the settings.
+    registry = RemoteRegistry(SettingsStore.open())
     registry.add(RemoteConnection(name="vllm", base_url="http://localhost:8000"), "sk-secret")
-    save_settings(settings)
     path = registry.secrets.path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {"connection:vllm": "sk-secret"}
     assert "sk-secret" not in settings_path().read_text()  # settings.json names it only
-    reloaded = RemoteRegistry(load_settings())
+    reloaded = RemoteRegistry(SettingsStore.open())
     assert reloaded.api_key(reloaded.connection("vllm")) == "sk-secret"
     registry.add(RemoteConnection(name="tgi", base_url="http://localhost:8080"), "tgi-key")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600  # still private after a rewrite
