@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from backend.paths import hearth_paths
+from backend.api import hearth_paths
 
 log = logging.getLogger("hearth")
 LOG_NAME = "hearth.log"
@@ -54,7 +54,7 @@ def setup_logging() -> Path:
 
 def crash_report(exc_type: type[BaseException], exc: BaseException,
                  tb: TracebackType | None) -> str:
-    from backend import __version__
+    from backend.api import __version__
 
     lines = [f"Hearth {__version__} · Python {platform.python_version()} · "
              f"{platform.platform()}", ""]

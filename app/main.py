@@ -1,4 +1,8 @@
-"""``main()``: the Hearth window on a qasync event loop. ``hearth`` (backend/cli.py) calls it."""
+"""``main()``: the Hearth window on a qasync event loop. ``hearth`` (app/launcher.py) calls it.
+
+The window holds one ``Hearth``, made here with the server factory the launcher hands in (the
+Server page's toggle starts that HTTP front end) and closed when the window has closed.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,9 @@ from PySide6.QtWidgets import QApplication
 
 from app.crash import CrashReporter
 from app.main_window import MainWindow
-from backend.engine.types import LoadPlan
-from backend.facade import Backend
+from backend.api import Hearth, ServerFactory
 
 STARTER_MODEL = "smollm2:135m"  # ships inside a package: works offline, loads in a blink
-STARTER_PLAN = LoadPlan(n_ctx=4096)
 # Beside app/ in a checkout and in the packaged app alike (the bundle keeps assets/ there).
 ICONS = Path(__file__).resolve().parents[1] / "assets" / "icons"
 
@@ -30,16 +32,16 @@ def app_icon() -> QIcon:
     return icon
 
 
-def first_model(backend: Backend) -> str | None:
+def first_model(hearth: Hearth) -> str | None:
     """The model to open with: the last one used if it is still there, else the starter."""
-    names = {model.id for model in backend.models()}
-    for name in (backend.settings.default_model, STARTER_MODEL):
+    names = {model.id for model in hearth.models()}
+    for name in (hearth.settings.snapshot().default_model, STARTER_MODEL):
         if name and name in names:
             return name
     return None
 
 
-async def _run_window(window: MainWindow, backend: Backend, crashes: CrashReporter) -> int:
+async def _run_window(window: MainWindow, hearth: Hearth, crashes: CrashReporter) -> int:
     """Show the window at once, load a model behind it, live until it closes."""
     crashes.install(asyncio.get_running_loop())
     closed = asyncio.Event()
@@ -47,8 +49,8 @@ async def _run_window(window: MainWindow, backend: Backend, crashes: CrashReport
     window.show()
     window.status.start()
     window.server.start_if_enabled()
-    name = first_model(backend)
-    if backend.settings.default_model is None or name is None:
+    name = first_model(hearth)
+    if hearth.settings.snapshot().default_model is None or name is None:
         # First run (or nothing left to chat with): the Models page's welcome offers the
         # built-in starter (instant) and the catalog's best pick for this machine.
         window.show_page("models")
@@ -58,7 +60,9 @@ async def _run_window(window: MainWindow, backend: Backend, crashes: CrashReport
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, server: ServerFactory | None = None) -> int:
+    """Run the window until it closes. ``server``: how the Server page starts the HTTP API
+    (the launcher's; without one, the toggle says the server isn't available here)."""
     existing = QApplication.instance()
     app = existing if isinstance(existing, QApplication) else QApplication(
         list(argv) if argv is not None else sys.argv)
@@ -70,13 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The window's close ends the asyncio run below instead of Qt's last-window rule, so
     # asyncio still gets to cancel the tasks in flight before the engine shuts down.
     app.setQuitOnLastWindowClosed(False)
-    backend = Backend()
+    hearth = Hearth(server=server)
     try:
-        window = MainWindow(backend)
+        window = MainWindow(hearth)
         crashes = CrashReporter(lambda: window)
         # Leaving the Runner cancels leftover tasks (a streaming reply, a load in progress)
         # and closes their event streams, which cancels their engine requests.
         with asyncio.Runner(loop_factory=lambda: qasync.QEventLoop(app)) as runner:
-            return runner.run(_run_window(window, backend, crashes))
+            return runner.run(_run_window(window, hearth, crashes))
     finally:
-        backend.close()  # joins the engine thread, which frees the model and its context
+        hearth.close()  # joins the engine thread, which frees the model and its context

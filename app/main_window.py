@@ -1,7 +1,7 @@
 """The main window: sidebar | pages (Chat, Models, Server) | parameter panel, status bar.
 
 It wires pages to each other through their signals and owns nothing else: each page talks to
-the one ``Backend`` itself. Threading contract: GUI thread only.
+the one ``Hearth`` itself. Threading contract: GUI thread only.
 """
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ from app.views.banner import Banner
 from app.views.chat_page import ChatPage
 from app.views.models_page import ModelsPage
 from app.views.parameter_panel import ParameterPanel
-from app.views.server_page import ServerPage, ServerStatus
+from app.views.server_page import ServerPage
 from app.views.sidebar import Sidebar
 from app.views.status_bar import StatusBar
-from backend.engine.types import LoadedModel
+from backend.api import Hearth, LoadedModel, ServerState, ServerStatus
+from backend.errors import BackendError
 
 if TYPE_CHECKING:
     from app.views.connections_dialog import ConnectionsDialog
-from backend.facade import Backend
 
 PAGES = ("chat", "models", "server")
 
@@ -41,19 +41,19 @@ PAGES = ("chat", "models", "server")
 class MainWindow(QMainWindow):
     closed = Signal()
 
-    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+    def __init__(self, hearth: Hearth, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._backend = backend
+        self._hearth = hearth
         self._restyling = False
         self.setWindowTitle("Hearth")
         self.resize(1280, 800)
         self.setStyleSheet(window_style_sheet(self.palette()))
 
         self.banner = Banner(self)
-        self.chat = ChatPage(backend, self)
-        self.models = ModelsPage(backend, self)
-        self.server = ServerPage(backend, self)
-        self.sidebar = Sidebar(backend.history, self)
+        self.chat = ChatPage(hearth, self)
+        self.models = ModelsPage(hearth, self)
+        self.server = ServerPage(hearth, self)
+        self.sidebar = Sidebar(hearth.history, self)
         self.sidebar.setMinimumWidth(200)
         self.pages = QStackedWidget(self)
         for page in (self.chat, self.models, self.server):
@@ -73,7 +73,7 @@ class MainWindow(QMainWindow):
         splitter.setChildrenCollapsible(False)
         self.setCentralWidget(splitter)
 
-        self.parameters = ParameterPanel(backend, self)
+        self.parameters = ParameterPanel(hearth, self)
         self.parameter_dock = QDockWidget("Parameters", self)
         self.parameter_dock.setObjectName("parameter_dock")
         self.parameter_dock.setWidget(self.parameters)
@@ -82,7 +82,7 @@ class MainWindow(QMainWindow):
         self.parameter_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.parameter_dock)
 
-        self.status = StatusBar(backend.probe_hardware, self)
+        self.status = StatusBar(hearth.probe_hardware, self)
         self.setStatusBar(self.status)
         self._build_menus()
         self._connect()
@@ -129,6 +129,8 @@ class MainWindow(QMainWindow):
         self.sidebar.conversation_deleted.connect(self._conversation_deleted)
         self.chat.conversation_changed.connect(self._conversation_changed)
         self.chat.model_loaded.connect(self._model_loaded)
+        self.chat.model_changed.connect(self.status.show_model)
+        self.chat.reply_starting.connect(self.parameters.flush)  # a prompt still being typed
         self.chat.remote_model_chosen.connect(
             lambda model: self.status.model_label.setText(f"{model} · remote"))
         self.chat.reply_finished.connect(self.status.show_reply)
@@ -170,7 +172,7 @@ class MainWindow(QMainWindow):
     def edit_connections(self) -> ConnectionsDialog:
         from app.views.connections_dialog import ConnectionsDialog
 
-        dialog = ConnectionsDialog(self._backend, self)
+        dialog = ConnectionsDialog(self._hearth, self)
         dialog.connections_changed.connect(self.chat.refresh_models)
         dialog.open()  # not exec(): a nested modal loop would stall asyncio
         self.connections_dialog = dialog
@@ -187,17 +189,23 @@ class MainWindow(QMainWindow):
     def _model_loaded(self, loaded: LoadedModel) -> None:
         self.status.show_model(loaded)
         self.parameters.set_model(loaded.model_id)
-        if self._backend.settings.default_model != loaded.model_id:
-            self._backend.settings.default_model = loaded.model_id  # reopen with it next time
-            self._backend.save_settings()
+        if self._hearth.settings.snapshot().default_model == loaded.model_id:
+            return
+        try:  # reopen with it next time
+            self._hearth.settings.update(default_model=loaded.model_id)
+        except BackendError as exc:
+            self.banner.show_message(exc.user_message)
+        except OSError as exc:
+            self.banner.show_message(f"Hearth couldn't save your settings ({exc.strerror or exc})"
+                                     "; check that the disk has space.")
 
     def _streaming_changed(self, streaming: bool) -> None:
         self.sidebar.refresh()  # the title, and the order by last activity
 
     def _server_state(self, status: ServerStatus) -> None:
-        if status.state == "running" and status.url:
+        if status.state == ServerState.RUNNING and status.url:
             self.status.show_server(f"API on {status.url}")
-        elif status.state == "failed":
+        elif status.state == ServerState.FAILED:
             self.status.show_server("API failed")
         else:
             self.status.show_server("")
@@ -218,8 +226,7 @@ class MainWindow(QMainWindow):
         self.chat.shutdown()
         self.parameters.shutdown()
         self.models.shutdown()
+        self.server.shutdown()
         self.status.stop()
         super().closeEvent(event)
         self.closed.emit()
-
-

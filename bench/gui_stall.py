@@ -38,13 +38,11 @@ async def run(replies: int, tokens: int, threads: int | None) -> dict[str, objec
 
     from app.main_window import MainWindow
     from app.views import transcript
-    from backend.facade import Backend
+    from backend.api import Hearth
 
-    backend = Backend()
-    backend.settings.sampling.max_tokens = tokens
-    backend.settings.sampling.seed = 1
-    backend.settings.sampling.temperature = 0.7
-    backend.settings.engine.threads = threads
+    backend = Hearth()
+    backend.settings.update(sampling={"max_tokens": tokens, "seed": 1, "temperature": 0.7},
+                            engine={"threads": threads})
     window = MainWindow(backend)
     window.show()
     renders = 0
@@ -57,8 +55,7 @@ async def run(replies: int, tokens: int, threads: int | None) -> dict[str, objec
 
     transcript.MessageView.flush = counting_flush  # type: ignore[method-assign]
     try:
-        await backend.load_model("smollm2:135m")
-        window.chat._backend = backend
+        await backend.load("smollm2:135m")
         window.chat.refresh_models()
         lags: list[float] = []
         interval_ms = 4

@@ -43,12 +43,12 @@ async def wait_for(condition: object, timeout: float = 120.0) -> None:
 async def take(hub_url: str) -> None:
     import httpx
 
+    from app.launcher import http_server
     from app.main_window import MainWindow
-    from backend.facade import Backend
+    from backend.api import Hearth
 
-    backend = Backend()
-    backend.settings.sampling.max_tokens = 220
-    backend.settings.sampling.seed = 3
+    backend = Hearth(server=http_server)
+    backend.settings.update(sampling={"max_tokens": 220, "seed": 3})
     window = MainWindow(backend)
     window.resize(1440, 900)
     window.move(0, 0)
@@ -80,12 +80,13 @@ async def take(hub_url: str) -> None:
         window.show_page("models")
         models = window.models
         models.tabs.setCurrentIndex(1)  # Discover
-        models.search_box.setText("gguf")
-        models.search()
-        await wait_for(lambda: models.repo_model.rowCount() > 0)
+        discover = models.discover
+        discover.search_box.setText("gguf")
+        discover.search()
+        await wait_for(lambda: discover.repo_model.rowCount() > 0)
         await asyncio.sleep(0.3)
-        models.repo_list.setCurrentIndex(models.repo_model.index(1, 0))
-        await wait_for(lambda: models.quant_model.rowCount() > 0 and not models.busy)
+        discover.repo_list.setCurrentIndex(discover.repo_model.index(1, 0))
+        await wait_for(lambda: discover.quant_model.rowCount() > 0 and not models.busy)
         await asyncio.sleep(0.5)
         shot("models")
 
@@ -93,7 +94,7 @@ async def take(hub_url: str) -> None:
         server = window.server
         server.toggle_button.click()
         await wait_for(lambda: server.running)
-        url = backend.server.base_url + "/v1"  # type: ignore[union-attr]
+        url = f"{backend.server.status.url}/v1"
         await asyncio.to_thread(lambda: httpx.post(
             f"{url}/chat/completions", timeout=60,
             json={"model": "smollm2:135m", "max_tokens": 12,

@@ -1,13 +1,12 @@
 """Remote connections: vLLM, TGI, Ollama, LM Studio, llama-server, another Hearth.
 
 A dialog listing the connections with a form to add or replace one (a preset fills the usual
-URL), test it (lists its models) and remove it. Keys go to the keyring through the backend,
-never into settings.json. Network calls run off the GUI thread (httpx async on the loop).
+URL), test it (lists its models) and remove it. ``hearth.remote`` saves them (through the
+settings store) and keeps keys in the keyring, never in settings.json; a test is
+``hearth.test_connection``. Network calls never block the GUI thread (httpx async on the loop).
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from PySide6.QtCore import Signal
@@ -28,11 +27,8 @@ from PySide6.QtWidgets import (
 )
 from qasync import asyncSlot
 
+from backend.api import CONNECTION_KINDS, Hearth, RemoteConnection
 from backend.errors import BackendError
-from backend.remote.connections import PRESETS, RemoteConnection
-
-if TYPE_CHECKING:
-    from backend.facade import Backend
 
 
 def parse_headers(text: str) -> dict[str, str]:
@@ -51,11 +47,11 @@ def parse_headers(text: str) -> dict[str, str]:
 class ConnectionsDialog(QDialog):
     connections_changed = Signal()
 
-    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+    def __init__(self, hearth: Hearth, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("connections_dialog")
         self.setWindowTitle("Remote connections")
-        self._backend = backend
+        self._hearth = hearth
         self.list = QListWidget(self)
         self.list.setObjectName("connection_list")
         self.list.currentRowChanged.connect(self._show_selected)
@@ -63,7 +59,7 @@ class ConnectionsDialog(QDialog):
         self.remove_button.clicked.connect(self.remove_selected)
 
         self.kind = QComboBox(self)
-        for preset in PRESETS.values():
+        for preset in CONNECTION_KINDS.values():
             self.kind.addItem(preset.label, preset.kind)
         self.kind.currentIndexChanged.connect(self._preset_chosen)
         self.name = QLineEdit(self)
@@ -113,18 +109,18 @@ class ConnectionsDialog(QDialog):
 
     def refresh(self) -> None:
         self.list.clear()
-        for conn in self._backend.remote.connections:
+        for conn in self._hearth.remote.connections:
             self.list.addItem(f"{conn.name} · {conn.preset.label} · {conn.base_url}")
         self.remove_button.setEnabled(self.list.count() > 0)
 
     def _preset_chosen(self) -> None:
-        preset = PRESETS[self.kind.currentData()]
-        known = {p.base_url for p in PRESETS.values()}
+        preset = CONNECTION_KINDS[self.kind.currentData()]
+        known = {p.base_url for p in CONNECTION_KINDS.values()}
         if not self.url.text() or self.url.text() in known:
             self.url.setText(preset.base_url)
 
     def _show_selected(self, row: int) -> None:
-        connections = self._backend.remote.connections
+        connections = self._hearth.remote.connections
         if not 0 <= row < len(connections):
             return
         conn = connections[row]
@@ -139,7 +135,7 @@ class ConnectionsDialog(QDialog):
 
     def _form_connection(self) -> RemoteConnection | None:
         try:
-            existing = next((c for c in self._backend.remote.connections
+            existing = next((c for c in self._hearth.remote.connections
                              if c.name == self.name.text().strip()), None)
             return RemoteConnection(
                 name=self.name.text().strip(), base_url=self.url.text().strip(),
@@ -163,8 +159,15 @@ class ConnectionsDialog(QDialog):
         conn = self._form_connection()
         if conn is None:
             return False
-        self._backend.remote.add(conn, self.api_key.text().strip() or None)
-        self._backend.save_settings()
+        try:
+            self._hearth.remote.add(conn, self.api_key.text().strip() or None)
+        except BackendError as exc:
+            self._say(exc.user_message, error=True)
+            return False
+        except OSError as exc:
+            self._say(f"Hearth couldn't save the connection ({exc.strerror or exc}); check "
+                      "that its config folder is writable.", error=True)
+            return False
         self.api_key.clear()
         self.refresh()
         self._say(f"Saved {conn.name}. Its models are in the model picker.")
@@ -173,12 +176,19 @@ class ConnectionsDialog(QDialog):
 
     def remove_selected(self) -> None:
         row = self.list.currentRow()
-        connections = self._backend.remote.connections
+        connections = self._hearth.remote.connections
         if not 0 <= row < len(connections):
             return
         name = connections[row].name
-        self._backend.remote.remove(name)
-        self._backend.save_settings()
+        try:
+            self._hearth.remote.remove(name)
+        except BackendError as exc:
+            self._say(exc.user_message, error=True)
+            return
+        except OSError as exc:
+            self._say(f"Hearth couldn't save the change ({exc.strerror or exc}); check that "
+                      "its config folder is writable.", error=True)
+            return
         self.refresh()
         self._say(f"Removed {name}.")
         self.connections_changed.emit()
@@ -189,14 +199,10 @@ class ConnectionsDialog(QDialog):
         conn = self._form_connection()
         if conn is None:
             return
-        from backend.remote.client import RemoteEngine
-
-        key = self.api_key.text().strip() or (
-            self._backend.remote.api_key(conn) if conn.api_key_ref else None)
         self.test_button.setEnabled(False)
         self._say(f"Asking {conn.base_url} for its models…")
-        try:
-            models = await RemoteEngine(conn, key).list_models()
+        try:  # the typed key, else the stored one (when the form kept it)
+            models = await self._hearth.test_connection(conn, self.api_key.text().strip() or None)
         except BackendError as exc:
             self._say(exc.user_message, error=True)
         else:

@@ -17,7 +17,7 @@ from PySide6.QtCore import (
     Qt,
 )
 
-from backend.store import Conversation
+from backend.api import Conversation
 
 _Index = QModelIndex | QPersistentModelIndex
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QColor
 
-from backend.library.service import FitBadge, FitKind
+from backend.api import FitBadge, FitKind
 
 FIT_COLOURS: dict[FitKind, str] = {
     "full_gpu": "#2e7d32",  # green

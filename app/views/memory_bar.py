@@ -17,7 +17,7 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from backend.hardware.planner import OffloadPlan, Verdict
+from backend.api import OffloadPlan, Verdict
 
 MiB = 1024**2
 GiB = 1024**3

@@ -2,18 +2,17 @@
 
 The picker lists local models, then each remote connection's models tagged by connection (a
 connection that didn't answer is a disabled row whose tooltip says why). It only shows; the
-chat page decides what picking a row means. GUI thread only.
+model chooser decides what picking a row means. GUI thread only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
 
-if TYPE_CHECKING:
-    from backend.remote.registry import RemoteListing
+from backend.api import RemoteStatus
 
 REMOTE_ROLE = Qt.ItemDataRole.UserRole + 1  # picker rows that came from a connection
 
@@ -72,21 +71,25 @@ class ModelBar(QWidget):
             picker.setCurrentIndex(index)
         picker.blockSignals(False)
 
-    def set_remote(self, listing: RemoteListing, current: str | None) -> None:
+    def set_remote(self, statuses: Sequence[RemoteStatus], current: str | None) -> None:
+        """The connections' rows, as each last answered: its models as
+        ``<connection>/<model>``, or one disabled row saying why it didn't."""
         picker = self.picker
         picker.blockSignals(True)
         try:
             for index in range(picker.count() - 1, -1, -1):  # drop the last listing
                 if picker.itemData(index, REMOTE_ROLE):
                     picker.removeItem(index)
-            self.remote_ids = {ref.id for ref in listing.models}
-            if listing.models or listing.errors:
+            models = [(s.name, f"{s.name}/{model}") for s in statuses for model in s.models]
+            failed = [(s.name, s.error) for s in statuses if s.error is not None]
+            self.remote_ids = {model_id for _name, model_id in models}
+            if models or failed:
                 picker.insertSeparator(picker.count())
                 picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
-            for ref in listing.models:
-                picker.addItem(f"{ref.id}  ({ref.connection_name})", ref.id)
+            for name, model_id in models:
+                picker.addItem(f"{model_id}  ({name})", model_id)
                 picker.setItemData(picker.count() - 1, True, REMOTE_ROLE)
-            for name, error in listing.errors.items():
+            for name, error in failed:
                 picker.addItem(f"{name}: unavailable", None)
                 index = picker.count() - 1
                 picker.setItemData(index, True, REMOTE_ROLE)

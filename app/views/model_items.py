@@ -20,13 +20,10 @@ from PySide6.QtCore import (
 )
 
 from app.views.fit_badge import fit_colour
-from backend.library.catalog import CatalogEntry
-from backend.library.downloads import DownloadProgress
-from backend.library.service import LibraryModel, QuantChoice
-from backend.library.transfer import human_size
+from backend.api import CatalogEntry, DownloadProgress, LibraryModel, QuantChoice, human_size
 
-if TYPE_CHECKING:
-    from backend.library.hub import RepoSummary
+if TYPE_CHECKING:  # the Hub client loads only when the Hub is searched
+    from backend.api import RepoSummary
 
 Row = TypeVar("Row")
 AnyIndex = QModelIndex | QPersistentModelIndex

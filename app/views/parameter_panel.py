@@ -1,9 +1,10 @@
 """The parameter panel: system prompt, presets, sampling, context & memory, and the memory bar.
 
-Every edit goes straight into ``backend.settings`` (so the next message uses it) and is saved
-with ``backend.save_settings()`` 300 ms after the last change, and at once when the panel is
-hidden or closed, so a restart keeps it. Sub-models of the settings are *replaced* on change,
-never mutated: a worker thread planning from ``settings.engine`` sees one consistent snapshot.
+Every finished edit is one ``hearth.settings.update()``: validated, saved and in effect for
+the next message at once. The system prompt, edited a keystroke at a time, is applied 300 ms
+after the last one, and at once when the panel is hidden or closed and before a reply reads
+the settings (``flush``). The panel follows the store's ``changes()``, so a change made
+elsewhere (a preset applied, another part of the app) shows up in its editors.
 
 Edits that only take effect on the next load (context, GPU layers, threads, flash attention,
 KV cache type, parallel slots) emit ``load_settings_changed`` and re-plan the memory bar,
@@ -17,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import psutil
 import shiboken6
-from pydantic import BaseModel, ValidationError
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent
 from PySide6.QtWidgets import (
@@ -32,13 +33,12 @@ from PySide6.QtWidgets import (
 )
 from qasync import asyncSlot
 
+from app.streams import StreamReader
 from app.views.memory_bar import MemoryBar
-from app.views.preset_section import PresetSection, describe, preset_values
+from app.views.preset_section import PresetSection
 from app.views.settings_form import Row, SettingsForm
+from backend.api import Hearth, Preset, Settings
 from backend.errors import BackendError
-from backend.facade import Backend
-from backend.library.presets import Preset
-from backend.settings import EngineSettings, SamplingSettings
 
 log = logging.getLogger(__name__)
 
@@ -90,19 +90,21 @@ class ParameterPanel(QScrollArea):
     problem = Signal(str)  # a sentence for the person: what went wrong, what to do
     preset_applied = Signal(str)  # the preset's name, after its values were applied
 
-    def __init__(self, backend: Backend, parent: QWidget | None = None) -> None:
+    def __init__(self, hearth: Hearth, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._backend = backend
+        self._hearth = hearth
+        self._store = hearth.settings
+        self._shown: Settings = self._store.snapshot()  # what the editors show
         self._model: str | None = None
         self._plan_generation = 0
         self._plan_task: asyncio.Future[None] | None = None
-        self._dirty = False
-        self._save_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
-        self._save_timer.timeout.connect(self.flush)
+        self._prompt_typed = False  # the system prompt has keystrokes not yet applied
+        self._prompt_timer = QTimer(self, singleShot=True, interval=SAVE_DELAY_MS)
+        self._prompt_timer.timeout.connect(self.flush)
         self._plan_timer = QTimer(self, singleShot=True, interval=PLAN_DELAY_MS)
         self._plan_timer.timeout.connect(self._start_plan)
 
-        settings = backend.settings
+        settings = self._shown
         self.system_prompt = QPlainTextEdit(settings.chat.system_prompt)
         self.system_prompt.setPlaceholderText("e.g. You are a concise, friendly assistant.")
         self.system_prompt.setToolTip(type(settings.chat).model_fields["system_prompt"]
@@ -110,20 +112,20 @@ class ParameterPanel(QScrollArea):
         self.system_prompt.setFixedHeight(96)
         self.system_prompt.textChanged.connect(self._on_system_prompt)
 
-        self.sampling = SettingsForm(lambda: self._backend.settings.sampling,
-                                     self._put_sampling, SAMPLING_ROWS,
+        self.sampling = SettingsForm(lambda: self._store.snapshot().sampling,
+                                     lambda value: self._put(sampling=value), SAMPLING_ROWS,
                                      label_width=LABEL_WIDTH)
-        self.sampling.changed.connect(lambda _name: self._schedule_save())
-        self.engine = SettingsForm(lambda: self._backend.settings.engine,
-                                   self._put_engine, ENGINE_ROWS,
+        self.engine = SettingsForm(lambda: self._store.snapshot().engine,
+                                   lambda value: self._put(engine=value), ENGINE_ROWS,
                                    label_width=LABEL_WIDTH)
         self.engine.changed.connect(self._on_engine_changed)
         # What Auto means before any plan arrives: the engine's own default, the core count.
         self.engine.editor("threads").set_fallback(psutil.cpu_count(logical=False) or 4)
         self.memory_bar = MemoryBar()
-        self.presets = PresetSection(lambda: self._backend.settings, self._preset_base)
+        self.presets = PresetSection(hearth.presets, settings.chat.preset, self._preset_base,
+                                     self.flush)
         self.presets.chosen.connect(self._apply)
-        self.presets.saved.connect(self._on_preset_saved)
+        self.presets.saved.connect(lambda name: self._put(chat={"preset": name}))
         self.presets.problem.connect(self.problem)
 
         content = QWidget()
@@ -143,6 +145,8 @@ class ParameterPanel(QScrollArea):
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(260)
+        self._streams = StreamReader(self)
+        self._streams.read(self._store.changes, lambda _snapshot: self._follow())
 
     # -- public API -------------------------------------------------------------------------
 
@@ -157,59 +161,67 @@ class ParameterPanel(QScrollArea):
         else:
             self._plan_timer.start()
 
-    def refresh(self) -> None:
-        """Show ``backend.settings`` again (after something else changed it)."""
-        self.sampling.refresh()
-        self.engine.refresh()
-        self.system_prompt.blockSignals(True)
-        self.system_prompt.setPlainText(self._backend.settings.chat.system_prompt)
-        self.system_prompt.blockSignals(False)
-        self.presets.refresh(self._backend.settings.chat.preset)
-
     def flush(self) -> None:
-        """Save pending changes now (also on hide and close)."""
-        self._save_timer.stop()
-        if not self._dirty:
+        """Apply the system prompt being typed now (also on hide and close, and before a
+        reply reads the settings)."""
+        self._prompt_timer.stop()
+        if not self._prompt_typed:
             return
-        self._dirty = False
-        try:
-            self._backend.save_settings()
-        except OSError as exc:
-            self._dirty = True  # try again with the next change, or on close
-            self.problem.emit(f"Hearth couldn't save your settings ({exc.strerror or exc}). "
-                              "They apply until Hearth closes; check that the disk has space.")
+        self._prompt_typed = False
+        if not self._put(chat={"system_prompt": self.system_prompt.toPlainText()}):
+            self._prompt_typed = True  # try again with the next keystroke, or on close
 
     def _preset_base(self) -> str:
         """The model a preset saved now is based on."""
-        return (self._model or self._backend.settings.default_model
-                or self._backend.starter_model_id)
+        return (self._model or self._store.snapshot().default_model
+                or self._hearth.starter_model_id)
 
     # -- edits ------------------------------------------------------------------------------
 
-    def _put_sampling(self, value: BaseModel) -> None:
-        assert isinstance(value, SamplingSettings)
-        self._backend.settings.sampling = value
-
-    def _put_engine(self, value: BaseModel) -> None:
-        assert isinstance(value, EngineSettings)
-        self._backend.settings.engine = value
+    def _put(self, **sections: Any) -> bool:
+        """One change to the settings store; False (and a sentence) when it wasn't saved."""
+        try:
+            self._shown = self._store.update(**sections)
+        except BackendError as exc:
+            self.problem.emit(exc.user_message)
+            return False
+        except OSError as exc:
+            self.problem.emit(f"Hearth couldn't save your settings ({exc.strerror or exc}), so "
+                              "that change was not made; check that the disk has space.")
+            return False
+        return True
 
     def _on_system_prompt(self) -> None:
-        chat = self._backend.settings.chat
-        self._backend.settings.chat = chat.model_copy(
-            update={"system_prompt": self.system_prompt.toPlainText()})
-        self._schedule_save()
+        self._prompt_typed = True
+        self._prompt_timer.start()  # restarts: one update after a burst of keystrokes
 
     def _on_engine_changed(self, name: str) -> None:
-        self._schedule_save()
         if name in LOAD_FIELDS:
-            self.load_settings_changed.emit()
-            if self._model is not None:
-                self._plan_timer.start()  # restarts: one plan after a burst of edits
+            self._load_fields_changed()
 
-    def _schedule_save(self) -> None:
-        self._dirty = True
-        self._save_timer.start()
+    def _load_fields_changed(self) -> None:
+        self.load_settings_changed.emit()
+        if self._model is not None:
+            self._plan_timer.start()  # restarts: one plan after a burst of edits
+
+    def _follow(self) -> None:
+        """The settings changed (here or elsewhere): show whatever differs from the editors.
+        Reads the latest snapshot, so a burst of changes is one refresh, never a step back."""
+        before, now = self._shown, self._store.snapshot()
+        self._shown = now
+        if now.sampling != before.sampling:
+            self.sampling.refresh()
+        if now.engine != before.engine:
+            self.engine.refresh()
+            if any(getattr(now.engine, f) != getattr(before.engine, f) for f in LOAD_FIELDS):
+                self._load_fields_changed()
+        if not self._prompt_typed and self.system_prompt.toPlainText() != \
+                now.chat.system_prompt:
+            self.system_prompt.blockSignals(True)
+            self.system_prompt.setPlainText(now.chat.system_prompt)
+            self.system_prompt.blockSignals(False)
+        if now.chat.preset != before.chat.preset:
+            self.presets.refresh(now.chat.preset)
 
     # -- the memory bar ---------------------------------------------------------------------
 
@@ -221,8 +233,9 @@ class ParameterPanel(QScrollArea):
         self._plan_task = self._replan()  # asyncSlot returns its task when called directly
 
     def shutdown(self) -> None:
-        """The window is closing: save, and start no more plans."""
+        """The window is closing: apply what was typed, and start no more plans."""
         self.flush()
+        self._streams.close()
         self._plan_timer.stop()
         if self._plan_task is not None:
             self._plan_task.cancel()
@@ -236,7 +249,7 @@ class ParameterPanel(QScrollArea):
         generation = self._plan_generation
         self.memory_bar.set_pending()
         try:
-            plan = await asyncio.to_thread(self._backend.plan_for, name)
+            plan = await asyncio.to_thread(self._hearth.plan_for, name)
         except BackendError as exc:
             if self._current(generation):
                 self.memory_bar.set_message(exc.user_message)
@@ -262,27 +275,30 @@ class ParameterPanel(QScrollArea):
 
     def _apply(self, preset: Preset) -> None:
         """Put a preset's parameters and system prompt into the settings, all or nothing."""
-        settings = self._backend.settings
+        typed, self._prompt_typed = self._prompt_typed, False  # the preset's prompt wins
+        self._prompt_timer.stop()
+        before = self._store.snapshot()
         try:
-            sampling, engine, chat = preset_values(settings, preset)
-        except ValidationError as exc:
-            self.problem.emit(f"The preset '{preset.name}' has a value Hearth can't use "
-                              f"({describe(exc)}); nothing was changed.")
+            self._shown = self._hearth.presets.apply(preset)
+        except BackendError as exc:
+            self._prompt_typed = typed
+            self.problem.emit(f"{exc.user_message} Nothing was changed.")
             return
-        reload = engine != settings.engine
-        settings.sampling, settings.engine, settings.chat = sampling, engine, chat
-        self.refresh()
-        self._schedule_save()
-        if reload:
-            self.load_settings_changed.emit()
-            if self._model is not None:
-                self._plan_timer.start()
+        except OSError as exc:
+            self._prompt_typed = typed
+            self.problem.emit(f"Hearth couldn't save your settings ({exc.strerror or exc}); "
+                              f"the preset '{preset.name}' was not applied.")
+            return
+        now = self._shown
+        self.sampling.refresh()
+        self.engine.refresh()
+        self.system_prompt.blockSignals(True)
+        self.system_prompt.setPlainText(now.chat.system_prompt)
+        self.system_prompt.blockSignals(False)
+        self.presets.refresh(now.chat.preset)
+        if now.engine != before.engine:
+            self._load_fields_changed()
         self.preset_applied.emit(preset.name)
-
-    def _on_preset_saved(self, name: str) -> None:
-        settings = self._backend.settings
-        settings.chat = settings.chat.model_copy(update={"preset": name})
-        self._schedule_save()
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -295,4 +311,3 @@ class ParameterPanel(QScrollArea):
         if self._plan_task is not None:
             self._plan_task.cancel()
         super().closeEvent(event)
-

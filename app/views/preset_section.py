@@ -1,11 +1,11 @@
 """The parameter panel's Presets section: pick, load, save as, import a Modelfile.
 
-A preset (backend/library/presets.py) is a base model plus Ollama-named parameters and a
-system prompt. ``preset_values`` and ``preset_spec`` translate between it and the settings
-(pure); ``PresetSection`` is the widget. It never writes the settings itself: a preset to
-apply is handed to the panel through ``chosen``, which owns the settings and the editors.
+A preset is a base model plus Ollama-named parameters and a system prompt; ``hearth.presets``
+(a ``PresetBook``) lists, finds, makes and saves them, as it does for ``hearth create`` and
+``POST /api/create``. The section never writes the settings itself: a preset to apply is
+handed to the panel through ``chosen``, which owns the settings and the editors.
 
-Building and saving a preset scans the model folders, so it runs with ``asyncio.to_thread``.
+Saving and importing read the model folders, so they run with ``asyncio.to_thread``.
 GUI thread only; needs a running qasync loop.
 """
 
@@ -15,10 +15,8 @@ import asyncio
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import shiboken6
-from pydantic import ValidationError
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QComboBox,
@@ -33,54 +31,8 @@ from PySide6.QtWidgets import (
 )
 from qasync import asyncSlot
 
+from backend.api import Preset, PresetBook
 from backend.errors import BackendError
-from backend.library.modelfile import Modelfile, parse_modelfile
-from backend.library.presets import Preset, build_preset, find_preset, list_presets, save_preset
-from backend.settings import ChatSettings, EngineSettings, SamplingSettings, Settings
-
-# Preset parameters (Ollama names) that mean the same as a sampling setting.
-SAMPLING_PARAMS = ("temperature", "top_p", "top_k", "min_p", "repeat_penalty",
-                   "presence_penalty", "frequency_penalty")
-# Every preset parameter the panel writes; the rest (stop, repeat_last_n) a save keeps as is.
-PANEL_PARAMS = frozenset({*SAMPLING_PARAMS, "seed", "num_predict", "num_ctx"})
-
-
-def preset_values(settings: Settings, preset: Preset
-                  ) -> tuple[SamplingSettings, EngineSettings, ChatSettings]:
-    """The settings with ``preset`` applied: its parameters (those it names; the others keep
-    their values) and its system prompt. Raises ``ValidationError`` for a value out of bounds.
-    """
-    params = preset.parameters
-    sampling: dict[str, Any] = {k: params[k] for k in SAMPLING_PARAMS if k in params}
-    if "seed" in params:  # Ollama's -1: random
-        sampling["seed"] = params["seed"] if params["seed"] >= 0 else None
-    if "num_predict" in params:  # Ollama's -1 (or -2): no limit
-        sampling["max_tokens"] = params["num_predict"] if params["num_predict"] > 0 else None
-    engine = {"n_ctx": params["num_ctx"]} if "num_ctx" in params else {}
-    return (SamplingSettings.model_validate({**settings.sampling.model_dump(), **sampling}),
-            EngineSettings.model_validate({**settings.engine.model_dump(), **engine}),
-            settings.chat.model_copy(update={"system_prompt": preset.system or "",
-                                             "preset": preset.name}))
-
-
-def preset_spec(settings: Settings, base: str, old: Preset | None) -> Modelfile:
-    """The Modelfile of the current settings on ``base``. Replacing ``old`` keeps what the
-    panel doesn't show (template, stop strings, seeded messages, licence)."""
-    sampling = settings.sampling
-    params = {k: v for k, v in (old.parameters if old else {}).items() if k not in PANEL_PARAMS}
-    params |= {k: getattr(sampling, k) for k in SAMPLING_PARAMS}
-    params |= {"seed": -1 if sampling.seed is None else sampling.seed,
-               "num_predict": sampling.max_tokens or -1, "num_ctx": settings.engine.n_ctx}
-    return Modelfile(base, system=settings.chat.system_prompt or None,
-                     template=old.template if old else None,
-                     license=old.license if old else None, parameters=params,
-                     messages=tuple((m.role, m.content) for m in old.messages) if old else ())
-
-
-def describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where} {first['input']!r}: {first['msg']}"
 
 
 class PresetSection(QWidget):
@@ -88,10 +40,13 @@ class PresetSection(QWidget):
     saved = Signal(str)  # the name of a preset saved from the current settings
     problem = Signal(str)
 
-    def __init__(self, settings: Callable[[], Settings], base_model: Callable[[], str],
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, presets: PresetBook, active: str | None, base_model: Callable[[], str],
+                 before_save: Callable[[], None], parent: QWidget | None = None) -> None:
+        """``active``: the preset to select at first; ``base_model``: the model a preset saved
+        now is based on; ``before_save``: brings the settings up to date (an edit still being
+        typed) before they are saved as a preset."""
         super().__init__(parent)
-        self._settings, self._base_model = settings, base_model
+        self._presets, self._base_model, self._before_save = presets, base_model, before_save
         self.combo = QComboBox()
         self.combo.setPlaceholderText("No presets yet")
         self.combo.setToolTip("Presets saved here, made with `hearth create`, or imported.")
@@ -115,18 +70,18 @@ class PresetSection(QWidget):
         column.addLayout(top)
         column.addLayout(bottom)
         column.addWidget(self.status)
-        self.refresh(settings().chat.preset)
+        self.refresh(active)
 
     def refresh(self, select: str | None = None) -> None:
         """Re-read the presets folder (the CLI may have added some) and select ``select``."""
         select = select or self.combo.currentText()
         self.combo.clear()
-        self.combo.addItems([p.name for p in list_presets()])
+        self.combo.addItems([p.name for p in self._presets.all()])
         self.combo.setCurrentIndex(self.combo.findText(select or ""))
         self.load_button.setEnabled(self.combo.count() > 0)
 
     def load_preset(self, name: str) -> None:
-        preset = find_preset(name) if name else None
+        preset = self._presets.find(name) if name else None
         if preset is None:
             self.problem.emit(f"The preset '{name}' was not found; it may have been deleted. "
                               "Pick another one.")
@@ -139,7 +94,7 @@ class PresetSection(QWidget):
         name, ok = QInputDialog.getText(self, "Save preset", "Preset name:", text=suggested)
         if not ok or not name.strip():
             return
-        if find_preset(name) is not None and QMessageBox.question(
+        if self._presets.find(name) is not None and QMessageBox.question(
                 self, "Replace preset?", f"A preset named '{name}' exists. Replace it?"
         ) != QMessageBox.StandardButton.Yes:
             return
@@ -148,8 +103,9 @@ class PresetSection(QWidget):
     @asyncSlot(str)
     async def save_preset_as(self, name: str) -> None:
         """Save the current settings as preset ``name``, based on the current model."""
-        spec = preset_spec(self._settings(), self._base_model(), find_preset(name))
-        preset = await self._store(spec, name)
+        self._before_save()
+        base = self._base_model()
+        preset = await self._store(lambda: self._presets.save_settings_as(name, base))
         if preset is not None:
             self.saved.emit(preset.name)
 
@@ -166,29 +122,32 @@ class PresetSection(QWidget):
 
     @asyncSlot(str, str)
     async def import_modelfile(self, path: str, name: str) -> None:
-        """Parse the Modelfile at ``path``, save it as preset ``name``, and hand it on."""
+        """Read the Modelfile at ``path``, save it as preset ``name``, and hand it on. Its
+        FROM may name a .gguf file, a relative one beside the Modelfile (as Ollama reads it)."""
+        file = Path(path)
         try:
-            text = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
-            spec = parse_modelfile(text)  # ModelfileError names the line
-        except BackendError as exc:
-            self.problem.emit(f"{Path(path).name}: {exc.user_message}")
-            return
+            text = await asyncio.to_thread(file.read_text, encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            self.problem.emit(f"Hearth couldn't read {Path(path).name} ({exc}); check the "
-                              "file and try again.")
+            self.problem.emit(f"Hearth couldn't read {file.name} ({exc}); check the file and "
+                              "try again.")
             return
-        preset = await self._store(spec, name)
+        preset = await self._store(  # a ModelfileError names the line
+            lambda: self._presets.create(name, text, allow_paths=True,
+                                         relative_to=file.parent), about=file.name)
         if preset is not None:
             self.chosen.emit(preset)
 
-    async def _store(self, spec: Modelfile, name: str) -> Preset | None:
+    async def _store(self, make: Callable[[], tuple[Preset, list[str]]], *,
+                     about: str | None = None) -> Preset | None:
+        """Run ``make`` (builds and saves a preset: files only, never Qt) on a worker thread;
+        a refusal is reported, prefixed with ``about`` (the file it came from)."""
         buttons = (self.load_button, self.save_button, self.import_button)
         for button in buttons:
             button.setEnabled(False)
         try:
-            preset, warnings = await asyncio.to_thread(_build_and_save, name, spec)
+            preset, warnings = await asyncio.to_thread(make)
         except BackendError as exc:
-            self.problem.emit(exc.user_message)
+            self.problem.emit(f"{about}: {exc.user_message}" if about else exc.user_message)
             return None
         except OSError as exc:
             self.problem.emit(f"Hearth couldn't save the preset ({exc.strerror or exc}); check "
@@ -204,13 +163,6 @@ class PresetSection(QWidget):
         self.status.setText(" ".join([f"Saved preset '{preset.name}'.", *warnings]))
         self.status.show()
         return preset
-
-
-def _build_and_save(name: str, spec: Modelfile) -> tuple[Preset, list[str]]:
-    """Runs on a worker thread: files only, never Qt."""
-    preset, warnings = build_preset(name, spec)
-    save_preset(preset)
-    return preset, warnings
 
 
 def suggest_name(path: Path) -> str:

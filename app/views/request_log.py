@@ -1,8 +1,9 @@
-"""The Server page's live request log: a table model over ``RequestLogEntry`` values.
+"""The Server page's live request log: a table model over ``RequestLogEntry`` values, and
+the box that shows it.
 
-A thin adapter: rows are the entries themselves, ``data()`` only formats them. Threading
-contract: GUI thread only. The server thread never calls ``append``; its log sink reaches the
-model through a queued Qt signal (see ``ServerPage``).
+The model is a thin adapter: rows are the entries themselves, ``data()`` only formats them.
+Threading contract: GUI thread only. The server thread never calls ``append``: the page reads
+``Hearth.request_log`` as a stream on the GUI's loop and appends what arrives.
 """
 
 from __future__ import annotations
@@ -13,8 +14,17 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGroupBox,
+    QHeaderView,
+    QPushButton,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
 
-from backend.server.context import RequestLogEntry
+from backend.api import RequestLogEntry
 
 MAX_ROWS = 1000  # enough to scroll back through a session; a flood can't grow memory forever
 COLUMNS = ("Time", "Request", "Model", "Tokens", "Status", "Duration")
@@ -110,3 +120,37 @@ class RequestLogModel(QAbstractTableModel):
         self.beginResetModel()
         self._entries.clear()
         self.endResetModel()
+
+
+class RequestLogBox(QGroupBox):
+    """The log's table and a Clear button; it follows new rows while scrolled to the end."""
+
+    def __init__(self, model: RequestLogModel, parent: QWidget | None = None) -> None:
+        super().__init__("Requests", parent)
+        self.model = model
+        self.view = QTableView(self)
+        self.view.setModel(model)
+        self.view.verticalHeader().hide()
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        # Fixed widths, not ResizeToContents, which measures every row on each insert.
+        for column, width in enumerate((80, 0, 160, 90, 60, 80)):
+            if width:
+                self.view.setColumnWidth(column, width)
+        self.view.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self._follow = True
+        model.rowsAboutToBeInserted.connect(self._remember_follow)
+        model.rowsInserted.connect(self._scroll)
+        clear = QPushButton("Clear", self)
+        clear.clicked.connect(model.clear)
+        column_layout = QVBoxLayout(self)
+        column_layout.addWidget(self.view, 1)
+        column_layout.addWidget(clear, 0, Qt.AlignmentFlag.AlignRight)
+
+    def _remember_follow(self, _parent: QModelIndex, _first: int, _last: int) -> None:
+        bar = self.view.verticalScrollBar()
+        self._follow = bar.value() >= bar.maximum() - 2  # don't yank someone reading
+
+    def _scroll(self, _parent: QModelIndex, _first: int, _last: int) -> None:
+        if self._follow:
+            self.view.scrollToBottom()

@@ -10,7 +10,8 @@ reads better than two checkboxes.
 ``SettingsForm`` lays out several editors for one model instance it reads through ``get`` and
 replaces through ``put``: every edit is validated by ``model_validate`` of the whole updated
 model, so cross-field validators apply too. An invalid value never reaches the settings: the
-editor goes back to the previous value and says why beneath it.
+editor goes back to the previous value and says why beneath it. A ``put`` that returns False
+(the settings could not be saved) puts the previous value back too.
 
 GUI thread only.
 """
@@ -293,7 +294,7 @@ class SettingsForm(QWidget):
 
     changed = Signal(str)
 
-    def __init__(self, get: Callable[[], BaseModel], put: Callable[[BaseModel], None],
+    def __init__(self, get: Callable[[], BaseModel], put: Callable[[BaseModel], bool | None],
                  rows: Sequence[Row | str], parent: QWidget | None = None, *,
                  label_width: int | None = None) -> None:
         super().__init__(parent)
@@ -345,5 +346,7 @@ class SettingsForm(QWidget):
             editor.show_problem(f"Not changed: {first['msg']}.")
             return
         editor.clear_problem()
-        self._put(updated)
+        if self._put(updated) is False:
+            editor.set_value(getattr(current, name))  # not saved: the previous value stays
+            return
         self.changed.emit(name)

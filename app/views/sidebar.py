@@ -33,8 +33,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.views.conversation_list import ConversationListModel
+from backend.api import ChatStore
 from backend.errors import BackendError
-from backend.store import ChatStore
 
 PAGES = {"chat": "Chat", "models": "Models", "server": "Server"}
 SEARCH_DEBOUNCE_MS = 150  # one query after a burst of typing, not one per key

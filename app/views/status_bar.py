@@ -14,8 +14,7 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
 from qasync import asyncSlot
 
-from backend.engine.types import Finished, LoadedModel
-from backend.hardware.probe import Hardware
+from backend.api import Finished, Hardware, LoadedModel
 
 REFRESH_MS = 5_000
 

@@ -6,9 +6,7 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from app.views.fit_badge import fit_html
-from backend.library.local import STARTER_ID
-from backend.library.service import BestPick
-from backend.library.transfer import human_size
+from backend.api import STARTER_ID, BestPick, human_size
 
 
 class WelcomePanel(QWidget):

@@ -1,4 +1,4 @@
-"""Shared pytest-qt fixtures: a qasync loop on pytest-qt's QApplication, a real Backend."""
+"""Shared pytest-qt fixtures: a qasync loop on pytest-qt's QApplication, a real Hearth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import qasync
 from PySide6.QtWidgets import QApplication
 
-from backend.facade import Backend
+from app.launcher import http_server
+from backend.api import Hearth
 
 # Closed loops are kept until the session ends. qasync's close() only flags its timer object
 # as stopped (its Qt timers die at their next tick); if Python collected that QObject first,
@@ -45,7 +46,8 @@ def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
 
 
 @pytest.fixture
-def backend() -> Iterator[Backend]:
-    backend = Backend()
-    yield backend
-    backend.close()
+def hearth() -> Iterator[Hearth]:
+    """The application as the window gets it: the launcher's HTTP server behind the toggle."""
+    hearth = Hearth(server=http_server)
+    yield hearth
+    hearth.close()

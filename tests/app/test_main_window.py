@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 import qasync
@@ -14,19 +15,17 @@ from app.crash import CrashReporter
 from app.main import STARTER_MODEL
 from app.main_window import MainWindow
 from app.views.chat_page import ChatPage
-from backend.engine.types import Finished
-from backend.facade import Backend
-from backend.paths import hearth_paths
+from backend.api import Finished, Hearth, hearth_paths
 
 pytestmark = pytest.mark.slow
 REPLY_TIMEOUT_MS = 90_000
 
 
 @pytest.fixture
-def bare_window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> MainWindow:
-    backend.settings.sampling.max_tokens = 16  # any answer proves the path; keep CI quick
-    backend.settings.sampling.seed = 7
-    window = MainWindow(backend)
+def bare_window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
+    # Any answer proves the path; keep CI quick.
+    hearth.settings.update(sampling={"max_tokens": 16, "seed": 7})
+    window = MainWindow(hearth)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
@@ -51,7 +50,7 @@ def _send(qtbot: QtBot, chat: ChatPage, text: str) -> Finished:
 def _stored(window: MainWindow) -> list[tuple[str, str]]:
     conversation = window.chat.conversation_id
     assert conversation is not None
-    return [(m.role, m.state) for m in window._backend.history.messages(conversation)]
+    return [(m.role, m.state) for m in window._hearth.history.messages(conversation)]
 
 
 def test_layout_pages_and_keys(qtbot: QtBot, bare_window: MainWindow) -> None:
@@ -83,7 +82,7 @@ def test_reply_streams_is_stored_and_new_chat(qtbot: QtBot, window: MainWindow) 
     assert "tok/s" in window.status.speed_label.text()
     assert chat.context_meter.text().startswith("Context ")
     assert _stored(window) == [("user", "complete"), ("assistant", "complete")]
-    titles = [c.title for c in window._backend.history.list_conversations()]
+    titles = [c.title for c in window._hearth.history.list_conversations()]
     assert titles == ["What is the capital of France?"]
     assert window.sidebar.active_id == chat.conversation_id
     assert chat.composer.toPlainText() == ""
@@ -95,7 +94,7 @@ def test_reply_streams_is_stored_and_new_chat(qtbot: QtBot, window: MainWindow) 
 @pytest.mark.parametrize("how", ["button", "escape"])
 def test_stop_cancels_a_long_reply(qtbot: QtBot, window: MainWindow, how: str) -> None:
     chat = window.chat
-    window._backend.settings.sampling.max_tokens = 3000
+    window._hearth.settings.update(sampling={"max_tokens": 3000})
     with qtbot.waitSignal(chat.reply_finished, timeout=REPLY_TIMEOUT_MS) as finished:
         qtbot.keyClicks(chat.composer, "Count from 1 to 1000, one number per line.")
         qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
@@ -134,7 +133,7 @@ def test_regenerate_edit_and_delete(qtbot: QtBot, window: MainWindow) -> None:
     _send(qtbot, chat, "Name a fruit.")
     views = chat.transcript.messages()
     assert [v.text() for v in views[:1]] == ["Name a fruit."] and len(views) == 2
-    assert window._backend.history.messages(chat.conversation_id)[0].content == "Name a fruit."
+    assert window._hearth.history.messages(chat.conversation_id)[0].content == "Name a fruit."
 
     qtbot.mouseClick(views[1].delete_button, Qt.MouseButton.LeftButton)
     assert len(chat.transcript.messages()) == 1
@@ -173,7 +172,7 @@ def test_a_too_long_message_is_refused_visibly(qtbot: QtBot, window: MainWindow)
     qtbot.waitUntil(lambda: window.banner.isVisible())
     assert "too long" in window.banner.message()
     assert chat.transcript.messages() == []  # the refused turn never entered the chat
-    assert window._backend.history.messages(chat.conversation_id) == []
+    assert window._hearth.history.messages(chat.conversation_id) == []
     assert chat.composer.toPlainText() == text.strip()  # back in the box to shorten
     qtbot.waitUntil(lambda: chat.send_button.isEnabled())
 
@@ -213,7 +212,7 @@ def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
     chat = window.chat
     _send(qtbot, chat, "First chat here.")
     first_id = chat.conversation_id
-    window._backend.settings.sampling.max_tokens = 3000
+    window._hearth.settings.update(sampling={"max_tokens": 3000})
     window.new_chat()
     qtbot.keyClicks(chat.composer, "Count from 1 to 1000, one number per line.")
     qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
@@ -238,7 +237,7 @@ def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
         qtbot.keyClick(chat.composer, Qt.Key.Key_Escape)
     assert finished.args[0].finish_reason == "cancelled"
     qtbot.waitUntil(lambda: not chat.streaming)
-    stored = window._backend.history.messages(counting_id)
+    stored = window._hearth.history.messages(counting_id)
     assert stored[-1].state == "stopped" and stored[-1].content == live.text()
 
 
@@ -256,3 +255,37 @@ def test_colours_follow_a_palette_change(qtbot: QtBot, bare_window: MainWindow) 
     bare_window.setPalette(dark)
     qtbot.waitUntil(lambda: bare_window.styleSheet() != light)
     assert "#1b1b1d" in bare_window.styleSheet()
+
+
+def test_a_load_the_window_did_not_ask_for_is_shown(qtbot: QtBot, bare_window: MainWindow,
+                                                    qasync_loop: qasync.QEventLoop) -> None:
+    """An API client's JIT load, or the idle unload, shows up like one the window asked for."""
+    chat, hearth = bare_window.chat, bare_window._hearth
+    assert not chat.send_button.isEnabled()
+    qasync_loop.create_task(hearth.load(STARTER_MODEL))
+    qtbot.waitUntil(lambda: STARTER_MODEL in bare_window.status.model_label.text(),
+                    timeout=REPLY_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: chat.send_button.isEnabled())
+    assert chat.model_picker.currentData() == STARTER_MODEL and chat.verdict_label.text()
+    qasync_loop.create_task(hearth.unload())
+    qtbot.waitUntil(lambda: "was unloaded" in chat.verdict_label.text(),
+                    timeout=REPLY_TIMEOUT_MS)
+    assert bare_window.status.model_label.text() == "No model loaded"
+    assert not chat.send_button.isEnabled()
+
+
+def test_a_system_prompt_still_being_typed_applies_to_the_next_reply(
+        qtbot: QtBot, window: MainWindow, monkeypatch: pytest.MonkeyPatch) -> None:
+    hearth = window._hearth
+    sent: list[str | None] = []
+    generate = hearth.generate
+
+    async def spy(model: str, **kwargs: Any) -> Any:
+        sent.append(kwargs["options"].system_prompt)
+        return await generate(model, **kwargs)
+
+    monkeypatch.setattr(hearth, "generate", spy)
+    qtbot.keyClicks(window.parameters.system_prompt, "Answer in French.")
+    _send(qtbot, window.chat, "Hello!")  # sooner than the prompt's 300 ms debounce
+    assert sent == ["Answer in French."]
+    assert hearth.settings.snapshot().chat.system_prompt == "Answer in French."

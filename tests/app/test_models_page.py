@@ -16,7 +16,7 @@ from pytestqt.qtbot import QtBot
 
 from app.views.model_items import ROW_ROLE, DownloadsModel, QuantsModel
 from app.views.models_page import ModelsPage
-from backend.facade import Backend
+from backend.api import Hearth
 from backend.hardware.probe import GiB, GpuInfo, Hardware
 from backend.library.catalog import CatalogEntry
 from backend.library.downloads import DownloadProgress
@@ -52,21 +52,21 @@ def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
 
 
-def make_service(backend: Backend) -> LibraryService:
-    return LibraryService(backend.settings, hardware=HARDWARE, catalog=CATALOG,
+def make_service(hearth: Hearth) -> LibraryService:
+    return LibraryService(hearth.settings, hardware=HARDWARE, catalog=CATALOG,
                           download_options=FAST)
 
 
 @pytest.fixture
-def backend() -> Iterator[Backend]:
-    backend = Backend()
-    backend.library = make_service(backend)  # type: ignore[misc]  # fixed hardware, catalog
-    yield backend
-    backend.close()
+def hearth() -> Iterator[Hearth]:
+    hearth = Hearth()
+    hearth.library = make_service(hearth)  # type: ignore[misc]  # fixed hardware, catalog
+    yield hearth
+    hearth.close()
 
 
-def open_page(qtbot: QtBot, backend: Backend) -> ModelsPage:
-    page = ModelsPage(backend)
+def open_page(qtbot: QtBot, hearth: Hearth) -> ModelsPage:
+    page = ModelsPage(hearth)
     qtbot.addWidget(page)
     page.resize(1000, 700)
     page.show()
@@ -76,17 +76,17 @@ def open_page(qtbot: QtBot, backend: Backend) -> ModelsPage:
 
 
 @pytest.fixture
-def page(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> ModelsPage:
-    return open_page(qtbot, backend)
+def page(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> ModelsPage:
+    return open_page(qtbot, hearth)
 
 
 def local_ids(page: ModelsPage) -> list[str]:
-    return [row.id for row in page.local_model.rows()]
+    return [row.id for row in page.downloaded.local_model.rows()]
 
 
 def select_local(qtbot: QtBot, page: ModelsPage, model_id: str) -> None:
-    page.local_table.selectRow(local_ids(page).index(model_id))
-    qtbot.waitUntil(lambda: page.use_button.isEnabled())
+    page.downloaded.local_table.selectRow(local_ids(page).index(model_id))
+    qtbot.waitUntil(lambda: page.downloaded.use_button.isEnabled())
 
 
 def linked_copy(source: Path, target: Path) -> Path:
@@ -101,13 +101,16 @@ def linked_copy(source: Path, target: Path) -> Path:
 
 def open_repo(qtbot: QtBot, page: ModelsPage, query: str, repo: str) -> None:
     page.tabs.setCurrentIndex(1)
-    page.search_box.setText(query)
-    qtbot.mouseClick(page.search_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: repo in [r.repo for r in page.repo_model.rows()], timeout=LOAD_MS)
-    row = [r.repo for r in page.repo_model.rows()].index(repo)
-    page.repo_list.setCurrentIndex(page.repo_model.index(row))
-    qtbot.waitUntil(lambda: bool(page.quant_model.rows()) and not page.busy
-                    and all(c.repo == repo for c in page.quant_model.rows()), timeout=LOAD_MS)
+    page.discover.search_box.setText(query)
+    qtbot.mouseClick(page.discover.search_button, Qt.MouseButton.LeftButton)
+    discover = page.discover
+    qtbot.waitUntil(lambda: repo in [r.repo for r in discover.repo_model.rows()],
+                    timeout=LOAD_MS)
+    row = [r.repo for r in discover.repo_model.rows()].index(repo)
+    discover.repo_list.setCurrentIndex(discover.repo_model.index(row))
+    qtbot.waitUntil(lambda: bool(discover.quant_model.rows()) and not page.busy
+                    and all(c.repo == repo for c in discover.quant_model.rows()),
+                    timeout=LOAD_MS)
 
 
 def wait_download(qtbot: QtBot, page: ModelsPage, predicate: object,
@@ -116,7 +119,7 @@ def wait_download(qtbot: QtBot, page: ModelsPage, predicate: object,
     found: list[DownloadProgress] = []
 
     def check() -> bool:
-        found[:] = [r for r in page.download_model.rows() if predicate(r)]  # type: ignore[operator]
+        found[:] = [r for r in page.downloads.download_model.rows() if predicate(r)]  # type: ignore[operator]
         return bool(found)
 
     qtbot.waitUntil(check, timeout=timeout)
@@ -124,10 +127,11 @@ def wait_download(qtbot: QtBot, page: ModelsPage, predicate: object,
 
 
 def test_every_item_model_passes_qtmodeltester(qtmodeltester: object, page: ModelsPage,
-                                               hub_server: HubServer) -> None:
-    for model in (page.local_model, page.repo_model, page.quant_model, page.download_model):
+                                               hearth: Hearth, hub_server: HubServer) -> None:
+    for model in (page.downloaded.local_model, page.discover.repo_model,
+                  page.discover.quant_model, page.downloads.download_model):
         qtmodeltester.check(model)  # type: ignore[attr-defined]
-    quants = page._library.quants(MULTI_REPO)
+    quants = hearth.library.quants(MULTI_REPO)
     filled = QuantsModel()
     filled.set_rows(quants)
     downloads = DownloadsModel()
@@ -136,7 +140,7 @@ def test_every_item_model_passes_qtmodeltester(qtmodeltester: object, page: Mode
     downloads.upsert(DownloadProgress("a1", MULTI_REPO, "Q8_0", ("Multi-Q8_0.gguf",), 40, 40,
                                       0.0, None, "completed"))
     assert downloads.rowCount() == 1
-    for model in (page.local_model, page.repo_model, filled, downloads):
+    for model in (page.downloaded.local_model, page.discover.repo_model, filled, downloads):
         assert model.rowCount() > 0
         qtmodeltester.check(model)  # type: ignore[attr-defined]
 
@@ -144,38 +148,38 @@ def test_every_item_model_passes_qtmodeltester(qtmodeltester: object, page: Mode
 def test_downloaded_lists_the_starter_with_a_welcome(
         qtbot: QtBot, page: ModelsPage, monkeypatch: pytest.MonkeyPatch) -> None:
     assert local_ids(page) == [STARTER_ID]
-    (starter,) = page.local_model.rows()
+    (starter,) = page.downloaded.local_model.rows()
     assert starter.model.source == "builtin" and starter.size_bytes > 50_000_000
-    assert page.local_model.index(0, 1).data() == "Q4_1"
-    assert page.local_model.index(0, 2).data().endswith("MB")
+    assert page.downloaded.local_model.index(0, 1).data() == "Q4_1"
+    assert page.downloaded.local_model.index(0, 2).data().endswith("MB")
 
-    assert page.welcome.isVisible()
+    assert page.downloaded.welcome.isVisible()
     with qtbot.waitSignal(page.model_chosen) as chosen:
-        qtbot.mouseClick(page.welcome.starter_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(page.downloaded.welcome.starter_button, Qt.MouseButton.LeftButton)
     assert chosen.args == [STARTER_ID]
-    pick = page.welcome.best_pick_button
+    pick = page.downloaded.welcome.best_pick_button
     assert pick.isVisible() and pick.text() == "Download smollm2-test:135m (98.0 MB, Full GPU)"
 
     select_local(qtbot, page, STARTER_ID)
-    assert not page.delete_button.isEnabled()  # the built-in model can't be deleted
+    assert not page.downloaded.delete_button.isEnabled()  # the built-in model can't be deleted
     with qtbot.waitSignal(page.model_chosen) as chosen:
-        qtbot.mouseClick(page.use_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(page.downloaded.use_button, Qt.MouseButton.LeftButton)
     assert chosen.args == [STARTER_ID]
     opened: list[QUrl] = []
     monkeypatch.setattr(QDesktopServices, "openUrl", opened.append)
-    qtbot.mouseClick(page.show_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.downloaded.show_button, Qt.MouseButton.LeftButton)
     assert [Path(u.toLocalFile()) for u in opened] == [starter.model.path.parent]
 
 
 def test_welcome_downloads_the_best_pick(qtbot: QtBot, page: ModelsPage,
                                          hub_server: HubServer) -> None:
-    qtbot.mouseClick(page.welcome.best_pick_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.downloaded.welcome.best_pick_button, Qt.MouseButton.LeftButton)
     done = wait_download(qtbot, page, lambda r: r.state == "completed")
     assert page.tabs.currentIndex() == 2
     assert done.repo == SMOLLM2_REPO and done.path is not None and done.path.exists()
     page.tabs.setCurrentIndex(0)
     qtbot.waitUntil(lambda: f"{SMOLLM2_REPO}:Q4_1" in local_ids(page) and not page.busy)
-    assert not page.welcome.isVisible()  # a real choice is here now
+    assert not page.downloaded.welcome.isVisible()  # a real choice is here now
 
 
 def test_import_by_dialog_by_drop_and_a_fake_gguf(
@@ -184,9 +188,9 @@ def test_import_by_dialog_by_drop_and_a_fake_gguf(
     by_dialog = linked_copy(smollm2_path, tmp_path / "mine" / "Dialog-Model-Q4_1.gguf")
     monkeypatch.setattr(QFileDialog, "getOpenFileNames",
                         lambda *args, **kwargs: ([str(by_dialog)], "GGUF models (*.gguf)"))
-    qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.downloaded.import_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "Dialog-Model-Q4_1" in local_ids(page) and not page.busy)
-    assert not page.welcome.isVisible()
+    assert not page.downloaded.welcome.isVisible()
     assert page.last_problem is None
 
     dropped = linked_copy(smollm2_path, tmp_path / "drop" / "Dropped-Model-Q4_1.gguf")
@@ -200,7 +204,7 @@ def test_import_by_dialog_by_drop_and_a_fake_gguf(
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(page, drop)
     qtbot.waitUntil(lambda: "Dropped-Model-Q4_1" in local_ids(page) and not page.busy)
-    (row,) = [r for r in page.local_model.rows() if r.id == "Dropped-Model-Q4_1"]
+    (row,) = [r for r in page.downloaded.local_model.rows() if r.id == "Dropped-Model-Q4_1"]
     assert row.model.source == "file" and row.model.path == dropped.resolve()
 
     other = QMimeData()
@@ -215,7 +219,7 @@ def test_import_by_dialog_by_drop_and_a_fake_gguf(
     fake.write_text("this is a text file, not a model\n" * 20)
     monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(fake)], ""))
     with qtbot.waitSignal(page.problem, timeout=LOAD_MS) as problem:
-        qtbot.mouseClick(page.import_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(page.downloaded.import_button, Qt.MouseButton.LeftButton)
     message = problem.args[0]
     assert "Looks-Like-A-Model.gguf" in message and "not a GGUF model file" in message
     qtbot.waitUntil(lambda: not page.busy)
@@ -225,42 +229,43 @@ def test_import_by_dialog_by_drop_and_a_fake_gguf(
     select_local(qtbot, page, "Dropped-Model-Q4_1")
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: QMessageBox.StandardButton.Yes)
-    qtbot.mouseClick(page.delete_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.downloaded.delete_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: "Dropped-Model-Q4_1" not in local_ids(page) and not page.busy)
     assert dropped.exists()
 
 
 def test_search_shows_repos_and_quants_with_fit_badges(qtbot: QtBot, page: ModelsPage,
                                                        hub_server: HubServer) -> None:
-    assert CATALOG[0].repo in [r.repo for r in page.repo_model.rows()]  # the catalog at first
+    # The catalog at first.
+    assert CATALOG[0].repo in [r.repo for r in page.discover.repo_model.rows()]
     open_repo(qtbot, page, "smollm2", SMOLLM2_REPO)
-    (choice,) = page.quant_model.rows()
+    (choice,) = page.discover.quant_model.rows()
     assert choice.file_name == SMOLLM2_FILE and choice.option.quant == "Q4_1"
-    fit = page.quant_model.index(0, QuantsModel.FIT_COLUMN)
+    fit = page.discover.quant_model.index(0, QuantsModel.FIT_COLUMN)
     assert fit.data() == "Full GPU"
     assert fit.data(Qt.ItemDataRole.ForegroundRole).name() == "#2e7d32"  # green
     assert "layers fit" in fit.data(Qt.ItemDataRole.ToolTipRole)
-    assert page.download_button("Q4_1") is not None
+    assert page.discover.download_button("Q4_1") is not None
 
     open_repo(qtbot, page, "multi", MULTI_REPO)
-    quants = [c.option.quant for c in page.quant_model.rows()]
+    quants = [c.option.quant for c in page.discover.quant_model.rows()]
     assert quants == ["Q2_K", "Q3_K_M", "IQ4_XS", "Q4_K_M", "Q5_K_S", "Q8_0"]
     # Synthetic files with no real header: the badge says so instead of guessing.
-    assert {page.quant_model.index(i, QuantsModel.FIT_COLUMN).data()
+    assert {page.discover.quant_model.index(i, QuantsModel.FIT_COLUMN).data()
             for i in range(len(quants))} == {"Unknown"}
 
-    qtbot.mouseClick(page.catalog_button, Qt.MouseButton.LeftButton)
-    assert [r.repo for r in page.repo_model.rows()] == [CATALOG[0].repo]
+    qtbot.mouseClick(page.discover.catalog_button, Qt.MouseButton.LeftButton)
+    assert [r.repo for r in page.discover.repo_model.rows()] == [CATALOG[0].repo]
 
 
 def test_search_offline_says_so(qtbot: QtBot, page: ModelsPage,
                                 closed_port_endpoint: str) -> None:
-    page.search_box.setText("llama")
+    page.discover.search_box.setText("llama")
     with qtbot.waitSignal(page.problem, timeout=LOAD_MS) as problem:
-        qtbot.keyClick(page.search_box, Qt.Key.Key_Return)
+        qtbot.keyClick(page.discover.search_box, Qt.Key.Key_Return)
     assert "can't be reached" in problem.args[0]
-    assert page.repo_status.text() == problem.args[0]
-    qtbot.waitUntil(lambda: page.search_button.isEnabled())
+    assert page.discover.repo_status.text() == problem.args[0]
+    qtbot.waitUntil(lambda: page.discover.search_button.isEnabled())
 
 
 def test_download_shows_progress_and_cancel_stops_another(
@@ -268,65 +273,66 @@ def test_download_shows_progress_and_cancel_stops_another(
     events: list[DownloadProgress] = []
     page.download_progressed.connect(events.append)
     open_repo(qtbot, page, "smollm2", SMOLLM2_REPO)
-    size = page.quant_model.rows()[0].option.total_size
+    size = page.discover.quant_model.rows()[0].option.total_size
     hub_server.faults.rate_bps = size / 2  # about 2 s: progress rows have time to move
-    qtbot.mouseClick(page.download_button("Q4_1"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.discover.download_button("Q4_1"), Qt.MouseButton.LeftButton)
     done = wait_download(qtbot, page, lambda r: r.state == "completed")
     moving = [e.bytes_done for e in events if e.state == "downloading" and e.bytes_done]
     assert len(moving) >= 5 and moving == sorted(moving)
     assert any(e.rate_bps > 0 and e.eta_s is not None for e in events)
-    row = page.download_model.rows().index(done)
-    assert page.download_model.index(row, 1).data().startswith("100%")
-    assert page.download_model.index(row, 4).data() == "Done"
+    row = page.downloads.download_model.rows().index(done)
+    assert page.downloads.download_model.index(row, 1).data().startswith("100%")
+    assert page.downloads.download_model.index(row, 4).data() == "Done"
     assert page.tabs.tabText(2) == "Downloads"
     qtbot.waitUntil(lambda: f"{SMOLLM2_REPO}:Q4_1" in local_ids(page) and not page.busy)
 
     hub_server.faults.rate_bps = None
     open_repo(qtbot, page, "split", SPLIT_REPO)
     hub_server.faults.rate_bps = 100_000  # 500 kB: five seconds, plenty to cancel in
-    qtbot.mouseClick(page.download_button("Q8_0"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(page.discover.download_button("Q8_0"), Qt.MouseButton.LeftButton)
     running = wait_download(qtbot, page, lambda r: r.repo == SPLIT_REPO and r.bytes_done > 0)
     assert page.tabs.tabText(2) == "Downloads (1)"
     page.tabs.setCurrentIndex(2)
-    page.select_download(running.id)
-    assert page.cancel_button.isEnabled() and page.pause_button.isEnabled()
-    qtbot.mouseClick(page.cancel_button, Qt.MouseButton.LeftButton)
+    page.downloads.select_download(running.id)
+    assert page.downloads.cancel_button.isEnabled() and page.downloads.pause_button.isEnabled()
+    qtbot.mouseClick(page.downloads.cancel_button, Qt.MouseButton.LeftButton)
     cancelled = wait_download(qtbot, page, lambda r: r.id == running.id
                               and r.state == "cancelled", timeout=10_000)
     assert cancelled.error is not None
     folder = hearth_paths().models_dir / SPLIT_REPO
     assert not [p for p in folder.rglob("*") if p.is_file()]  # the partial files are gone
-    assert not page.cancel_button.isEnabled()
+    assert not page.downloads.cancel_button.isEnabled()
 
 
 def test_a_paused_download_is_listed_after_a_restart_and_resumes(
-        qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend,
+        qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth,
         hub_server: HubServer) -> None:
-    first = open_page(qtbot, backend)
+    first = open_page(qtbot, hearth)
     open_repo(qtbot, first, "split", SPLIT_REPO)
     hub_server.faults.rate_bps = 100_000
-    qtbot.mouseClick(first.download_button("Q8_0"), Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(first.discover.download_button("Q8_0"), Qt.MouseButton.LeftButton)
     running = wait_download(qtbot, first, lambda r: r.bytes_done > 0)
     first.tabs.setCurrentIndex(2)
-    first.select_download(running.id)
-    qtbot.mouseClick(first.pause_button, Qt.MouseButton.LeftButton)
+    first.downloads.select_download(running.id)
+    qtbot.mouseClick(first.downloads.pause_button, Qt.MouseButton.LeftButton)
     paused = wait_download(qtbot, first, lambda r: r.state == "paused", timeout=10_000)
     first.shutdown()
-    backend.library.close()  # the app quits
+    hearth.library.close()  # the app quits
 
     hub_server.faults.rate_bps = None
-    backend.library = make_service(backend)  # type: ignore[misc]  # the app starts again
-    second = open_page(qtbot, backend)
-    (listed,) = second.download_model.rows()
+    hearth.library = make_service(hearth)  # type: ignore[misc]  # the app starts again
+    second = open_page(qtbot, hearth)
+    (listed,) = second.downloads.download_model.rows()
     assert (listed.id, listed.state) == (running.id, "paused")
     assert listed.bytes_done == paused.bytes_done > 0  # counted from the .part files
-    index = second.download_model.index(0, 4)
+    index = second.downloads.download_model.index(0, 4)
     assert index.data() == "Paused" and index.data(ROW_ROLE) == listed
     assert second.tabs.tabText(2) == "Downloads (1)"
     second.tabs.setCurrentIndex(2)
-    second.select_download(listed.id)
-    assert second.resume_button.isEnabled() and not second.pause_button.isEnabled()
-    qtbot.mouseClick(second.resume_button, Qt.MouseButton.LeftButton)
+    second.downloads.select_download(listed.id)
+    assert second.downloads.resume_button.isEnabled()
+    assert not second.downloads.pause_button.isEnabled()
+    qtbot.mouseClick(second.downloads.resume_button, Qt.MouseButton.LeftButton)
     done = wait_download(qtbot, second, lambda r: r.state == "completed")
     folder = hearth_paths().models_dir / SPLIT_REPO / "Q8_0"
     assert sorted(p.name for p in folder.iterdir()) == [Path(f).name for f in SPLIT_FILES]

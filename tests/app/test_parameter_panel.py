@@ -15,10 +15,8 @@ from pytestqt.qtbot import QtBot
 from app.views.memory_bar import bar_data
 from app.views.parameter_panel import ParameterPanel
 from app.views.settings_form import SettingsForm
-from backend.facade import Backend
-from backend.hardware.planner import Verdict
-from backend.library.presets import find_preset
-from backend.settings import load_settings, settings_path
+from backend.api import Hearth, Verdict
+from backend.settings import load_settings
 
 STARTER = "smollm2:135m"
 TIMEOUT_MS = 20_000
@@ -27,8 +25,8 @@ TIMEOUT_MS = 20_000
 
 
 @pytest.fixture
-def panel(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> ParameterPanel:
-    panel = ParameterPanel(backend)
+def panel(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> ParameterPanel:
+    panel = ParameterPanel(hearth)
     qtbot.addWidget(panel)
     panel.resize(300, 900)
     panel.show()
@@ -40,10 +38,6 @@ def _spin(panel: ParameterPanel, form: str, name: str) -> QDoubleSpinBox:
     editor = getattr(panel, form).editor(name).editor
     assert isinstance(editor, QDoubleSpinBox)
     return editor
-
-
-def _saved_after_debounce(qtbot: QtBot) -> None:
-    qtbot.waitUntil(settings_path().exists, timeout=2000)
 
 
 def test_editors_take_their_bounds_from_the_pydantic_fields(panel: ParameterPanel) -> None:
@@ -58,53 +52,57 @@ def test_editors_take_their_bounds_from_the_pydantic_fields(panel: ParameterPane
 
 
 def test_temperature_and_system_prompt_persist(qtbot: QtBot, panel: ParameterPanel,
-                                               backend: Backend) -> None:
+                                               hearth: Hearth) -> None:
     _spin(panel, "sampling", "temperature").setValue(0.35)
+    assert hearth.settings.snapshot().sampling.temperature == pytest.approx(0.35)  # at once
+    assert load_settings().sampling.temperature == pytest.approx(0.35)  # and saved
     qtbot.keyClicks(panel.system_prompt, "Answer like a pirate.")
-    assert backend.settings.sampling.temperature == pytest.approx(0.35)  # in effect at once
-    _saved_after_debounce(qtbot)
-    saved = load_settings()
-    assert saved.sampling.temperature == pytest.approx(0.35)
-    assert saved.chat.system_prompt == "Answer like a pirate."
+    # Typed a key at a time: saved once, shortly after the last keystroke.
+    qtbot.waitUntil(lambda: load_settings().chat.system_prompt == "Answer like a pirate.",
+                    timeout=2000)
+    assert hearth.settings.snapshot().chat.system_prompt == "Answer like a pirate."
 
 
 def test_hiding_the_panel_saves_at_once(qtbot: QtBot, panel: ParameterPanel) -> None:
     _spin(panel, "sampling", "min_p").setValue(0.2)
+    qtbot.keyClicks(panel.system_prompt, "Be kind.")
     panel.hide()  # the dock was closed: nothing may wait for a timer
-    assert load_settings().sampling.min_p == pytest.approx(0.2)
+    saved = load_settings()
+    assert saved.sampling.min_p == pytest.approx(0.2)
+    assert saved.chat.system_prompt == "Be kind."
 
 
 def test_auto_checkbox_means_none(qtbot: QtBot, panel: ParameterPanel,
-                                  backend: Backend) -> None:
+                                  hearth: Hearth) -> None:
     layers = panel.engine.editor("gpu_layers")
-    assert backend.settings.engine.gpu_layers is None
+    assert hearth.settings.snapshot().engine.gpu_layers is None
     assert isinstance(layers.none_box, QCheckBox) and layers.none_box.text() == "Auto"
     assert layers.none_box.isChecked() and not layers.editor.isEnabled()
     layers.none_box.setChecked(False)
-    assert backend.settings.engine.gpu_layers == 0
+    assert hearth.settings.snapshot().engine.gpu_layers == 0
     layers.editor.setValue(7)  # type: ignore[attr-defined]
-    assert backend.settings.engine.gpu_layers == 7
+    assert hearth.settings.snapshot().engine.gpu_layers == 7
     layers.none_box.setChecked(True)
-    assert backend.settings.engine.gpu_layers is None
+    assert hearth.settings.snapshot().engine.gpu_layers is None
     seed = panel.sampling.editor("seed")
     assert seed.none_box is not None and seed.none_box.text() == "Random"
 
 
 def test_only_load_fields_ask_for_a_reload(qtbot: QtBot, panel: ParameterPanel,
-                                           backend: Backend) -> None:
+                                           hearth: Hearth) -> None:
     with qtbot.assertNotEmitted(panel.load_settings_changed):
         _spin(panel, "sampling", "temperature").setValue(1.1)
     with qtbot.waitSignal(panel.load_settings_changed, timeout=1000):
         panel.engine.editor("n_ctx").editor.setValue(2048)  # type: ignore[attr-defined]
-    assert backend.settings.engine.n_ctx == 2048
+    assert hearth.settings.snapshot().engine.n_ctx == 2048
     with qtbot.waitSignal(panel.load_settings_changed, timeout=1000):
         kv = panel.engine.editor("kv_cache_type").editor
         kv.setCurrentIndex(kv.findData("q8_0"))  # type: ignore[attr-defined]
-    assert backend.settings.engine.kv_cache_type == "q8_0"
+    assert hearth.settings.snapshot().engine.kv_cache_type == "q8_0"
     with qtbot.assertNotEmitted(panel.load_settings_changed):
         overflow = panel.engine.editor("overflow").editor
         overflow.setCurrentIndex(overflow.findData("stop"))  # type: ignore[attr-defined]
-    assert backend.settings.engine.overflow == "stop"
+    assert hearth.settings.snapshot().engine.overflow == "stop"
 
 
 def test_an_invalid_value_keeps_the_previous_one_and_says_why(qtbot: QtBot) -> None:
@@ -133,14 +131,14 @@ def test_an_invalid_value_keeps_the_previous_one_and_says_why(qtbot: QtBot) -> N
 
 
 def test_save_a_preset_and_load_it_back(qtbot: QtBot, panel: ParameterPanel,
-                                        backend: Backend) -> None:
+                                        hearth: Hearth) -> None:
     panel.set_model(STARTER)
     _spin(panel, "sampling", "temperature").setValue(0.25)
     panel.system_prompt.setPlainText("Be brief.")
     with qtbot.waitSignal(panel.presets.combo.model().rowsInserted, timeout=TIMEOUT_MS):
         panel.presets.save_preset_as("brief")
     assert panel.presets.combo.findText("brief") >= 0
-    saved = find_preset("brief")
+    saved = hearth.presets.find("brief")
     assert saved is not None and saved.base == STARTER
     assert saved.parameters["temperature"] == pytest.approx(0.25)
 
@@ -149,13 +147,13 @@ def test_save_a_preset_and_load_it_back(qtbot: QtBot, panel: ParameterPanel,
     panel.presets.combo.setCurrentIndex(panel.presets.combo.findText("brief"))
     with qtbot.waitSignal(panel.preset_applied, timeout=1000):
         qtbot.mouseClick(panel.presets.load_button, Qt.MouseButton.LeftButton)
-    assert backend.settings.sampling.temperature == pytest.approx(0.25)
+    assert hearth.settings.snapshot().sampling.temperature == pytest.approx(0.25)
     assert _spin(panel, "sampling", "temperature").value() == pytest.approx(0.25)
     assert panel.system_prompt.toPlainText() == "Be brief."
-    assert backend.settings.chat.preset == "brief"
+    assert hearth.settings.snapshot().chat.preset == "brief"
 
 
-def test_import_a_modelfile_applies_it(qtbot: QtBot, panel: ParameterPanel, backend: Backend,
+def test_import_a_modelfile_applies_it(qtbot: QtBot, panel: ParameterPanel, hearth: Hearth,
                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     modelfile = tmp_path / "terse" / "Modelfile"
     modelfile.parent.mkdir()
@@ -169,9 +167,9 @@ def test_import_a_modelfile_applies_it(qtbot: QtBot, panel: ParameterPanel, back
             qtbot.waitSignal(panel.load_settings_changed, timeout=TIMEOUT_MS):
         qtbot.mouseClick(panel.presets.import_button, Qt.MouseButton.LeftButton)
     assert applied.args == ["terse"]  # named after the Modelfile's folder
-    assert backend.settings.sampling.temperature == pytest.approx(0.3)
-    assert backend.settings.engine.n_ctx == 2048
-    assert backend.settings.chat.system_prompt == "You are terse."
+    assert hearth.settings.snapshot().sampling.temperature == pytest.approx(0.3)
+    assert hearth.settings.snapshot().engine.n_ctx == 2048
+    assert hearth.settings.snapshot().chat.system_prompt == "You are terse."
     assert panel.system_prompt.toPlainText() == "You are terse."
     assert panel.engine.editor("n_ctx").value() == 2048
     assert panel.presets.combo.currentText() == "terse"
@@ -180,24 +178,24 @@ def test_import_a_modelfile_applies_it(qtbot: QtBot, panel: ParameterPanel, back
 
 
 def test_a_broken_modelfile_is_reported_with_its_line(qtbot: QtBot, panel: ParameterPanel,
-                                                      backend: Backend, tmp_path: Path) -> None:
+                                                      hearth: Hearth, tmp_path: Path) -> None:
     modelfile = tmp_path / "broken.modelfile"
     modelfile.write_text(f"FROM {STARTER}\nPARAMETER temperature 0.3\nPARAMETR top_k 5\n",
                          encoding="utf-8")
     with qtbot.waitSignal(panel.problem, timeout=TIMEOUT_MS) as problem:
         panel.presets.import_modelfile(str(modelfile), "broken")
     assert "line 3" in problem.args[0] and "PARAMETR" in problem.args[0]
-    assert find_preset("broken") is None
-    assert backend.settings.sampling.temperature == pytest.approx(0.8)  # nothing applied
+    assert hearth.presets.find("broken") is None
+    assert hearth.settings.snapshot().sampling.temperature == pytest.approx(0.8)  # nothing applied
 
 
 def test_memory_bar_shows_a_real_plan_for_the_starter_model(
-        qtbot: QtBot, panel: ParameterPanel, backend: Backend) -> None:
+        qtbot: QtBot, panel: ParameterPanel, hearth: Hearth) -> None:
     panel.set_model(STARTER)
     qtbot.waitUntil(lambda: panel.memory_bar.plan is not None, timeout=TIMEOUT_MS)
     plan = panel.memory_bar.plan
     assert plan is not None
-    if not backend.hardware.usable_gpus:
+    if not hearth.hardware.usable_gpus:
         assert plan.verdict is Verdict.CPU
     data = panel.memory_bar.data()
     assert data is not None and data == bar_data(plan)
@@ -222,19 +220,19 @@ def test_the_panel_fits_the_dock_width(panel: ParameterPanel) -> None:
 
 
 def test_replacing_a_preset_keeps_what_the_panel_does_not_show(
-        qtbot: QtBot, panel: ParameterPanel, backend: Backend, tmp_path: Path) -> None:
+        qtbot: QtBot, panel: ParameterPanel, hearth: Hearth, tmp_path: Path) -> None:
     modelfile = tmp_path / "helper.modelfile"
     modelfile.write_text(f'FROM {STARTER}\nPARAMETER stop "<|im_end|>"\nPARAMETER seed -1\n'
                          "PARAMETER num_predict 200\nMESSAGE user Hi\nMESSAGE assistant Hello!\n",
                          encoding="utf-8")
     with qtbot.waitSignal(panel.preset_applied, timeout=TIMEOUT_MS):
         panel.presets.import_modelfile(str(modelfile), "helper")
-    assert backend.settings.sampling.seed is None  # Ollama's -1: random
-    assert backend.settings.sampling.max_tokens == 200
+    assert hearth.settings.snapshot().sampling.seed is None  # Ollama's -1: random
+    assert hearth.settings.snapshot().sampling.max_tokens == 200
     _spin(panel, "sampling", "top_p").setValue(0.5)
     with qtbot.waitSignal(panel.presets.saved, timeout=TIMEOUT_MS):
         panel.presets.save_preset_as("helper")
-    saved = find_preset("helper")
+    saved = hearth.presets.find("helper")
     assert saved is not None
     assert saved.parameters["top_p"] == pytest.approx(0.5)
     assert saved.parameters["stop"] == ["<|im_end|>"]

@@ -13,7 +13,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.main_window import MainWindow
-from backend.facade import Backend
+from backend.api import Hearth
 from tests.server.conftest import MODEL, HearthServer, start_hearth_server
 
 pytestmark = pytest.mark.slow
@@ -29,9 +29,9 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HearthServer]:
 
 
 @pytest.fixture
-def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> MainWindow:
-    backend.settings.sampling.max_tokens = 12
-    window = MainWindow(backend)
+def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
+    hearth.settings.update(sampling={"max_tokens": 12})
+    window = MainWindow(hearth)
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
@@ -63,14 +63,15 @@ def test_remote_model_chat_wrong_key_then_retry(qtbot: QtBot, window: MainWindow
                                                 peer: HearthServer) -> None:
     chat = window.chat
     assert f"peer/{MODEL}" in _add_connection(qtbot, window, "peer", peer.url, KEY)
-    assert window._backend.settings.connections[0].api_key_ref  # the key is not in settings
-    assert KEY not in window._backend.settings.model_dump_json()
+    settings = window._hearth.settings.snapshot()
+    assert settings.connections[0].api_key_ref  # the key is not in settings
+    assert KEY not in settings.model_dump_json()
     # The picker row is tagged with its connection; choosing it needs no local load.
     index = chat.model_picker.findData(f"peer/{MODEL}")
     assert index >= 0 and "(peer)" in chat.model_picker.itemText(index)
     chat.model_picker.setCurrentIndex(index)
-    chat._picked(index)
-    assert chat.remote_model == f"peer/{MODEL}" and window._backend.loaded is None
+    chat.chooser.picked(index)
+    assert chat.remote_model == f"peer/{MODEL}" and window._hearth.loaded is None
     assert chat.send_button.isEnabled()
 
     # The key goes stale (say the server was restarted with another one): the listing says
@@ -83,12 +84,12 @@ def test_remote_model_chat_wrong_key_then_retry(qtbot: QtBot, window: MainWindow
     user, reply = chat.transcript.messages()
     assert "API key" in reply.footer.text() and reply.retry_button.isVisibleTo(reply)
     assert "API key" in window.banner.message()
-    stored = window._backend.history.messages(chat.conversation_id)
+    stored = window._hearth.history.messages(chat.conversation_id)
     assert [(m.role, m.state) for m in stored] == [("user", "complete"), ("assistant", "error")]
 
     # Fix the key, then Retry: the same turn is answered by the remote model.
     _add_connection(qtbot, window, "peer", peer.url, KEY)
-    chat._picked(chat.model_picker.findData(f"peer/{MODEL}"))
+    chat.chooser.picked(chat.model_picker.findData(f"peer/{MODEL}"))
     with qtbot.waitSignal(chat.reply_finished, timeout=TIMEOUT_MS) as finished:
         qtbot.mouseClick(reply.retry_button, Qt.MouseButton.LeftButton)
     event = finished.args[0]
@@ -98,7 +99,7 @@ def test_remote_model_chat_wrong_key_then_retry(qtbot: QtBot, window: MainWindow
     assert user2 is user and reply2.text().strip()
     assert "tok/s" in reply2.footer.text() and "first token" in reply2.footer.text()
     assert not reply2.retry_button.isVisibleTo(reply2)
-    stored = window._backend.history.messages(chat.conversation_id)
+    stored = window._hearth.history.messages(chat.conversation_id)
     assert [(m.role, m.state) for m in stored] == [("user", "complete"),
                                                     ("assistant", "complete")]
     assert stored[1].stats and stored[1].stats["model"] == f"peer/{MODEL}"
@@ -109,9 +110,9 @@ def test_a_server_killed_mid_reply_keeps_the_partial_text(
     doomed = start_hearth_server(tmp_path / "doomed")
     try:
         chat = window.chat
-        window._backend.settings.sampling.max_tokens = 400
+        window._hearth.settings.update(sampling={"max_tokens": 400})
         _add_connection(qtbot, window, "doomed", doomed.url, "")
-        chat._picked(chat.model_picker.findData(f"doomed/{MODEL}"))
+        chat.chooser.picked(chat.model_picker.findData(f"doomed/{MODEL}"))
         with qtbot.waitSignal(chat.reply_finished, timeout=TIMEOUT_MS) as finished:
             qtbot.keyClicks(chat.composer, "Write a very long story about the sea.")
             qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
@@ -123,7 +124,7 @@ def test_a_server_killed_mid_reply_keeps_the_partial_text(
         qtbot.waitUntil(lambda: not chat.streaming)
         assert len(reply.text()) > 20  # the partial reply stays on screen…
         assert reply.retry_button.isVisibleTo(reply) and reply.footer.text()
-        stored = window._backend.history.messages(chat.conversation_id)[-1]
+        stored = window._hearth.history.messages(chat.conversation_id)[-1]
         assert stored.state == "error" and stored.content == reply.text()  # …and on disk
     finally:
         doomed.stop()

@@ -7,6 +7,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import qasync
@@ -14,17 +15,18 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QLineEdit
 from pytestqt.qtbot import QtBot
 
+from app.launcher import http_server
 from app.views.request_log import RequestLogModel, format_cell
 from app.views.server_page import ServerPage, ServerStatus
-from backend.facade import Backend
-from backend.server.context import RequestLogEntry
-from backend.settings import (
+from backend.api import (
     EngineSettings,
+    Hearth,
+    RequestLogEntry,
     ServerSettings,
     Settings,
-    load_settings,
-    settings_path,
+    SettingsStore,
 )
+from backend.settings import settings_path
 
 MODEL = "smollm2:135m"
 REPLY_TIMEOUT_MS = 120_000
@@ -32,17 +34,28 @@ REPLY_TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def backend() -> Iterator[Backend]:
+def hearth() -> Iterator[Hearth]:
     # Small context, one slot, two threads: the JIT load and a reply stay cheap on shared CPUs.
-    backend = Backend(Settings(server=ServerSettings(port=0),
-                               engine=EngineSettings(n_ctx=1024, parallel=1, threads=2)))
-    yield backend
-    backend.close()
+    hearth = Hearth(SettingsStore(Settings(server=ServerSettings(port=0),
+                                           engine=EngineSettings(n_ctx=1024, parallel=1,
+                                                                 threads=2))),
+                    server=http_server)
+    yield hearth
+    hearth.close()
+
+
+def _port(hearth: Hearth) -> int:
+    """The port the running server listens on (port 0 was given: the OS picked one)."""
+    url = hearth.server.status.url
+    assert url is not None
+    port = urlsplit(url).port
+    assert port is not None
+    return port
 
 
 @pytest.fixture
-def page(qtbot: QtBot, qasync_loop: qasync.QEventLoop, backend: Backend) -> ServerPage:
-    page = ServerPage(backend)
+def page(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> ServerPage:
+    page = ServerPage(hearth)
     qtbot.addWidget(page)
     page.show()
     qtbot.waitExposed(page)
@@ -111,18 +124,17 @@ def test_log_model_is_a_sound_capped_table(qtmodeltester) -> None:  # type: igno
 # -- start, serve, log, stop -----------------------------------------------------------------
 @pytest.mark.slow
 def test_toggle_serves_openai_clients_and_logs_them(qtbot: QtBot, page: ServerPage,
-                                                    backend: Backend) -> None:
+                                                    hearth: Hearth) -> None:
     statuses: list[ServerStatus] = []
     page.server_state_changed.connect(statuses.append)
     qtbot.mouseClick(page.toggle_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state_label.text().startswith("Running on"), timeout=30_000)
-    assert backend.server is not None
-    port = backend.server.port
+    port = _port(hearth)
     assert port != 0
     url = f"http://127.0.0.1:{port}/v1"
     assert page.url_edit.text() == url and url in page.state_label.text()
     assert page.toggle_button.isChecked() and page.toggle_button.text() == "Stop server"
-    assert not page.host_edit.isEnabled() and not page.port_spin.isEnabled()
+    assert not page.form.host_edit.isEnabled() and not page.form.port_spin.isEnabled()
     assert statuses[-1] == ServerStatus("running", url)
     assert url in page.snippet("curl") and f"base_url='{url}'" in page.snippet(
         "Python (openai)") and f"host='http://127.0.0.1:{port}'" in page.snippet(
@@ -148,27 +160,26 @@ def test_toggle_serves_openai_clients_and_logs_them(qtbot: QtBot, page: ServerPa
     assert MODEL in page.snippet("curl")
 
     # A new key while running applies at the next start; the page says so.
-    assert not page.restart_note.isVisible()
-    qtbot.mouseClick(page.generate_key_button, Qt.MouseButton.LeftButton)
-    assert page.restart_note.isVisible()
+    assert not page.form.restart_note.isVisible()
+    qtbot.mouseClick(page.form.generate_key_button, Qt.MouseButton.LeftButton)
+    assert page.form.restart_note.isVisible()
     assert "Authorization" not in page.snippet("curl")  # the running server still has none
 
     qtbot.mouseClick(page.toggle_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.state_label.text() == "Stopped", timeout=30_000)
-    assert not page.toggle_button.isChecked() and page.host_edit.isEnabled()
+    assert not page.toggle_button.isChecked() and page.form.host_edit.isEnabled()
     assert statuses[-1].state == "stopped"
     assert _refused(port)
-    assert page.settings_error.isHidden()
+    assert page.form.settings_error.isHidden()
 
 
 # -- refusals --------------------------------------------------------------------------------
-def test_exposed_host_without_key_is_refused(qtbot: QtBot, page: ServerPage,
-                                             backend: Backend) -> None:
+def test_exposed_host_without_key_is_refused(qtbot: QtBot, page: ServerPage) -> None:
     statuses: list[ServerStatus] = []
     page.server_state_changed.connect(statuses.append)
     port = _free_port()
-    _edit(qtbot, page.host_edit, "0.0.0.0")
-    page.port_spin.setValue(port)
+    _edit(qtbot, page.form.host_edit, "0.0.0.0")
+    page.form.port_spin.setValue(port)
     with qtbot.waitSignal(page.problem, timeout=30_000) as problem:
         qtbot.mouseClick(page.toggle_button, Qt.MouseButton.LeftButton)
     sentence = problem.args[0]
@@ -186,7 +197,7 @@ def test_port_in_use_shows_its_sentence(qtbot: QtBot, page: ServerPage) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        page.port_spin.setValue(port)
+        page.form.port_spin.setValue(port)
         with qtbot.waitSignal(page.problem, timeout=30_000) as problem:
             qtbot.mouseClick(page.toggle_button, Qt.MouseButton.LeftButton)
     assert f"Port {port} on 127.0.0.1 is already in use" in problem.args[0]
@@ -198,65 +209,67 @@ def test_port_in_use_shows_its_sentence(qtbot: QtBot, page: ServerPage) -> None:
 # -- settings --------------------------------------------------------------------------------
 def test_settings_changes_persist_and_invalid_ones_do_not(qtbot: QtBot,
                                                           page: ServerPage) -> None:
-    _edit(qtbot, page.host_edit, "localhost")
-    page.port_spin.setValue(23456)
-    page.cors_edit.setPlainText("https://a.example\n\n  https://b.example  \n")
-    page.jit_check.setChecked(False)
-    page.ttl_spin.setValue(5.5)
+    form = page.form
+    _edit(qtbot, form.host_edit, "localhost")
+    form.port_spin.setValue(23456)
+    form.cors_edit.setPlainText("https://a.example\n\n  https://b.example  \n")
+    form.jit_check.setChecked(False)
+    form.ttl_spin.setValue(5.5)
     _wait_saved(qtbot, page)
     stored = _stored()
     assert stored["host"] == "localhost" and stored["port"] == 23456
     assert stored["cors_origins"] == ["https://a.example", "https://b.example"]
     assert stored["jit_loading"] is False and stored["idle_ttl_minutes"] == 5.5
-    assert page.settings_error.isHidden()
-    assert page.port_spin.maximum() == 65535  # from the pydantic Field's bounds
+    assert form.settings_error.isHidden()
+    assert form.port_spin.maximum() == 65535  # from the pydantic Field's bounds
 
-    _edit(qtbot, page.host_edit, "   ")  # an empty address: pydantic refuses it
-    assert page.settings_error.isVisible() and "Host" in page.settings_error.text()
+    _edit(qtbot, form.host_edit, "   ")  # an empty address: pydantic refuses it
+    assert form.settings_error.isVisible() and "Host" in form.settings_error.text()
     _wait_saved(qtbot, page)
     assert _stored()["host"] == "localhost"
     assert page.url_edit.text() == "http://localhost:23456/v1"
-    _edit(qtbot, page.host_edit, "localhost")  # put back: the message goes away
-    assert page.settings_error.isHidden()
+    _edit(qtbot, form.host_edit, "localhost")  # put back: the message goes away
+    assert form.settings_error.isHidden()
 
 
 def test_generate_key_persists_and_fills_the_snippets(qtbot: QtBot, page: ServerPage) -> None:
+    form = page.form
     assert '"not-needed"' in page.snippet("Python (openai)")
     assert "Authorization" not in page.snippet("curl")
-    qtbot.mouseClick(page.generate_key_button, Qt.MouseButton.LeftButton)
-    key = page.key_edit.text()
+    qtbot.mouseClick(form.generate_key_button, Qt.MouseButton.LeftButton)
+    key = form.key_edit.text()
     assert len(key) >= 40
-    assert page.key_edit.echoMode() == QLineEdit.EchoMode.Password
-    qtbot.mouseClick(page.show_key_button, Qt.MouseButton.LeftButton)
-    assert page.key_edit.echoMode() == QLineEdit.EchoMode.Normal
+    assert form.key_edit.echoMode() == QLineEdit.EchoMode.Password
+    qtbot.mouseClick(form.show_key_button, Qt.MouseButton.LeftButton)
+    assert form.key_edit.echoMode() == QLineEdit.EchoMode.Normal
     assert f"Authorization: Bearer {key}" in page.snippet("curl")
     assert f"api_key={key!r}" in page.snippet("Python (openai)")
     assert f"'Bearer {key}'" in page.snippet("Ollama client")
     _wait_saved(qtbot, page)
     assert _stored()["api_key"] == key
 
-    qtbot.mouseClick(page.copy_key_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(form.copy_key_button, Qt.MouseButton.LeftButton)
     assert QApplication.clipboard().text() == key
 
 
 def test_a_server_left_on_starts_again_at_the_next_launch(qtbot: QtBot, page: ServerPage,
-                                                          backend: Backend) -> None:
+                                                          hearth: Hearth) -> None:
     page.toggle_button.click()
     qtbot.waitUntil(lambda: _settled_running(page), timeout=30_000)
     _wait_saved(qtbot, page)
     assert _stored()["enabled"] is True
-    port = backend.server.port  # type: ignore[union-attr]
+    port = _port(hearth)
 
-    # "Next launch": a new backend and page reading the saved settings.
-    backend.stop_server()
+    # "Next launch": a new Hearth and page reading the saved settings.
+    hearth.server.stop()
     qtbot.waitUntil(lambda: not page.running)
-    later = Backend(load_settings())
+    later = Hearth(SettingsStore.open(), server=http_server)
     try:
         again = ServerPage(later)
         qtbot.addWidget(again)
         again.start_if_enabled()
         qtbot.waitUntil(lambda: _settled_running(again), timeout=30_000)
-        assert later.server is not None and later.server.port > 0
+        assert _port(later) > 0
         again.toggle_button.click()  # off, and remembered as off
         qtbot.waitUntil(lambda: not again.running and _stored()["enabled"] is False,
                         timeout=30_000)

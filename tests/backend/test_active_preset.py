@@ -1,5 +1,9 @@
 """The preset loaded in the parameter panel shapes GUI chats: its stop strings, template and
-seeded turns apply; its sampling does not override what the panel holds now."""
+seeded turns apply; its sampling does not override what the panel holds now.
+
+The window asks ``Hearth.generate`` with the panel's values as explicit options and the
+panel's preset as the active one (``app/views/reply_stream.py``); this checks that contract.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from backend.engine.types import ChatMessage, Finished, GenerationRequest, LoadPlan, TextDelta
-from backend.facade import Backend
-from backend.library.modelfile import parse_modelfile
-from backend.library.presets import build_preset, save_preset
+from backend.api import (
+    ChatMessage,
+    Finished,
+    GenerationEvent,
+    Hearth,
+    LoadPlan,
+    RequestOptions,
+    TextDelta,
+)
+from backend.engine.types import GenerationRequest
 
+STARTER = "smollm2:135m"
 MODELFILE = """FROM smollm2:135m
 SYSTEM You count.
 PARAMETER temperature 1.5
@@ -20,48 +31,41 @@ PARAMETER stop "4"
 MESSAGE user Count to 2.
 MESSAGE assistant 1, 2
 """
+# What the panel holds after the load: its values are explicit, so they win over the preset's.
+PANEL = RequestOptions(temperature=0.0, max_tokens=60)
 
 
 @pytest.fixture
-def backend() -> Iterator[Backend]:
-    backend = Backend()
-    asyncio.run(backend.load_model("smollm2:135m", LoadPlan(n_ctx=1024, n_parallel=1)))
-    yield backend
-    backend.close()
+def hearth() -> Iterator[Hearth]:
+    hearth = Hearth()
+    asyncio.run(hearth.load(STARTER, LoadPlan(n_ctx=1024, n_parallel=1)))
+    yield hearth
+    hearth.close()
 
 
-def test_the_active_preset_shapes_gui_chats(backend: Backend) -> None:
-    preset, _warnings = build_preset("counter", parse_modelfile(MODELFILE))
-    save_preset(preset)
-    backend.settings.chat.preset = "counter"
-    backend.settings.sampling.temperature = 0.0  # what the panel holds after the load
-    sent: list[GenerationRequest] = []
-    generate = backend.engine.generate
+def _chat(hearth: Hearth, preset: str | None) -> tuple[GenerationRequest, str, Finished]:
+    async def chat() -> tuple[GenerationRequest, str, Finished]:
+        generation = await hearth.generate(
+            STARTER, messages=[ChatMessage("user", "Count to 10, one number per line.")],
+            options=PANEL, preset=preset, load_if_needed=False)
+        text = ""
+        async with generation:
+            event: GenerationEvent
+            async for event in generation:
+                if isinstance(event, TextDelta):
+                    text += event.text
+        assert generation.final is not None
+        return generation.request, text, generation.final
 
-    def spy(request: GenerationRequest):  # type: ignore[no-untyped-def]
-        sent.append(request)
-        return generate(request)
+    return asyncio.run(chat())
 
-    backend.engine.generate = spy  # type: ignore[method-assign]
 
-    async def chat() -> tuple[str, Finished]:
-        _, events = backend.chat([ChatMessage("user", "Count to 10, one number per line.")],
-                                 max_tokens=60)
-        text, final = "", None
-        async for event in events:
-            if isinstance(event, TextDelta):
-                text += event.text
-            else:
-                final = event
-        assert final is not None
-        return text, final
-
-    text, final = asyncio.run(chat())
-    (request,) = sent
+def test_the_active_preset_shapes_gui_chats(hearth: Hearth) -> None:
+    hearth.presets.create("counter", MODELFILE)
+    request, text, final = _chat(hearth, "counter")
     assert request.stop == ("4",) and request.sampling.temperature == 0.0
     assert [m.role for m in request.messages or ()] == ["system", "user", "assistant", "user"]
     assert "4" not in text and final.finish_reason == "stop"
 
-    backend.settings.chat.preset = None  # no preset: the chat is exactly what was sent
-    asyncio.run(chat())
-    assert sent[-1].stop == () and [m.role for m in sent[-1].messages or ()] == ["user"]
+    request, _text, _final = _chat(hearth, None)  # no preset: exactly what was sent
+    assert request.stop == () and [m.role for m in request.messages or ()] == ["user"]

@@ -277,16 +277,16 @@ def test_threads_share_one_store(store: ChatStore) -> None:
         assert contents == [f"message {i}!" for i in range(40)]
 
 
-def test_backend_opens_the_default_store_once_and_closes_it() -> None:
-    from backend.facade import Backend
+def test_hearth_opens_the_default_store_once_and_closes_it() -> None:
+    from backend.api import Hearth
 
-    backend = Backend()
+    hearth = Hearth()
     try:
-        store = backend.history
-        assert store is backend.history
+        store = hearth.history
+        assert store is hearth.history
         assert store.path == hearth_paths().data_dir / "history.sqlite3"
         store.create_conversation()
     finally:
-        backend.close()
-    with pytest.raises(sqlite3.ProgrammingError):  # closed with the backend
+        hearth.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with the application
         store.list_conversations()

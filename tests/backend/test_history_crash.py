@@ -29,8 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = """
 import asyncio, sys
 from pathlib import Path
-from backend.engine.types import ChatMessage, LoadPlan, SamplingParams, TextDelta
-from backend.facade import Backend
+from backend.api import ChatMessage, Hearth, LoadPlan, RequestOptions, TextDelta
 from backend.store import ChatStore, ReplyRecorder
 
 async def main(db: str, side: str, prompt: str) -> None:
@@ -39,19 +38,20 @@ async def main(db: str, side: str, prompt: str) -> None:
     store.add_message(conv.id, "user", prompt)
     reply = store.add_message(conv.id, "assistant", "", state="streaming")
     recorder = ReplyRecorder(store, reply.id, flush_interval_s=0.25)
-    backend = Backend()
-    await backend.load_model("smollm2:135m", LoadPlan(n_ctx=1024))
-    _, events = backend.chat([ChatMessage("user", prompt)],
-                             sampling=SamplingParams(temperature=0.0, seed=7),
-                             max_tokens=400)
+    hearth = Hearth()
+    await hearth.load("smollm2:135m", LoadPlan(n_ctx=1024))
+    generation = await hearth.generate(
+        "smollm2:135m", messages=[ChatMessage("user", prompt)],
+        options=RequestOptions(temperature=0.0, seed=7, max_tokens=400))
     with open(side, "w", encoding="utf-8") as truth:
-        async for event in events:
-            if isinstance(event, TextDelta):
-                truth.write(event.text)  # first the truth, then the store: DB <= side
-                truth.flush()
-                recorder.append(event.text)
+        async with generation:
+            async for event in generation:
+                if isinstance(event, TextDelta):
+                    truth.write(event.text)  # first the truth, then the store: DB <= side
+                    truth.flush()
+                    recorder.append(event.text)
     recorder.finish("complete")
-    backend.close()
+    hearth.close()
 
 asyncio.run(main(*sys.argv[1:4]))
 """
