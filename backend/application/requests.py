@@ -69,6 +69,7 @@ class RequestOptions:
     tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions
     tool_choice: str | dict[str, Any] | None = None  # "none", "auto", "required", or one tool
     request_id: str | None = None  # chosen by the front end (to stop it before it starts)
+    report_progress: bool = False  # PromptProgress events while the prompt is read
 
     def given(self) -> set[str]:
         """The names of the options set, for logs and tests."""
@@ -118,6 +119,7 @@ def build_request(*, messages: Sequence[ChatMessage] | None = None, prompt: str 
         grammar=_grammar(options, tools), tools=tools,
         overflow=options.overflow or settings.engine.overflow,
         chat_template=template if messages is not None else None,
+        report_progress=options.report_progress,
         request_id=options.request_id or new_request_id())
     check_request(request)
     return request

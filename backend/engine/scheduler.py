@@ -197,6 +197,7 @@ class Scheduler:
             room = min(room, max(MIN_PREFILL_CHUNK,
                                  int(PREFILL_STEP_BUDGET_S / self._costs.per_prompt_token)))
         sampling = list(generating)
+        fed: list[Slot] = []  # slots whose prompt this step reads
         # Without flash attention, llama.cpp's CPU attention rounds a token's logits slightly
         # differently when it is computed alone than inside a longer batch. A repeated request
         # reuses the cached prompt and computes only its last token alone, so a fresh prompt
@@ -219,6 +220,7 @@ class Scheduler:
             slot.cached.extend(slot.prompt[slot.n_fed:end])
             room -= end - slot.n_fed
             slot.n_fed = end
+            fed.append(slot)
         if ctx.n_in_batch == 0:
             return
         n_prompt = ctx.n_in_batch - len(generating)
@@ -240,6 +242,9 @@ class Scheduler:
         # twentieth of a step: on a GPU that is hidden behind the kernels still running.
         self._flush_events(min(MAX_HANDOFF_WAIT_S, 0.05 * self._costs.decode_step))
         self._costs.learn(now - started, len(generating), n_prompt)
+        for slot in fed:
+            if slot.job is not None and slot.job.request.report_progress:
+                slot.report_progress()
         for slot in sampling:
             if slot.job is None:
                 continue

@@ -20,6 +20,7 @@ from backend.engine.types import (
     FinishReason,
     GenerationEvent,
     GenerationRequest,
+    PromptProgress,
     SamplingParams,
     TextDelta,
     Usage,
@@ -101,6 +102,14 @@ class Slot:
         self.stops = StopMatcher(job.request.stop)
         self.max_tokens = job.request.max_tokens
         self.messages_dropped = messages_dropped
+        self.report_progress()
+
+    def report_progress(self) -> None:
+        """Tell a request that asked how much of its prompt is read (not deferred: the front
+        end shows it while nothing else arrives)."""
+        assert self.job is not None
+        if self.job.request.report_progress:
+            self.emit(PromptProgress(self.job.request.request_id, self.n_fed, len(self.prompt)))
 
     def emit(self, event: GenerationEvent | BaseException, *, defer: bool = False) -> None:
         assert self.job is not None

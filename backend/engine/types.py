@@ -81,6 +81,9 @@ class GenerationRequest:
     add_generation_prompt: bool = True
     tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions, for the template
     chat_template: str | None = None  # Jinja source replacing the model's for this request
+    # Send PromptProgress events while the prompt is read (a front end that shows them asks;
+    # consumers that only expect TextDelta and Finished never get one).
+    report_progress: bool = False
     request_id: str = field(default_factory=new_request_id)
 
 
@@ -91,6 +94,21 @@ FinishReason = Literal["stop", "length", "cancelled", "error"]
 class TextDelta:
     request_id: str
     text: str
+
+
+@dataclass(frozen=True)
+class PromptProgress:
+    """How much of the prompt the model has read: once when the request starts (``done`` is
+    the part found in the cache) and after each step that read more. Only for requests with
+    ``report_progress``."""
+
+    request_id: str
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +129,7 @@ class Finished:
     error: BackendError | None = None  # set when finish_reason == "error"
 
 
-GenerationEvent = TextDelta | Finished
+GenerationEvent = TextDelta | Finished | PromptProgress
 
 
 @dataclass(frozen=True)

@@ -267,3 +267,35 @@ def test_same_seed_same_text_without_flash_attention(smollm2_path: Path) -> None
         assert len(texts) == 1, texts
     finally:
         eng.close()
+
+
+def test_prompt_progress_is_reported_only_when_asked(smollm2_path: Path) -> None:
+    """A front end that shows "reading your prompt" asks for PromptProgress events: one when
+    the request starts (the cached part), then one per step that read more, before any text.
+    Requests that don't ask never see one (the API routes expect text and an end only)."""
+    from backend.engine.types import PromptProgress
+
+    engine = Engine()
+    long_prompt = "Summarise this. " + "The quick brown fox jumps over the lazy dog. " * 60
+
+    async def run(report: bool) -> list[object]:
+        request = GenerationRequest(prompt=long_prompt, max_tokens=2, report_progress=report,
+                                    sampling=SamplingParams(temperature=0))
+        return [event async for event in engine.generate(request)]
+
+    try:
+        asyncio.run(engine.load(LocalModel("smollm2:135m", smollm2_path, "builtin"),
+                                LoadPlan(n_ctx=2048, n_threads=2, n_batch=128, n_ubatch=128)))
+        events = asyncio.run(run(True))
+        progress = [e for e in events if isinstance(e, PromptProgress)]
+        first_text = next(i for i, e in enumerate(events) if isinstance(e, TextDelta))
+        assert len(progress) >= 3 and all(isinstance(e, PromptProgress)
+                                          for e in events[:len(progress)])
+        assert first_text == len(progress)  # all of it before the reply's first text
+        assert progress[0].done == 0 and progress[-1].done == progress[-1].total > 500
+        assert [p.done for p in progress] == sorted(p.done for p in progress)
+        again = asyncio.run(run(True))  # the same prompt: found in the cache at once
+        assert isinstance(again[0], PromptProgress) and again[0].done == again[0].total - 1
+        assert not [e for e in asyncio.run(run(False)) if isinstance(e, PromptProgress)]
+    finally:
+        engine.close()
