@@ -29,7 +29,7 @@ from backend.application.capabilities import capabilities
 from backend.application.conversation import prompt_messages
 from backend.application.dispatch import UrlModel
 from backend.application.generation import Generation
-from backend.application.hearth import LOAD_FIELDS, Hearth, RemoteStatus
+from backend.application.hearth import Hearth, RemoteStatus
 from backend.application.presets import PresetBook
 from backend.application.request_log import RequestLogEntry
 from backend.application.requests import NO_LIMIT, RANDOM_SEED, RequestOptions
@@ -150,7 +150,6 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TITLE",
     "IGNORED_PARAMETERS",
-    "LOAD_FIELDS",
     "LOOPBACK_HOSTS",
     "MESSAGE_STATES",
     "NO_LIMIT",
