@@ -41,20 +41,41 @@ def first_model(hearth: Hearth) -> str | None:
     return None
 
 
+def finalize_async_generators_on_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Have async generators left unfinished (an HTTP stream of a remote reply inside httpx)
+    closed as tasks on ``loop``, and by ``shutdown_asyncgens`` when the app quits.
+
+    asyncio's own ``run_forever`` installs these hooks; qasync's runs Qt's loop instead and
+    doesn't, so such a generator was closed by the garbage collector outside any event loop,
+    where httpcore can't tell which async library it runs under and printed a traceback
+    (at quit, after chatting with a remote connection)."""
+    hooks = getattr(loop, "_asyncgen_firstiter_hook", None), \
+        getattr(loop, "_asyncgen_finalizer_hook", None)
+    if None not in hooks:
+        sys.set_asyncgen_hooks(firstiter=hooks[0], finalizer=hooks[1])
+
+
 async def _run_window(window: MainWindow, hearth: Hearth, crashes: CrashReporter) -> int:
     """Show the window at once, load a model behind it, live until it closes."""
     crashes.install(asyncio.get_running_loop())
+    finalize_async_generators_on_loop(asyncio.get_running_loop())
     closed = asyncio.Event()
     window.closed.connect(closed.set)
     window.show()
     window.status.start()
     window.server.start_if_enabled()
     name = first_model(hearth)
-    if hearth.settings.snapshot().default_model is None or name is None:
-        # First run (or nothing left to chat with): the Models page's welcome offers the
-        # built-in starter (instant) and the catalog's best pick for this machine.
+    if name is None:
+        # Nothing to chat with at all: the Models page's welcome offers the catalog's best
+        # pick for this machine.
         window.show_page("models")
+    elif hearth.settings.snapshot().default_model is None:
+        # First run: the chat, with the starter picked and the composer focused; the first
+        # message loads it ("Loading SmolLM2…" in the reply), so type and Enter is enough.
+        window.chat.show_model_choice(name)
+        window.show_page("chat")
     else:
+        window.chat.show_model_choice(name)
         window.load_model(name)  # a task; the window renders its outcome
     await closed.wait()
     return 0

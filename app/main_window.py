@@ -81,6 +81,7 @@ class MainWindow(QMainWindow):
                                         | QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.parameter_dock.setMinimumWidth(300)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.parameter_dock)
+        self._panel_wanted = True  # the panel belongs to the chat: shown there unless closed
 
         self.status = StatusBar(hearth.probe_hardware, self)
         self.setStatusBar(self.status)
@@ -136,17 +137,28 @@ class MainWindow(QMainWindow):
         self.chat.reply_finished.connect(self.status.show_reply)
         self.chat.streaming_changed.connect(self._streaming_changed)
         self.models.model_chosen.connect(self.use_model)
-        self.parameters.load_settings_changed.connect(self.chat.mark_reload_needed)
+        # Each chat's system prompt lives with the chat: the panel shows and edits the shown
+        # one's, and what is still being typed applies before another chat is shown.
+        self.chat.leaving_conversation.connect(self.parameters.flush)
+        self.chat.conversation_shown.connect(self.parameters.show_system_prompt)
+        self.parameters.system_prompt_edited.connect(self.chat.set_system_prompt)
+        # Load settings apply before the next message: Send says so, and the panel until then.
+        self.parameters.load_settings_changed.connect(self.chat.indicators.refresh)
+        self.chat.model_changed.connect(lambda _loaded: self.parameters.show_reload_pending())
+        self.chat.streaming_chats_changed.connect(self.sidebar.set_streaming)
         self.server.server_state_changed.connect(self._server_state)
         for page in (self.chat, self.models, self.server, self.parameters):
             page.problem.connect(self.banner.show_message)
 
     # -- intents ---------------------------------------------------------------------------
     def show_page(self, name: str) -> None:
+        if self.pages.currentWidget() is self.chat and name != "chat":
+            self._panel_wanted = self.parameter_dock.isVisible()
         self.pages.setCurrentIndex(PAGES.index(name))
         self.sidebar.set_page(name)
+        self.parameter_dock.setVisible(name == "chat" and self._panel_wanted)
         if name == "chat":
-            self.chat.composer.setFocus()
+            self.chat.composer.setFocus()  # Ctrl+1, type, Enter
 
     def new_chat(self) -> None:
         if self.chat.new_chat():
@@ -222,7 +234,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         # Stop everything that would fire later: the event loop may be gone by then.
-        self.chat.stop_reply()
+        self.chat.replies.stop_all()  # every chat's reply
         self.chat.shutdown()
         self.parameters.shutdown()
         self.models.shutdown()

@@ -1,9 +1,16 @@
-"""Split a streaming reply into blocks: prose, fenced code, ``<think>`` sections.
+"""Split a streaming reply into blocks: prose paragraphs, fenced code, ``<think>`` sections.
 
 A reply grows a few characters at a time. Re-parsing all of it per repaint costs O(length)
 per frame and, for a long answer, more than a frame. ``BlockSplitter`` remembers where the
 last *closed* block ended and only re-scans the open tail, so each repaint costs the size of
 the block being written, and closed blocks keep their rendered widgets untouched.
+
+Prose closes a paragraph at a time (at a blank line), so a long answer's open block is its
+last paragraph, not all its prose. A paragraph with no blank line in sight (a long list, a
+count one number per line) closes at its first line break past ``PARAGRAPH_LIMIT`` characters
+where the next line starts a new element (not an indented continuation, not a table row), so
+even that stays bounded. Every cut depends only on the text before it and one character after,
+so feeding a reply piece by piece splits it exactly as splitting it whole does.
 
 Pure Python: no Qt, so it is tested on its own.
 """
@@ -19,6 +26,7 @@ BlockKind = Literal["prose", "code", "think"]
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$", re.M)
 _THINK_OPEN = "<think>"
 _THINK_CLOSE = "</think>"
+PARAGRAPH_LIMIT = 1200  # characters an open paragraph may reach before a line break closes it
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,42 @@ class Block:
     language: str = ""  # code blocks: the fence's info word ("python")
 
 
+def _paragraph_end(text: str, pos: int) -> int | None:
+    """Where the paragraph starting at ``pos`` ends, if that is known yet (see the module
+    docstring): after a blank line, or after a line break past ``PARAGRAPH_LIMIT``."""
+    blank = text.find("\n\n", pos)
+    limit = pos + PARAGRAPH_LIMIT
+    end = blank + 2 if blank >= 0 else None
+    if len(text) <= limit or (end is not None and end <= limit):
+        return end
+    search = limit
+    while True:
+        newline = text.find("\n", search)
+        if newline < 0 or newline + 1 >= len(text) or (end is not None and newline >= end):
+            return end
+        after = text[newline + 1]
+        line_start = max(pos, text.rfind("\n", pos, newline) + 1)
+        if not after.isspace() and after != "|" and \
+                not text[line_start:newline].lstrip().startswith("|"):
+            return newline + 1
+        search = newline + 1
+
+
+def _prose_blocks(prose: str, *, final: bool) -> tuple[list[Block], int]:
+    """``prose`` as closed paragraphs and an open rest; how many characters are closed."""
+    blocks: list[Block] = []
+    pos = 0
+    while (end := _paragraph_end(prose, pos)) is not None:
+        if prose[pos:end].strip():
+            blocks.append(Block("prose", prose[pos:end], closed=True))
+        pos = end
+    if pos < len(prose):
+        blocks.append(Block("prose", prose[pos:], closed=final))
+        if final:
+            pos = len(prose)
+    return blocks, pos
+
+
 def _split_prose_and_code(text: str, *, final: bool) -> tuple[list[Block], int]:
     """Blocks in ``text`` and how many leading characters are final (closed blocks)."""
     blocks: list[Block] = []
@@ -37,14 +81,13 @@ def _split_prose_and_code(text: str, *, final: bool) -> tuple[list[Block], int]:
     while pos < len(text):
         opening = _FENCE.search(text, pos)
         if opening is None:
-            blocks.append(Block("prose", text[pos:], closed=final))
-            if final:
-                frozen = len(text)
+            prose, closed = _prose_blocks(text[pos:], final=final)
+            blocks.extend(prose)
+            frozen = pos + closed
             break
         if opening.start() > pos:
-            prose = text[pos:opening.start()]
-            if prose.strip():
-                blocks.append(Block("prose", prose, closed=True))
+            prose, _ = _prose_blocks(text[pos:opening.start()], final=True)
+            blocks.extend(b for b in prose if b.text.strip())
             frozen = opening.start()
         fence = opening.group("fence")
         language = opening.group("info").strip().split(" ")[0] if opening.group("info") else ""

@@ -6,7 +6,9 @@
                           │ intents: plain values          ▲ values, event streams, typed errors
                           ▼                                │
     backend/api.py  Hearth: generate · stop · load · models · presets · settings (a store) ·
-                    library · history · remote · server · load/server/remote/log event streams
+                    library · history · remote · server · tools (MCP) · chat_with_tools ·
+                    knowledge (documents in chats, the library, citations) ·
+                    load/server/remote/tools/log/knowledge event streams
                           │
     services        engine/ · host · library/ · hardware/ · store/ · remote/ · tools/
     base            errors · settings · paths · events
@@ -28,11 +30,18 @@ from backend import __version__
 from backend.application.capabilities import capabilities
 from backend.application.conversation import prompt_messages
 from backend.application.dispatch import UrlModel
+from backend.application.embeddings import Embedded
 from backend.application.generation import Generation
-from backend.application.hearth import Hearth, RemoteStatus
+from backend.application.grounding import Grounding
+from backend.application.hearth import LOAD_FIELDS, Hearth, RemoteStatus
 from backend.application.presets import PresetBook
 from backend.application.request_log import RequestLogEntry
-from backend.application.requests import NO_LIMIT, RANDOM_SEED, RequestOptions
+from backend.application.requests import (
+    NO_LIMIT,
+    RANDOM_SEED,
+    RequestOptions,
+    speculative_mode,
+)
 from backend.application.server_control import (
     LOOPBACK_HOSTS,
     ServerFactory,
@@ -42,6 +51,17 @@ from backend.application.server_control import (
     check_exposure,
     is_loopback,
 )
+from backend.application.tool_chat import Approver, ToolChat
+from backend.application.tool_events import (
+    CallStatus,
+    Decision,
+    ToolCallFinished,
+    ToolCallRequested,
+    ToolChatEvent,
+    ToolsOffered,
+    ToolTurn,
+)
+from backend.application.tool_records import ToolChatRecorder, reply_stats
 from backend.engine.types import (
     ChatMessage,
     Finished,
@@ -52,6 +72,7 @@ from backend.engine.types import (
     OverflowPolicy,
     PromptProgress,
     SamplingParams,
+    SpeculationParams,
     TextDelta,
     Usage,
     new_request_id,
@@ -68,7 +89,20 @@ from backend.host import (
     LoadStarted,
     Unloaded,
 )
-from backend.library.catalog import CatalogEntry
+from backend.knowledge.documents import SUPPORTED_SUFFIXES
+from backend.knowledge.records import (
+    Citation,
+    CollectionInfo,
+    FileFailed,
+    FileForgotten,
+    FileIndexed,
+    FileInfo,
+    IndexProgress,
+    KnowledgeEvent,
+    Passage,
+)
+from backend.knowledge.settings import KnowledgeSettings
+from backend.library.catalog import CatalogEntry, EmbeddingTraits
 from backend.library.gguf_meta import GgufMetadata
 from backend.library.local import STARTER_ID, LocalModel
 from backend.library.modelfile import (
@@ -110,19 +144,29 @@ from backend.store import (
     auto_title,
 )
 from backend.tools.calls import ParsedToolCall, parse_tool_calls
+from backend.tools.catalog import McpState, McpStatus, ToolSet, ToolSpec
+from backend.tools.mcp_config import (
+    ImportedServer,
+    McpServer,
+    ToolSettings,
+    make_server,
+    parse_mcp_json,
+)
 
 if TYPE_CHECKING:
+    from backend.application.knowledge import ChatSources, Knowledge
     from backend.library.downloads import TERMINAL, DownloadManager, DownloadProgress
     from backend.library.hub import RepoSummary
+    from backend.library.picks import CatalogCard, FitKind, best_quant
     from backend.library.pull import resolve_pull
     from backend.library.service import (
         BestPick,
         FitBadge,
-        FitKind,
         LibraryModel,
         QuantChoice,
     )
     from backend.remote.registry import RemoteListing, RemoteModelRef
+    from backend.tools.registry import ToolRegistry
 
 # Names whose modules bring in the Hub client or httpx (~0.1-0.2 s): imported when first
 # asked for, so a front end that never touches downloads or connections doesn't pay for them.
@@ -130,10 +174,15 @@ _LAZY = {
     "TERMINAL": "backend.library.downloads", "DownloadManager": "backend.library.downloads",
     "DownloadProgress": "backend.library.downloads", "RepoSummary": "backend.library.hub",
     "BestPick": "backend.library.service", "FitBadge": "backend.library.service",
-    "FitKind": "backend.library.service", "LibraryModel": "backend.library.service",
+    "FitKind": "backend.library.picks", "LibraryModel": "backend.library.service",
     "QuantChoice": "backend.library.service", "RemoteListing": "backend.remote.registry",
+    "CatalogCard": "backend.library.picks", "best_quant": "backend.library.picks",
     "RemoteModelRef": "backend.remote.registry",
     "resolve_pull": "backend.library.pull",  # `hearth pull NAME`: which repo and quant
+    "ToolRegistry": "backend.tools.registry",  # MCP servers (Hearth.tools)
+    # Documents and the knowledge library (Hearth.knowledge): numpy loads with them.
+    "Knowledge": "backend.application.knowledge",
+    "ChatSources": "backend.application.knowledge",
 }
 
 
@@ -150,23 +199,38 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TITLE",
     "IGNORED_PARAMETERS",
+    "LOAD_FIELDS",
     "LOOPBACK_HOSTS",
     "MESSAGE_STATES",
     "NO_LIMIT",
     "RANDOM_SEED",
     "STARTER_ID",
+    "SUPPORTED_SUFFIXES",
     "TERMINAL",
+    "Approver",
     "BestPick",
+    "CallStatus",
+    "CatalogCard",
     "CatalogEntry",
     "ChatMessage",
     "ChatSettings",
+    "ChatSources",
     "ChatStore",
+    "Citation",
+    "CollectionInfo",
     "ConnectionKind",
     "Conversation",
+    "Decision",
     "DownloadManager",
     "DownloadProgress",
+    "Embedded",
+    "EmbeddingTraits",
     "EngineSettings",
     "EventHub",
+    "FileFailed",
+    "FileForgotten",
+    "FileIndexed",
+    "FileInfo",
     "FinishReason",
     "Finished",
     "FitBadge",
@@ -174,9 +238,15 @@ __all__ = [
     "Generation",
     "GenerationEvent",
     "GgufMetadata",
+    "Grounding",
     "Hardware",
     "Hearth",
     "HostedModel",
+    "ImportedServer",
+    "IndexProgress",
+    "Knowledge",
+    "KnowledgeEvent",
+    "KnowledgeSettings",
     "LibraryModel",
     "LibrarySettings",
     "LoadEvent",
@@ -187,10 +257,14 @@ __all__ = [
     "LoadStarted",
     "LoadedModel",
     "LocalModel",
+    "McpServer",
+    "McpState",
+    "McpStatus",
     "Modelfile",
     "OffloadPlan",
     "OverflowPolicy",
     "ParsedToolCall",
+    "Passage",
     "PlanRequest",
     "Preset",
     "PresetBook",
@@ -214,14 +288,27 @@ __all__ = [
     "ServerStatus",
     "Settings",
     "SettingsStore",
+    "SpeculationParams",
     "StoredMessage",
     "TextDelta",
+    "ToolCallFinished",
+    "ToolCallRequested",
+    "ToolChat",
+    "ToolChatEvent",
+    "ToolChatRecorder",
+    "ToolRegistry",
+    "ToolSet",
+    "ToolSettings",
+    "ToolSpec",
+    "ToolTurn",
+    "ToolsOffered",
     "Unloaded",
     "UrlModel",
     "Usage",
     "Verdict",
     "__version__",
     "auto_title",
+    "best_quant",
     "capabilities",
     "check_exposure",
     "coerce_parameter",
@@ -229,13 +316,17 @@ __all__ = [
     "hearth_paths",
     "human_size",
     "is_loopback",
+    "make_server",
     "new_request_id",
+    "parse_mcp_json",
     "parse_modelfile",
     "parse_size",
     "parse_tool_calls",
     "plan_offload",
     "prompt_messages",
     "render_modelfile",
+    "reply_stats",
     "resolve_pull",
+    "speculative_mode",
     "template_is_jinja",
 ]

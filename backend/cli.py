@@ -2,7 +2,10 @@
 
     hearth run MODEL [PROMPT]   stream one reply, or chat interactively (/bye quits)
     hearth run --url URL MODEL  the same with a model of a remote OpenAI-compatible server
+    hearth run --tools MODEL    the same, with the tools of the enabled MCP servers
     hearth connections ...      saved remote servers (list, add, rm); models as NAME/MODEL
+    hearth mcp ...              MCP servers (add, list, tools, rm, import, enable, restart)
+    hearth docs ...             the knowledge library (add FOLDER, list, files, search, rm)
     hearth list                 models on this machine
     hearth create NAME -f FILE  make a preset (base model + defaults) from a Modelfile
     hearth serve                the OpenAI/Ollama-compatible API server
@@ -42,9 +45,17 @@ from backend.api import (
     __version__,
 )
 from backend.benchmark.command import add_bench_command, run_bench
+from backend.cli_docs import add_docs_command, run_docs_command
 from backend.cli_library import add_library_commands, run_library_command
+from backend.cli_mcp import add_mcp_command, run_mcp_command
 from backend.cli_remote import add_connections_command, run_connections_command
-from backend.cli_repl import add_run_command, run_command
+from backend.cli_repl import (
+    add_run_command,
+    add_speculative_flag,
+    run_command,
+    say_speculation,
+    speculative_settings,
+)
 from backend.errors import BackendError, InvalidRequest
 
 EXIT_ERROR = 1
@@ -59,7 +70,9 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     add_run_command(sub)
     add_connections_command(sub)
+    add_mcp_command(sub)
     add_library_commands(sub)
+    add_docs_command(sub)
 
     create = sub.add_parser("create", help="make a preset from a Modelfile")
     create.add_argument("name", help="the preset's name, then usable as a model name")
@@ -82,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--threads", type=int, help="CPU threads (default: physical cores)")
     serve.add_argument("--no-jit", action="store_true",
                        help="don't load models on request; only --model is served")
+    add_speculative_flag(serve)
     add_bench_command(sub)
     return parser
 
@@ -96,7 +110,7 @@ def _serve_settings(args: argparse.Namespace) -> SettingsStore:
         server["jit_loading"] = False
     engine = {k: v for k, v in {"parallel": args.parallel, "n_ctx": args.ctx,
                                 "threads": args.threads}.items() if v is not None}
-    store.update(server=server, engine=engine)
+    store.update(server=server, engine=engine | speculative_settings(args.speculative))
     return store
 
 
@@ -112,6 +126,7 @@ def _serve(args: argparse.Namespace, server: ServerFactory | None) -> int:
         if args.model:
             # A path is fine here: the person starting the server typed it.
             info = asyncio.run(hearth.load(hearth.find_model(args.model, allow_paths=True)))
+            say_speculation(info)
             loaded = hearth.load_events.last  # the planner's sentence: where layers went
             summary = loaded.summary if isinstance(loaded, LoadFinished) else ""
             print(f"Loaded {info.model_id} ({info.n_ctx:,} tokens x {info.n_parallel} slots). "
@@ -184,6 +199,10 @@ def _with_hearth(args: argparse.Namespace) -> int | None:
         handled = run_library_command(args, hearth)
         if handled is None:
             handled = run_connections_command(args, hearth)
+        if handled is None:
+            handled = run_mcp_command(args, hearth)
+        if handled is None:
+            handled = run_docs_command(args, hearth)
         if handled is None and args.command == "create":
             handled = _create(args, hearth)
         return handled

@@ -33,7 +33,9 @@ from backend.api import (
     Finished,
     Generation,
     GenerationEvent,
+    Grounding,
     Hearth,
+    LoadedModel,
     LoadFinished,
     OverflowPolicy,
     PresetBook,
@@ -41,11 +43,14 @@ from backend.api import (
     RequestOptions,
     SettingsStore,
     TextDelta,
+    ToolChatRecorder,
     UrlModel,
     prompt_messages,
 )
+from backend.cli_docs import add_docs_flag, ground, print_sources
 from backend.cli_remote import add_remote_run_flags, remote_target
-from backend.errors import BackendError, HistoryUnavailable
+from backend.cli_tools import print_tool_reply, tool_chat
+from backend.errors import BackendError, HistoryUnavailable, InvalidRequest
 
 EXIT_ERROR = 1
 # A reply's finish reason → its state in the history (as the window records it).
@@ -71,7 +76,35 @@ def add_run_command(sub: Any) -> None:
                      help="what to do when the chat outgrows the context (default: the saved "
                      "setting, truncate_middle unless changed)")
     run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
+    run.add_argument("--tools", action="store_true", help="let the model call the tools of "
+                     "the enabled MCP servers (`hearth mcp`); each call asks you first")
+    add_speculative_flag(run)
     add_remote_run_flags(run)
+    add_docs_flag(run)
+
+
+def add_speculative_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--speculative", metavar="{auto,off,ngram,draft:MODEL}", default=None,
+                        help="speculative decoding: auto (default: when it pays), off, ngram "
+                        "(guesses from the chat's own text) or draft:MODEL (a small model of "
+                        "the same family drafts)")
+
+
+def speculative_settings(value: str | None) -> dict[str, Any]:
+    """The engine settings ``--speculative`` stands for (none when not given)."""
+    if value is None:
+        return {}
+    mode, _, draft = value.partition(":")
+    if mode not in ("auto", "off", "ngram", "draft") or (mode == "draft") != bool(draft):
+        raise InvalidRequest(f"--speculative takes auto, off, ngram or draft:MODEL, not "
+                             f"{value!r}.")
+    return {"speculative": mode, "draft_model": draft or None}
+
+
+def say_speculation(info: LoadedModel) -> None:
+    """Why speculation or the draft model asked for is not in use, said once after a load."""
+    if info.speculation_note:
+        print(f"warning: {info.speculation_note}", file=sys.stderr)
 
 
 def request_options(args: argparse.Namespace) -> RequestOptions:
@@ -91,7 +124,8 @@ def _open_hearth(args: argparse.Namespace) -> Hearth:
     n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or engine.n_ctx
     flags = {"threads": args.threads, "gpu_layers": args.gpu_layers}
     return Hearth(settings, engine_settings=engine.model_copy(update={
-        "n_ctx": n_ctx, "parallel": 1, **{k: v for k, v in flags.items() if v is not None}}))
+        "n_ctx": n_ctx, "parallel": 1, **{k: v for k, v in flags.items() if v is not None},
+        **speculative_settings(args.speculative)}))
 
 
 async def run_command(args: argparse.Namespace) -> int:
@@ -103,6 +137,7 @@ async def run_command(args: argparse.Namespace) -> int:
             # said before any prompt, with this run's load settings (not the server's JIT)
             local = hearth.find_model(args.model, allow_paths=True)  # a path: the user typed
             info = await hearth.load(local)
+            say_speculation(info)
             finished = hearth.load_events.last
             if args.verbose and isinstance(finished, LoadFinished):
                 print(finished.summary, file=sys.stderr)
@@ -110,7 +145,8 @@ async def run_command(args: argparse.Namespace) -> int:
             target, preset, shown = local.id, args.model, info.model_id
         else:
             shown = target.model if isinstance(target, UrlModel) else target
-        reply = Replier(hearth, target, preset, request_options(args), args.verbose)
+        reply = Replier(hearth, target, preset, request_options(args), args.verbose,
+                        tools=args.tools, docs=tuple(args.docs or ()))
         if args.prompt is not None:
             return 0 if await reply.once(args.prompt) else EXIT_ERROR
         return await chat_loop(reply, _history(hearth), shown)
@@ -130,23 +166,39 @@ class Replier:
     """Starts replies from one model with the command's options, and prints them."""
 
     def __init__(self, hearth: Hearth, model: str | UrlModel, preset: str | None,
-                 options: RequestOptions, verbose: bool) -> None:
+                 options: RequestOptions, verbose: bool, *, tools: bool = False,
+                 docs: tuple[str, ...] = ()) -> None:
         self._hearth = hearth
         self._model = model
         self._preset = preset
         self._options = options
         self._verbose = verbose
+        self._tools = tools
+        self._docs = docs  # knowledge collections the answers draw on (--docs)
+        self._grounding: Grounding | None = None  # the last question's sources
 
     async def _start(self, messages: tuple[ChatMessage, ...]) -> Generation:
+        if self._docs:  # the question goes with its best passages; the history keeps it bare
+            name = self._model.model if isinstance(self._model, UrlModel) else self._model
+            self._grounding = await ground(self._hearth, name, messages, self._docs)
+            messages = self._grounding.messages
         return await self._hearth.generate(self._model, messages=messages,
                                            options=self._options, preset=self._preset,
                                            load_if_needed=True)
 
     async def once(self, prompt: str) -> bool:
         """One reply, printed; whether it ended without an error."""
+        if self._tools:
+            chat = tool_chat(self._hearth, self._model, self._preset,
+                             (ChatMessage("user", prompt),), self._options)
+            async with chat:
+                ended = await print_tool_reply(chat)
+            return ended is not None and ended.error is None
         generation = await self._start((ChatMessage("user", prompt),))
         async with generation:
             final = await print_reply(generation, self._verbose)
+        if self._grounding is not None:
+            print_sources(self._grounding.citations)
         return final is not None and final.error is None
 
     async def turn(self, store: ChatStore, conversation_id: int, text: str, model: str
@@ -154,6 +206,8 @@ class Replier:
         """Add ``text`` to the conversation, then stream and record the reply to it. A turn
         refused before any text (too long, a bad key…) is taken back out and raised."""
         sent = store.add_message(conversation_id, "user", text)
+        if self._tools:
+            return await self._tool_turn(store, conversation_id, sent.id, model)
         try:
             generation = await self._start(prompt_messages(store.messages(conversation_id)))
         except BaseException:
@@ -169,11 +223,28 @@ class Replier:
             if final is not None:
                 state = STATE_FOR_REASON.get(final.finish_reason, "complete")
                 stats = reply_stats(final, model)
+                if self._grounding is not None:  # the history keeps the reply's sources
+                    stats |= self._grounding.stats()
         except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl+C: the person stopped it
             state = "stopped"
             raise
         finally:
             recorder.finish(state, stats)
+
+
+    async def _tool_turn(self, store: ChatStore, conversation_id: int, sent_id: int,
+                         model: str) -> None:
+        """A turn whose reply may call tools; calls and results are saved with it."""
+        chat = tool_chat(self._hearth, self._model, self._preset,
+                         prompt_messages(store.messages(conversation_id)), self._options)
+        recorder = ToolChatRecorder(store, conversation_id, model)
+        try:
+            async with chat:
+                await print_tool_reply(chat, recorder)
+        except BackendError:
+            if store.messages(conversation_id)[-1].id == sent_id:  # refused before a reply
+                store.delete_message(sent_id)
+            raise
 
 
 def reply_stats(final: Finished, model: str) -> dict[str, Any]:
@@ -185,7 +256,8 @@ def reply_stats(final: Finished, model: str) -> dict[str, Any]:
         "completion_tokens": usage.completion_tokens,
         "time_to_first_token_s": usage.time_to_first_token_s,
         "decode_tokens_per_s": usage.decode_tokens_per_s,
-        "messages_dropped": usage.messages_dropped}
+        "messages_dropped": usage.messages_dropped,
+        "draft_tokens": usage.draft_tokens, "draft_accepted": usage.draft_accepted}
     if final.error is not None:
         stats["error"] = final.error.user_message
     return stats
@@ -208,10 +280,12 @@ async def print_reply(events: AsyncIterator[GenerationEvent], verbose: bool,
                 print(f"error: {event.error.user_message}", file=sys.stderr)
             if verbose:
                 u = event.usage
+                drafts = (f"{u.draft_accepted}/{u.draft_tokens} drafted tokens accepted, "
+                          if u.draft_tokens else "")
                 print(f"[{u.completion_tokens} tokens, {u.decode_tokens_per_s:.1f} tok/s, "
                       f"first token {u.time_to_first_token_s * 1000:.0f} ms, "
                       f"{u.cached_prompt_tokens}/{u.prompt_tokens} prompt tokens cached, "
-                      f"{event.finish_reason}]", file=sys.stderr)
+                      f"{drafts}{event.finish_reason}]", file=sys.stderr)
     return final
 
 

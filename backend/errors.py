@@ -162,3 +162,57 @@ class RemoteRequestFailed(BackendError):
         super().__init__(user_message)
         if status is not None and 400 <= status < 500:
             self.http_status = status
+
+
+# --- Tools (backend/tools): MCP servers and the calls a model makes to them ---
+# A tool's failure ends that call, never the chat: the model is told what happened (as the
+# call's result) and the person sees the same sentence.
+
+
+class ToolError(BackendError):
+    """Base of the tool errors below."""
+
+    http_status = 502
+
+
+class ToolServerFailed(ToolError):
+    """An MCP server could not be started or reached, or stopped while in use."""
+
+
+class ToolServerNotConfirmed(ToolError):
+    """A stdio server's command was not confirmed by the person (or changed since)."""
+
+    http_status = 403
+
+
+class ToolTimeout(ToolError):
+    """A server took longer than the time allowed to answer."""
+
+    http_status = 504
+
+
+class ToolCallFailed(ToolError):
+    """A server answered a call with something that is not a valid result, or a tool is
+    unknown, offered by two servers, or has a schema that is not a JSON schema."""
+
+
+# --- Documents and the knowledge library (backend/knowledge) ---
+# A file that can't be read is that file's error: the index records it beside the file and
+# goes on with the others.
+
+
+class DocumentUnreadable(BackendError):
+    """A document could not be read: encrypted, damaged, not what its name says, too large,
+    an archive that expands past the limits, or gone while it was being read."""
+
+    http_status = 422
+
+
+class CollectionNotFound(BackendError):
+    http_status = 404
+
+
+class KnowledgeUnavailable(BackendError):
+    """The knowledge index file cannot be opened or read (the file is left untouched)."""
+
+    http_status = 500

@@ -89,6 +89,9 @@ class ModelHost:
         self._last_used = 0.0
         self._users = 0
         self._loading = False
+        # Load settings changed (context, threads…): the model is loaded again before its next
+        # lease, once the requests running on it have ended (none is cut off).
+        self._stale = False
 
     # -- queries ---------------------------------------------------------------------------
     def current(self) -> HostedModel | None:
@@ -98,6 +101,15 @@ class ModelHost:
                 return None
             return HostedModel(self._model.id, info, self._loaded_at, self._last_used,
                                self._users)
+
+    def named(self, name: str) -> LocalModel | None:
+        """The loaded model if ``name`` is its id or file path (a server started with
+        ``--model /path/x.gguf`` serves that name), else None."""
+        with self._cond:
+            current = self._model
+        if current is not None and name in (current.id, str(current.path)):
+            return current
+        return None
 
     # -- leases ----------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -109,14 +121,8 @@ class ModelHost:
         ``--model /path/x.gguf`` serves that name; any other path is refused by
         ``resolve_model`` (a client must never make Hearth open files by naming them).
         """
-        with self._cond:
-            current = self._model
-        if isinstance(name, LocalModel):  # already resolved (e.g. a path the user typed)
-            model = name
-        elif current is not None and name in (current.id, str(current.path)):
-            model = current
-        else:
-            model = self._resolve(name)
+        # A LocalModel is already resolved (e.g. a path the person typed).
+        model = name if isinstance(name, LocalModel) else self.named(name) or self._resolve(name)
         await self._acquire(model, load_if_needed)
         try:
             yield model
@@ -127,7 +133,8 @@ class ModelHost:
         """A lease on whatever is loaded now, taken without waiting (for the GUI, which must
         register its request before its first await); None if nothing is ready."""
         with self._cond:
-            if self._loading or self._model is None or self.engine.loaded is None:
+            if self._loading or self._stale or self._model is None or \
+                    self.engine.loaded is None:
                 return None
             self._users += 1
             model = self._model
@@ -150,11 +157,12 @@ class ModelHost:
     async def _acquire(self, model: LocalModel, load_if_needed: bool) -> None:
         while True:
             with self._cond:
-                if not self._loading and self._same(model):
+                same = not self._loading and self._same(model)
+                if same and not self._stale:
                     self._users += 1
                     return
                 if not self._loading and self._users == 0:
-                    if not load_if_needed:
+                    if not same and not load_if_needed:
                         raise ModelNotLoaded(
                             f"'{model.id}' is not loaded and loading on request is switched "
                             "off. Load it in Hearth first, or turn on JIT loading.")
@@ -168,6 +176,7 @@ class ModelHost:
         except BaseException:
             with self._cond:
                 self._loading = False
+                self._stale = False  # said once (LoadFailed); the next lease does not retry
                 if self.engine.loaded is None:  # else the file was refused before the
                     self._model = None  # working model was unloaded: it is still here
                 self._cond.notify_all()
@@ -175,6 +184,7 @@ class ModelHost:
         with self._cond:
             self._model = model
             self._loading = False
+            self._stale = False
             self._loaded_at = self._last_used = time.monotonic()
             self._users += 1
             self._cond.notify_all()
@@ -217,7 +227,13 @@ class ModelHost:
             self._cond.wait(timeout)
 
     # -- explicit load / unload ------------------------------------------------------------
-    async def load(self, name: str | LocalModel) -> LoadedModel:
+    async def load(self, name: str | LocalModel, *, reload: bool = False) -> LoadedModel:
+        """Have ``name`` loaded. ``reload``: load it again even if it is loaded (its load
+        settings changed), after the requests running on it end; meanwhile new requests for
+        it wait for the reloaded model."""
+        if reload:
+            with self._cond:
+                self._stale = self._model is not None
         async with self.lease(name):
             info = self.engine.loaded
         assert info is not None

@@ -13,6 +13,7 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.engine.types import LoadPlan
@@ -58,7 +59,8 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
     base = LoadPlan(n_gpu_layers=engine.gpu_layers or 0, n_ctx=engine.n_ctx,
                     n_parallel=engine.parallel, n_threads=engine.threads,
                     flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type,
-                    backend_sampling=engine.backend_sampling)
+                    backend_sampling=engine.backend_sampling,
+                    draft_model_path=draft_model_path(engine))
     from backend.engine.model_file import check_gguf_file
     from backend.hardware.planner import next_smaller_plan, plan_offload
     from backend.hardware.probe import probe_hardware
@@ -98,13 +100,32 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
 def plan_request(engine: EngineSettings) -> PlanRequest:
     """What the planner is asked, from the user's engine settings (loads and the GUI's bar)."""
     from backend.hardware.planner import PlanRequest
+    from backend.library.gguf_meta import read_gguf_metadata
 
+    draft = draft_model_path(engine)
     return PlanRequest(
         n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
         flash_attn=engine.flash_attn, n_parallel=engine.parallel,
-        n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20)
+        n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20,
+        draft=read_gguf_metadata(Path(draft)) if draft else None)
+
+
+def draft_model_path(engine: EngineSettings) -> str | None:
+    """The draft model's file when the settings name one (loaded beside the model whatever
+    the mode: a request that asks for ``off`` or ``ngram`` just doesn't use it); None when
+    none is set or it can't be found (the load goes on without it)."""
+    if not engine.draft_model:
+        return None
+    from backend.library.local import resolve_model
+
+    try:
+        return str(resolve_model(engine.draft_model, allow_paths=True).path)
+    except BackendError:
+        log.warning("draft model %r not found; loading without it", engine.draft_model)
+        return None
 
 
 def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:
     # Flash attention is the plan's: it honours the setting and decides when that is empty.
-    return replace(plan, n_threads=engine.threads, backend_sampling=engine.backend_sampling)
+    return replace(plan, n_threads=engine.threads, backend_sampling=engine.backend_sampling,
+                   draft_model_path=draft_model_path(engine))

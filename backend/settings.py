@@ -21,8 +21,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from backend.engine.types import OverflowPolicy
+from backend.knowledge.settings import KnowledgeSettings
 from backend.paths import hearth_paths
 from backend.remote.connections import ConnectionList
+from backend.tools.mcp_config import ToolSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,14 @@ class EngineSettings(BaseModel):
     overflow: OverflowPolicy = Field(OverflowPolicy.TRUNCATE_MIDDLE,
                                      description="What to do when a chat outgrows the "
                                      "context.")
+    speculative: Literal["auto", "off", "ngram", "draft"] = Field(
+        "auto", description="Speculative decoding: guess the next tokens cheaply and let the "
+        "model check several at once. auto: whenever its acceptance says it pays (guesses "
+        "from the chat's own text, and the draft model if one is set); ngram: guesses from "
+        "the chat's own text; draft: the draft model; off: never.")
+    draft_model: str | None = Field(None, description="A small model of the same family "
+                                    "that drafts tokens for the loaded one (speculative "
+                                    "decoding); empty for none.")
 
 
 class ServerSettings(BaseModel):
@@ -124,6 +134,10 @@ class Settings(BaseModel):
         (), description="Remote OpenAI-compatible servers to chat through (their API keys "
         "live in the keyring, not here).")
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    tools: ToolSettings = Field(default_factory=ToolSettings, description="MCP servers "
+                                "(their secrets live in the keyring) and tool calls in chats.")
+    knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings, description=
+                                         "Documents in chats and the knowledge library.")
 
 
 def settings_path() -> Path:

@@ -22,7 +22,8 @@ MAX_CLASS_LINES = 300
 FRONT_ENDS: dict[str, tuple[str, ...]] = {
     "window": ("app",),
     "cli": ("backend.cli", "backend.cli_library", "backend.cli_remote", "backend.cli_repl",
-            "backend.benchmark", "backend.self_test"),
+            "backend.cli_docs", "backend.cli_mcp", "backend.cli_tools", "backend.benchmark",
+            "backend.self_test"),
     "http": ("backend.server",),
 }
 PUBLIC = ("backend.api", "backend.errors")

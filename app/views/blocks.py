@@ -12,7 +12,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.markdown_blocks import Block
 
 _DARK_STYLE, _LIGHT_STYLE = "monokai", "friendly"
+COPIED_RESET_MS = 1500  # "Copied" confirms the click, then the button reads "Copy" again
 
 
 def _is_dark(widget: QWidget) -> bool:
@@ -85,9 +86,12 @@ class CodeBlock(QFrame):
         self.language.setObjectName("code_language")
         self.copy_button = QPushButton("Copy", self)
         self.copy_button.setObjectName("copy_code")
+        self.copy_button.setAccessibleName("Copy code")
         self.copy_button.setFlat(True)
         self.copy_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.copy_button.clicked.connect(self.copy)
+        self._copied_reset = QTimer(self, singleShot=True, interval=COPIED_RESET_MS)
+        self._copied_reset.timeout.connect(lambda: self.copy_button.setText("Copy"))
         self.code = _text_label(self, Qt.TextFormat.RichText)
         self.code.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         self.code.setWordWrap(False)
@@ -104,6 +108,7 @@ class CodeBlock(QFrame):
     def show_block(self, block: Block) -> None:
         self.block = block
         self.language.setText(block.language or "code")
+        self.code.setAccessibleName(f"{block.language or 'Code'} block")
         if block.closed:
             self.code.setText(highlight_code(block.text, block.language, dark=_is_dark(self)))
         else:
@@ -113,6 +118,7 @@ class CodeBlock(QFrame):
         if self.block is not None:
             QGuiApplication.clipboard().setText(self.block.text)
             self.copy_button.setText("Copied")
+            self._copied_reset.start()  # restarts: a second click keeps it a while longer
 
 
 class ThinkBlock(QFrame):
@@ -125,6 +131,7 @@ class ThinkBlock(QFrame):
         self.toggle = QToolButton(self)
         self.toggle.setObjectName("think_toggle")
         self.toggle.setCheckable(True)
+        self.toggle.setAccessibleName("Show the model's reasoning")
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setArrowType(Qt.ArrowType.RightArrow)
         self.toggle.setAutoRaise(True)

@@ -1,7 +1,8 @@
 """The bottom of the chat: the composer, Send and Stop, and the note while a message is edited.
 
 It holds what was typed and which sent message is being edited; the chat page decides when a
-message may be sent, and says so through ``set_state``. GUI thread only.
+message may be sent, and says so through ``set_state``, with the reason when it may not: Send
+is never grey without a sentence beside it saying why. GUI thread only.
 """
 
 from __future__ import annotations
@@ -26,13 +27,20 @@ class ChatInput(QWidget):
                                   "it (Esc cancels).", self)
         self.edit_notice.setObjectName("edit_notice")
         self.edit_notice.hide()
+        self.hint = QLabel(self)  # why Send is unavailable, or what happens on Send
+        self.hint.setObjectName("send_hint")
+        self.hint.setWordWrap(True)
+        self.hint.hide()
         self.send_button = QPushButton("Send", self)
         self.send_button.setObjectName("send_button")
         self.send_button.setDefault(True)
+        self.send_button.setAccessibleName("Send message")
+        self.send_button.setToolTip("Send (Enter)")
         self.send_button.clicked.connect(self.send_requested)
         self.stop_button = QPushButton("Stop", self)
         self.stop_button.setObjectName("stop_button")
         self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.setAccessibleName("Stop reply")
         self.stop_button.clicked.connect(self.stop_requested)
         for button in (self.send_button, self.stop_button):
             button.setMinimumWidth(96)
@@ -49,14 +57,27 @@ class ChatInput(QWidget):
         column.setSpacing(0)
         column.addWidget(self.edit_notice)
         column.addLayout(row)
+        column.addWidget(self.hint)
+        self.hint.setContentsMargins(18, 0, 16, 8)
+        self.setTabOrder(self.composer, self.send_button)
+        self.setTabOrder(self.send_button, self.stop_button)
 
     def text(self) -> str:
         return self.composer.toPlainText().strip()
 
-    def set_state(self, *, can_send: bool, can_stop: bool, stopping: bool) -> None:
+    def set_state(self, *, can_send: bool, can_stop: bool, stopping: bool,
+                  reason: str | None = None) -> None:
+        """``reason``: why Send is unavailable (shown beside it), or a note about what Send
+        will do (the model loads first)."""
         self.send_button.setEnabled(can_send)
         self.stop_button.setEnabled(can_stop)
         self.stop_button.setText("Stopping…" if stopping else "Stop")
+        self.show_hint(reason)
+        self.send_button.setToolTip("Send (Enter)" if can_send else (reason or ""))
+
+    def show_hint(self, text: str | None) -> None:
+        self.hint.setText(text or "")
+        self.hint.setVisible(bool(text))
 
     def start_edit(self, view: MessageView) -> None:
         """Put a sent message back in the composer; Send replaces it and what followed."""

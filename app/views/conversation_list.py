@@ -1,5 +1,6 @@
 """``ConversationListModel``: the sidebar's list of chats, a thin adapter over
-``list[Conversation]``. No I/O in ``data()``: the sidebar hands it rows read from the store.
+``list[Conversation]``. No I/O in ``data()``: the sidebar hands it rows read from the store,
+and which chats are streaming a reply (marked with a dot, and said to screen readers).
 
 Threading contract: GUI thread only, like every Qt model.
 """
@@ -16,10 +17,29 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     Qt,
 )
+from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
 from backend.api import Conversation
 
 _Index = QModelIndex | QPersistentModelIndex
+STREAMING_COLOUR = "#2e7d32"
+_dot: QIcon | None = None
+
+
+def streaming_dot() -> QIcon:
+    """A small filled circle: this chat is writing a reply (made once, on first use)."""
+    global _dot
+    if _dot is None:
+        pixmap = QPixmap(12, 12)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setBrush(QColor(STREAMING_COLOUR))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.drawEllipse(2, 2, 8, 8)
+        painter.end()
+        _dot = QIcon(pixmap)
+    return _dot
 
 
 def relative_time(timestamp: float, now: float | None = None) -> str:
@@ -47,12 +67,26 @@ class ConversationListModel(QAbstractListModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._conversations: list[Conversation] = []
+        self._streaming: frozenset[int] = frozenset()
 
     def set_conversations(self, conversations: list[Conversation]) -> None:
         """Replace every row (a reset: the list is short and re-read whole from the store)."""
         self.beginResetModel()
         self._conversations = list(conversations)
         self.endResetModel()
+
+    def set_streaming(self, ids: set[int] | frozenset[int]) -> None:
+        """The chats writing a reply now: their rows get the dot."""
+        changed = self._streaming ^ frozenset(ids)
+        self._streaming = frozenset(ids)
+        for conv_id in changed:
+            row = self.row_of(conv_id)
+            if row is not None:
+                index = self.index(row)
+                self.dataChanged.emit(index, index)
+
+    def is_streaming(self, conv_id: int) -> bool:
+        return conv_id in self._streaming
 
     def conversations(self) -> list[Conversation]:
         return list(self._conversations)
@@ -73,8 +107,14 @@ class ConversationListModel(QAbstractListModel):
             return None
         if role == Qt.ItemDataRole.DisplayRole:
             return conv.title
+        streaming = conv.id in self._streaming
+        if role == Qt.ItemDataRole.DecorationRole:
+            return streaming_dot() if streaming else None
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{conv.title}\n{relative_time(conv.updated_at)}"
+            status = "writing a reply" if streaming else relative_time(conv.updated_at)
+            return f"{conv.title}\n{status}"
+        if role == Qt.ItemDataRole.AccessibleTextRole:
+            return f"{conv.title}, writing a reply" if streaming else conv.title
         if role == Qt.ItemDataRole.UserRole:
             return conv.id
         return None

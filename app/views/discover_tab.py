@@ -1,34 +1,72 @@
-"""The Models page's *Discover* tab: Hearth's catalog and Hugging Face Hub search.
+"""The Models page's *Discover* tab: Hearth's catalog and Hugging Face Hub search, as cards.
 
-Pick a repository to see its GGUF files (quants), each with a fit badge for this computer and
-a Download button. Searches and file listings run off the GUI thread; an answer for a repo
-the person has already moved away from is dropped.
+Each model is a card (``model_cards``, drawn by ``card_delegate``): name, parameters, size
+range, licence, a one-line description, and the variant that runs best on this computer with
+its fit badge. The catalog's cards need no network: their fits are estimated from the
+catalog's shapes and sizes (``LibraryService.catalog_cards``). Typing filters the catalog at
+once; Enter (or *Search the Hub*) adds the Hub's matches below it. Picking a card shows its
+variants on the right (``CardDetails``), the Hub's exact files replacing the estimates when
+it answers.
+
+Everything the Hub says goes to one notice line of fixed height above the list: a Hub that
+can't be reached is one sentence there (not a banner too, and not again in the details), and
+nothing below moves when it appears or changes.
 
 Threading contract: GUI thread; library calls run off-thread through the page's ``Work``.
+An answer for a query or a repo the person has already moved away from is dropped.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Signal, Slot
+from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QLineEdit,
     QListView,
-    QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 from qasync import asyncSlot
 
-from app.views.model_items import QuantsModel, RepoListModel, RepoRow
-from app.views.widgets import button, table
+from app.views.card_delegate import CardDelegate
+from app.views.card_details import CardDetails
+from app.views.model_cards import CardListModel, ModelCard
+from app.views.model_items import QuantsModel
+from app.views.widgets import button
 from app.views.work import Work
-from backend.api import Hearth, QuantChoice, human_size
+from backend.api import CatalogCard, Hearth, QuantChoice
 from backend.errors import BackendError
+
+NOTICE_LINES = 3  # the longest Hub sentence wraps to three lines at 800 px
+
+
+class Notice(QLabel):
+    """One line (up to three when wrapped) of fixed height: what the tab wants to say now."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("discover_notice")
+        self.setWordWrap(True)
+        self.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() * NOTICE_LINES + 6)
+        self.problem = False
+
+    def say(self, text: str, *, problem: bool = False) -> None:
+        self.problem = problem
+        self.setProperty("tone", "problem" if problem else "info")  # for the style sheet
+        self.setText(("⚠ " if problem else "") + text)  # not by colour alone
+        self.setToolTip(text)  # the whole sentence, should a narrow window clip it
+        self.setAccessibleName(("Problem: " if problem else "") + text)
+        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
+        colour = ("#ef9a9a" if dark else "#b71c1c") if problem else ""
+        self.setStyleSheet(f"color: {colour};" if colour else "")
 
 
 class DiscoverTab(QWidget):
@@ -38,65 +76,129 @@ class DiscoverTab(QWidget):
         super().__init__(parent)
         self._hearth = hearth
         self._work = work
-        self._quants_for: str | None = None  # the repo whose quants the table shows or awaits
-        self.repo_model = RepoListModel(self)
-        self.quant_model = QuantsModel(self)
+        self._quants_for: str | None = None  # the repo whose files the table shows or awaits
+        self._searching: str | None = None  # the query the Hub is being asked
+        self._reselecting = False
         self.search_box = QLineEdit(self)
         self.search_box.setObjectName("search_box")
-        self.search_box.setPlaceholderText("Search GGUF models on the Hugging Face Hub")
+        self.search_box.setPlaceholderText("Filter the catalog; Enter searches the Hugging "
+                                           "Face Hub")
+        self.search_box.setAccessibleName("Filter models, or search the Hub with Enter")
+        self.search_box.setClearButtonEnabled(True)
+        self.search_box.textChanged.connect(self._filter)
         self.search_box.returnPressed.connect(self.search)
-        self.search_button = button("Search", "search_button", self, self.search)
+        self.search_button = button("Search the Hub", "search_button", self, self.search)
+        self.search_button.setToolTip("Search GGUF models on the Hugging Face Hub")
         self.catalog_button = button("Catalog", "catalog_button", self, self.show_catalog)
         self.catalog_button.setToolTip("Hearth's list of well-known models (works offline)")
+        self.catalog_button.setAccessibleName("Show Hearth's catalog")
+        self.notice = Notice(self)
+        self.repo_model = CardListModel(self)
         self.repo_list = QListView(self)
         self.repo_list.setObjectName("repo_list")
+        self.repo_list.setAccessibleName("Models")
         self.repo_list.setModel(self.repo_model)
+        self.repo_list.setItemDelegate(CardDelegate(self.repo_list))
         self.repo_list.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.repo_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.repo_list.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.repo_list.setResizeMode(QListView.ResizeMode.Adjust)
+        # Cards are as wide as the list (see CardDelegate.sizeHint): never scroll sideways.
+        self.repo_list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.repo_list.setMouseTracking(True)  # hover tint
         self.repo_list.selectionModel().currentChanged.connect(self._repo_selected)
-        self.repo_status = QLabel(self)
-        self.repo_status.setObjectName("repo_status")
-        self.repo_status.setWordWrap(True)
-        self.quant_table = table("quant_table", self.quant_model, self)
-        header = self.quant_table.horizontalHeader()
-        header.setStretchLastSection(False)  # the file name takes the room, not the button
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.quant_status = QLabel("Pick a model to see its files and how each fits this "
-                                   "computer.", self)
-        self.quant_status.setObjectName("quant_status")
-        self.quant_status.setWordWrap(True)
+        self.repo_list.activated.connect(lambda _index: self.details.best_button.setFocus())
+        self.details = CardDetails(self)
+        self.details.download_requested.connect(self.download)
         self._lay_out()
+        self.notice.say("Hearth's catalog is loading…")
 
     def _lay_out(self) -> None:
         search = QHBoxLayout()
         search.addWidget(self.search_box, 1)
         search.addWidget(self.search_button)
         search.addWidget(self.catalog_button)
-        left = QWidget(self)
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.repo_list, 1)
-        left_layout.addWidget(self.repo_status)
-        right = QWidget(self)
-        right_layout = QVBoxLayout(right)
-        right_layout.setContentsMargins(0, 0, 0, 0)
-        right_layout.addWidget(self.quant_status)
-        right_layout.addWidget(self.quant_table, 1)
         split = QSplitter(self)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(1, 2)
-        split.setSizes([360, 640])
+        split.setObjectName("discover_split")
+        split.addWidget(self.repo_list)
+        split.addWidget(self.details)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+        split.setChildrenCollapsible(False)
+        split.setSizes([420, 480])
         layout = QVBoxLayout(self)
         layout.addLayout(search)
+        layout.addWidget(self.notice)
         layout.addWidget(split, 1)
+        # Tab follows the layout: search, its buttons, the cards, then the picked model's
+        # download button and files.
+        for a, b in ((self.search_box, self.search_button),
+                     (self.search_button, self.catalog_button),
+                     (self.catalog_button, self.repo_list),
+                     (self.repo_list, self.details.best_button),
+                     (self.details.best_button, self.details.quant_table)):
+            QWidget.setTabOrder(a, b)
+
+    # -- what the old single-pane tab exposed, for tests and the screenshots script ----------
+    @property
+    def quant_model(self) -> QuantsModel:
+        return self.details.quant_model
+
+    @property
+    def quant_table(self) -> QWidget:
+        return self.details.quant_table
+
+    @property
+    def quant_status(self) -> QLabel:
+        return self.details.quant_status
+
+    def download_button(self, quant: str) -> QWidget | None:
+        return self.details.download_button(quant)
+
+    # -- the list ----------------------------------------------------------------------------
+    def set_catalog(self, cards: list[CatalogCard]) -> None:
+        """The catalog's cards (built off the GUI thread when the page started)."""
+        self.repo_model.set_catalog([ModelCard.from_catalog(c) for c in cards])
+        self._filter(self.search_box.text())
 
     @Slot()
     def show_catalog(self) -> None:
-        """The catalog (read once, off the GUI thread, when the page started)."""
-        self.repo_model.set_rows([RepoRow.from_catalog(e)
-                                  for e in self._hearth.library.catalog()])
-        self.repo_status.setText("Hearth's catalog of well-known models. Search to find more "
-                                 "on the Hugging Face Hub.")
+        """The whole catalog again: no filter, no Hub results."""
+        self.search_box.clear()  # textChanged → _filter, which drops the Hub's results
+        self._filter("")
+
+    def _filter(self, text: str) -> None:
+        """As the person types: the catalog narrows at once; Hub results for an earlier
+        query no longer answer this one, so they go until Enter asks again."""
+        if self.repo_model.hub_count:
+            self.repo_model.set_hub([])
+        self.repo_model.set_filter(text)
+        self._reselect()
+        query = text.strip()
+        count = self.repo_model.rowCount()
+        if not query:
+            self.notice.say(f"Hearth's catalog: {count} well-known models, with how each fits "
+                            "this computer (works offline). Type to filter; press Enter to "
+                            "search the Hugging Face Hub.")
+        elif count:
+            noun = "model matches" if count == 1 else "models match"
+            self.notice.say(f"{count} catalog {noun} “{query}”. Press Enter to search the "
+                            "Hugging Face Hub too.")
+        else:
+            self.notice.say(f"No catalog model matches “{query}”. Press Enter to search the "
+                            "Hugging Face Hub.")
+
+    def _reselect(self) -> None:
+        """Keep the card whose files are shown selected after the list changed."""
+        row = self.repo_model.row_of(self._quants_for) if self._quants_for else None
+        if row is not None:
+            index = self.repo_model.index(row)
+            self._reselecting = True  # the same card: its files are already shown
+            try:
+                self.repo_list.setCurrentIndex(index)
+            finally:
+                self._reselecting = False
+            self.repo_list.scrollTo(index)
 
     @asyncSlot()
     async def search(self) -> None:
@@ -104,71 +206,77 @@ class DiscoverTab(QWidget):
         if not query:
             self.show_catalog()
             return
+        self._searching = query
         with self._work.running():
             self.search_button.setEnabled(False)
-            self.repo_status.setText(f"Searching the Hub for “{query}”…")
+            self.notice.say(f"Searching the Hugging Face Hub for “{query}”…")
             try:
                 found = await self._work.off_thread(self._hearth.library.search, query)
             except BackendError as exc:
-                self.repo_status.setText(exc.user_message)
-                raise
+                if self._searching == query:
+                    self.notice.say(exc.user_message, problem=True)  # here only: no banner
+                return
             finally:
                 self.search_button.setEnabled(True)
-            self.repo_model.set_rows([RepoRow.from_hub(s) for s in found])
+            if self._searching != query or self.search_box.text().strip() != query:
+                return  # the person typed on: this answer is for another query
+            self.repo_model.set_hub([ModelCard.from_hub(s) for s in found])
+            self._reselect()
             noun = "repository matches" if len(found) == 1 else "repositories match"
-            self.repo_status.setText(f"{len(found)} GGUF {noun} “{query}”." if found
-                                     else f"No GGUF repositories match “{query}”.")
+            self.notice.say(f"{len(found)} GGUF {noun} “{query}” on the Hub." if found
+                            else f"No GGUF repositories on the Hub match “{query}”.")
 
+    # -- one model's files -------------------------------------------------------------------
     def _repo_selected(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        row = self.repo_model.row_at(current.row())
-        if row is not None:
-            self.show_quants(row.repo)
+        card = self.repo_model.row_at(current.row())
+        if card is not None and not self._reselecting:
+            self.show_quants(card.repo)  # picked again after a failure: the Hub is asked again
 
     @asyncSlot(str)
     async def show_quants(self, repo_id: str) -> None:
-        """List ``repo_id``'s files with fit badges; a late answer for another repo is dropped."""
+        """Show ``repo_id``'s card and variants: the catalog's estimates at once, then the
+        Hub's exact files with fits read from their headers. A late answer is dropped."""
         self._quants_for = repo_id
-        self.quant_model.set_rows([])
-        self.quant_status.setText(f"Reading {repo_id}'s files and checking how each fits this "
-                                  "computer…")
+        row = self.repo_model.row_of(repo_id)
+        card = self.repo_model.row_at(row) if row is not None else None
+        reading = (f"Sizes and fits are estimates from Hearth's catalog; reading {repo_id}'s "
+                   "files from the Hub…" if card and card.quants else
+                   f"Reading {repo_id}'s files and checking how each fits this computer…")
+        self.details.show_card(card, reading)
         with self._work.running():
             try:
                 choices = await self._work.off_thread(self._hearth.library.quants, repo_id)
             except BackendError as exc:
                 if self._quants_for == repo_id:
-                    self.quant_status.setText(exc.user_message)
-                raise
+                    self.notice.say(exc.user_message, problem=True)  # the one place it shows
+                    self.details.show_card(card, "Sizes and fits are estimates from Hearth's "
+                                           "catalog; the Hub names the exact file when you "
+                                           "download." if card and card.quants else "")
+                return
             if self._quants_for != repo_id:
-                return  # the person moved on to another repo meanwhile
-            self.quant_model.set_rows(choices)
-            self._add_download_buttons()
-            self.quant_status.setText(
-                f"{repo_id}: {len(choices)} file{'s' if len(choices) != 1 else ''}. Hover a "
-                "fit for the reason." if choices else
+                return  # the person moved on to another model meanwhile
+            known = card or ModelCard(repo_id, repo_id, (), "", in_catalog=False)
+            updated = known.with_quants(choices)
+            self.repo_model.replace(updated)
+            self.details.show_card(updated, (
+                f"{len(choices)} file{'s' if len(choices) != 1 else ''} on the Hub. Hover a "
+                "fit for the reason.") if choices else
                 f"{repo_id} has no GGUF model files to download.")
-
-    def _add_download_buttons(self) -> None:
-        for i, choice in enumerate(self.quant_model.rows()):
-            download = QPushButton("Download", self.quant_table)
-            download.setObjectName(f"download_{choice.option.quant}")
-            download.setToolTip(f"Download {choice.option.quant} "
-                                f"({human_size(choice.option.total_size)})")
-            download.clicked.connect(lambda _=False, c=choice: self.download(c))
-            self.quant_table.setIndexWidget(
-                self.quant_model.index(i, QuantsModel.BUTTON_COLUMN), download)
-
-    def download_button(self, quant: str) -> QPushButton | None:
-        """The Download button of ``quant``'s row (for tests and keyboard users' shortcuts)."""
-        for i, choice in enumerate(self.quant_model.rows()):
-            if choice.option.quant == quant:
-                widget = self.quant_table.indexWidget(
-                    self.quant_model.index(i, QuantsModel.BUTTON_COLUMN))
-                return widget if isinstance(widget, QPushButton) else None
-        return None
 
     @asyncSlot(object)
     async def download(self, choice: QuantChoice) -> None:
+        library = self._hearth.library
         with self._work.running():
-            download_id = await self._work.off_thread(self._hearth.library.download,
-                                                      choice.repo, choice.option)
+            try:
+                if choice.estimated:  # from the catalog: the Hub names the exact files first
+                    download_id = await self._work.off_thread(
+                        library.download_quant, choice.repo, choice.option.quant)
+                else:
+                    download_id = await self._work.off_thread(library.download, choice.repo,
+                                                              choice.option)
+            except BackendError as exc:
+                self.notice.say(exc.user_message, problem=True)
+                return
+            self.notice.say(f"Downloading {choice.repo} {choice.option.quant}: follow it on "
+                            "the Downloads tab.")
             self.download_started.emit(download_id)

@@ -1,8 +1,8 @@
 """The Models page's *Downloaded* tab: the models on this machine.
 
 Use one in the chat, delete it (an imported file only leaves the list), show its folder,
-import GGUF files by dialog (the page takes drops too). While only the built-in starter is
-here, a welcome panel offers it and the catalog's best pick for this computer.
+import GGUF files by dialog (the page takes drops too). Until a model was picked or
+downloaded, a welcome panel offers the starter and the catalog's best pick for this computer.
 
 Threading contract: GUI thread; library calls run off-thread through the page's ``Work``.
 """
@@ -38,7 +38,11 @@ class DownloadedTab(QWidget):
         self.welcome = WelcomePanel(self)
         self.welcome.hide()
         self.welcome.model_chosen.connect(self.model_chosen)
+        self.welcome.model_chosen.connect(lambda _id: self.retire_welcome())
+        self.welcome.dismissed.connect(self.retire_welcome)
+        self._welcome_retired = False
         self.local_table = table("local_table", self.local_model, self)
+        self.local_table.setAccessibleName("Models on this computer")
         self.local_table.doubleClicked.connect(lambda _index: self.use_selected())
         self.local_table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.local_table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -74,9 +78,19 @@ class DownloadedTab(QWidget):
             self.local_model.set_rows(models)
             self.select(selected.id if selected else None)
             only_starter = all(m.model.source == "builtin" for m in models)
-            self.welcome.setVisible(only_starter)
-            if only_starter and self.welcome.best_pick is None:
+            # A model already picked once (the saved default) means the first steps are done.
+            picked = self._hearth.settings.snapshot().default_model is not None
+            if not only_starter or picked:
+                self._welcome_retired = True
+            self.welcome.setVisible(not self._welcome_retired)
+            if not self._welcome_retired and self.welcome.best_pick is None:
                 self.welcome.set_best_pick(await self._work.off_thread(library.best_pick))
+
+    @Slot()
+    def retire_welcome(self) -> None:
+        """The welcome has done its job (a model was picked) or was hidden: for good."""
+        self._welcome_retired = True
+        self.welcome.hide()
 
     def selected(self) -> LibraryModel | None:
         rows = self.local_table.selectionModel().selectedRows()

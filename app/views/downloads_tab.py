@@ -1,8 +1,10 @@
-"""The Models page's *Downloads* tab: progress, pause, resume, cancel.
+"""The Models page's *Downloads* tab: progress, pause, resume, cancel, retry.
 
 One row per download, kept up to date from ``Hearth.download_events()`` (the page reads the
 stream and hands each event to ``show_progress``): unfinished downloads from an earlier
-session are listed when it opens, with the bytes their ``.part`` files already hold.
+session are listed when it opens, with the bytes their ``.part`` files already hold. A failed
+download stays listed (its ``.part`` files stay on disk) with why it failed under the table
+and a Retry button that continues it from where it stopped.
 
 Threading contract: GUI thread; pausing, resuming and cancelling write the downloads' state
 file, so they run off-thread through the page's ``Work``.
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 from qasync import asyncSlot
 
 from app.views.model_items import DownloadsModel
@@ -36,13 +38,21 @@ class DownloadsTab(QWidget):
         self.downloads_table.selectionModel().selectionChanged.connect(self._update_buttons)
         self.pause_button = button("Pause", "pause_button", self, self.pause_selected)
         self.resume_button = button("Resume", "resume_button", self, self.resume_selected)
+        self.retry_button = button("Retry", "retry_button", self, self.retry_selected)
+        self.retry_button.setToolTip("Try a failed download again, from where it stopped")
         self.cancel_button = button("Cancel", "cancel_button", self, self.cancel_selected)
+        self.downloads_table.setAccessibleName("Downloads")
+        self.detail = QLabel(self)
+        self.detail.setObjectName("download_detail")
+        self.detail.setWordWrap(True)
         buttons = QHBoxLayout()
-        for each in (self.pause_button, self.resume_button, self.cancel_button):
+        for each in (self.pause_button, self.resume_button, self.retry_button,
+                     self.cancel_button):
             buttons.addWidget(each)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.downloads_table, 1)
+        layout.addWidget(self.detail)
         layout.addLayout(buttons)
         self._update_buttons()
 
@@ -55,7 +65,9 @@ class DownloadsTab(QWidget):
             self.completed.emit(event.id)
         if event.state == "failed" and event.error is not None and (
                 before is None or before.state != "failed"):
-            self._work.report(event.error.user_message)
+            self.select_download(event.id)  # its row says why, next to Retry
+            if not self.isVisible():  # on screen, the row says it: no banner on top
+                self._work.report(event.error.user_message)
         self.progressed.emit(event)
 
     def show_listed(self, listed: list[DownloadProgress]) -> None:
@@ -85,8 +97,13 @@ class DownloadsTab(QWidget):
         row = self.selected()
         state = row.state if row else None
         self.pause_button.setEnabled(state in ("queued", "downloading", "retrying"))
-        self.resume_button.setEnabled(state in ("paused", "failed"))
+        self.resume_button.setEnabled(state == "paused")
+        self.retry_button.setEnabled(state == "failed")
         self.cancel_button.setEnabled(state is not None and state not in TERMINAL)
+        if row is not None and row.state == "failed" and row.error is not None:
+            self.detail.setText(f"{row.repo} {row.quant} failed: {row.error.user_message}")
+        else:
+            self.detail.setText("")
 
     def select_download(self, download_id: str) -> None:
         for i, row in enumerate(self.download_model.rows()):
@@ -108,6 +125,10 @@ class DownloadsTab(QWidget):
     @asyncSlot()
     async def resume_selected(self) -> None:
         await self._control(self._hearth.library.resume)
+
+    @asyncSlot()
+    async def retry_selected(self) -> None:
+        await self._control(self._hearth.library.resume)  # continues from the .part files
 
     @asyncSlot()
     async def cancel_selected(self) -> None:

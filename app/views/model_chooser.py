@@ -7,12 +7,18 @@ shows those the same way. Connections' models are asked for with ``remote_models
 connection's answer (its models, or why not) arrives on ``remote_events`` and becomes its
 rows, the last answer standing until the next.
 
+The picker shows the model of the chat on screen (``show_choice`` when another chat opens):
+picking a row loads it at once unless a reply is streaming (then it loads with the next
+message); a reply loads its chat's model first when it isn't the loaded one
+(``ensure_loaded``), or loads it again when its load settings changed.
+
 Threading contract: GUI thread only; loads and listings are awaited in qasync tasks.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from qasync import asyncSlot
@@ -33,6 +39,16 @@ from backend.api import (
 )
 from backend.errors import BackendError
 
+if TYPE_CHECKING:
+    from backend.api import LocalModel
+
+
+def display_name(model: LocalModel) -> str:
+    """A model's name for sentences ("Loading SmolLM2 135M Instruct…"): its description's
+    name part when it has a short one, else its id."""
+    name = model.description.split(" (")[0].split(",")[0].strip()
+    return name if name and len(name) <= 40 else model.id
+
 
 class ModelChooser(QObject):
     loaded = Signal(object)  # LoadedModel, after a load the window asked for
@@ -42,6 +58,7 @@ class ModelChooser(QObject):
     remote_listed = Signal(list)  # ids of connections' models now in the picker
     problem = Signal(str)
     changed = Signal()  # a load started or ended, or another model was chosen
+    load_progressed = Signal(str, float)  # model id, fraction of its weights read
 
     def __init__(self, hearth: Hearth, bar: ModelBar, replying: Callable[[], bool],
                  parent: QObject | None = None) -> None:
@@ -50,6 +67,8 @@ class ModelChooser(QObject):
         self.bar = bar
         self._replying = replying
         self.loading: str | None = None  # the model a load the window asked for is reading
+        self._loads = 0  # loads the window asked for, in flight (replies may each ask)
+        self._names: dict[str, str] = {}  # model id -> display name
         # A connection's model ("<connection>/<model>") chosen in the picker: replies stream
         # from that server and nothing is loaded locally.
         self.remote_model: str | None = None
@@ -68,12 +87,16 @@ class ModelChooser(QObject):
         """Fill the picker from the library (a folder scan: a few ms); connections keep their
         last rows until their servers answer again."""
         loaded = self._hearth.loaded
-        current = self.remote_model or (loaded.model_id if loaded else None)
+        picked = self.choice()  # the shown chat's choice stays, if it is still there
         try:
-            models = [model.id for model in self._hearth.models()]
+            found = self._hearth.models()
         except BackendError as exc:
             self.problem.emit(exc.user_message)
-            models = []
+            found = []
+        models = [model.id for model in found]
+        self._names = {model.id: display_name(model) for model in found}
+        current = self.remote_model or (picked if picked in models else None) or (
+            loaded.model_id if loaded else None)
         self.bar.set_local(models, current)
         names = [conn.name for conn in self._hearth.settings.snapshot().connections]
         self._remote = {name: self._remote[name] for name in names if name in self._remote}
@@ -98,6 +121,48 @@ class ModelChooser(QObject):
         """The connections' last answers, in the order the settings list them."""
         return [self._remote[name] for name in names if name in self._remote]
 
+    def display_name(self, model_id: str | None) -> str:
+        return self._names.get(model_id or "", model_id or "")
+
+    def choice(self) -> str | None:
+        """The model the shown chat talks to: a connection's, else the picked local one."""
+        if self.remote_model is not None:
+            return self.remote_model
+        name = self.bar.picker.currentData()
+        return name if isinstance(name, str) and name not in self.bar.remote_ids else None
+
+    def show_choice(self, model_id: str | None) -> bool:
+        """Show ``model_id`` as the choice (a chat opened), loading nothing; False when it is
+        no longer available (the picker keeps its row)."""
+        if not model_id:
+            return False
+        if self._hearth.is_remote(model_id):
+            index = self.bar.picker.findData(model_id)
+            if index >= 0:
+                self.bar.picker.setCurrentIndex(index)
+            self.remote_model = model_id
+            self._show_remote(model_id)
+            self.changed.emit()
+            return True
+        index = self.bar.picker.findData(model_id)
+        if index < 0:
+            return False
+        self.remote_model = None
+        self.bar.picker.setCurrentIndex(index)
+        self._show_choice_state()
+        self.changed.emit()
+        return True
+
+    def _show_choice_state(self) -> None:
+        """The bar's sentence for the local choice: how it loaded, or that it loads on Send."""
+        name = self.choice()
+        loaded = self._hearth.loaded
+        if loaded is not None and loaded.model_id == name:
+            self._show_loaded(loaded)
+        elif name is not None and self.loading is None:
+            self.bar.show_verdict(f"{self.display_name(name)} loads when you send",
+                                  "The model is loaded with your first message.")
+
     def picked(self, index: int) -> None:
         name = self.bar.picker.itemData(index)
         if not name:
@@ -108,8 +173,8 @@ class ModelChooser(QObject):
         loaded = self._hearth.loaded
         if loaded is None or loaded.model_id != name or self.remote_model is not None:
             self.remote_model = None
-            if loaded is not None and loaded.model_id == name:
-                self._show_loaded(loaded)
+            if (loaded is not None and loaded.model_id == name) or self._replying():
+                self._show_choice_state()  # a reply streams: it loads with the next message
                 self.changed.emit()
             else:
                 self._load_picked(name)
@@ -120,10 +185,12 @@ class ModelChooser(QObject):
 
     def use_remote(self, model_id: str) -> None:
         """Chat through a connection's model from now on (no local load)."""
-        if self._replying():
-            self.problem.emit("Stop the reply before switching models.")
-            return
         self.remote_model = model_id
+        self._show_remote(model_id)
+        self.changed.emit()
+        self.remote_chosen.emit(model_id)
+
+    def _show_remote(self, model_id: str) -> None:
         connection = model_id.partition("/")[0]
         try:
             url = self._hearth.remote.connection(connection).base_url
@@ -131,32 +198,45 @@ class ModelChooser(QObject):
             url = connection
         self.bar.show_verdict(f"Remote: {connection} at {url}",
                               f"Replies stream from {url}; nothing runs locally.")
-        self.changed.emit()
-        self.remote_chosen.emit(model_id)
 
     # -- loading ---------------------------------------------------------------------------
     async def load(self, name: str, plan: LoadPlan | None = None) -> None:
-        if self._replying() or self.loading is not None:
-            self.problem.emit("Wait for the reply to finish (or stop it) before switching "
-                              "models.")
-            return
+        """Load ``name`` now (picked, or asked for by the window): the shown chat talks to it
+        from now on. A failure is said."""
+        self.remote_model = None
+        index = self.bar.picker.findData(name)
+        if index < 0:  # just downloaded: the picker hasn't listed it yet
+            self.refresh()
+            index = self.bar.picker.findData(name)
+        if index >= 0:
+            self.bar.picker.setCurrentIndex(index)
+        try:
+            await self.ensure_loaded(name, plan)
+        except BackendError as exc:
+            self.problem.emit(exc.user_message)
+
+    async def ensure_loaded(self, name: str, plan: LoadPlan | None = None, *,
+                            reload: bool = False) -> None:
+        """Load ``name`` (again, with ``reload``), showing it in the bar; raises the
+        ``BackendError`` (the caller says it, once). Waits for replies on another model."""
         self.loading = name
-        self.bar.show_loading(name)
+        self._loads += 1
+        self.bar.show_loading(self.display_name(name))
         self.changed.emit()
         try:
-            loaded = await self._hearth.load(name, plan)
+            loaded = await self._hearth.load(name, plan, reload=reload)
         except BackendError as exc:
             self.bar.show_verdict(f"Couldn't load {name}", exc.user_message)
-            self.problem.emit(exc.user_message)
             self.refresh()
-            return
+            raise
         finally:
-            self.bar.progress.hide()
-            self.loading = None
+            self._loads -= 1
+            if not self._loads:
+                self.bar.progress.hide()
+                self.loading = None
             self.changed.emit()
-        self.remote_model = None
-        self._show_loaded(loaded)
         self.refresh()
+        self._show_choice_state()  # the loaded model's verdict, if it is the shown chat's
         self.loaded.emit(loaded)
 
     def _show_loaded(self, loaded: LoadedModel) -> None:
@@ -174,10 +254,14 @@ class ModelChooser(QObject):
         elif isinstance(event, LoadProgressed):
             if ours or local:
                 self.bar.show_progress(event.fraction)
+            self.load_progressed.emit(event.model_id, event.fraction)
         elif isinstance(event, LoadFinished):
             self._summaries[event.model_id] = event.summary
             if local:
-                self._show_loaded(event.info)
+                if self.choice() in (None, event.model_id):
+                    self._show_loaded(event.info)
+                else:  # another chat's model: the shown chat's loads with its next message
+                    self._show_choice_state()
                 self.hosted_changed.emit(event.info)
             if not ours and self.bar.picker.currentData() != event.model_id:
                 self.refresh()  # someone else's load: the picker names what is loaded now

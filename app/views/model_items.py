@@ -1,17 +1,16 @@
-"""Qt item models of the Models page: thin adapters over lists of backend dataclasses.
+"""Qt item models of the Models page's tables: thin adapters over lists of backend dataclasses.
 
 No I/O anywhere in here: rows arrive as values (sizes already read, fits already computed)
-and ``data()`` only formats them. GUI thread only.
+and ``data()`` only formats them. Discover's cards have their own model (``model_cards``).
+GUI thread only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import (
-    QAbstractListModel,
     QAbstractTableModel,
     QModelIndex,
     QObject,
@@ -20,10 +19,7 @@ from PySide6.QtCore import (
 )
 
 from app.views.fit_badge import fit_colour
-from backend.api import CatalogEntry, DownloadProgress, LibraryModel, QuantChoice, human_size
-
-if TYPE_CHECKING:  # the Hub client loads only when the Hub is searched
-    from backend.api import RepoSummary
+from backend.api import DownloadProgress, LibraryModel, QuantChoice, human_size
 
 Row = TypeVar("Row")
 AnyIndex = QModelIndex | QPersistentModelIndex
@@ -99,61 +95,6 @@ class LocalModelsModel(_TableModel[LibraryModel]):
         return None
 
 
-@dataclass(frozen=True)
-class RepoRow:
-    """One line of the Discover list: a catalog entry or a Hub search result."""
-
-    repo: str
-    title: str
-    detail: str
-    default_quant: str | None = None
-
-    @classmethod
-    def from_catalog(cls, entry: CatalogEntry) -> RepoRow:
-        size = human_size(entry.approx_size())
-        return cls(entry.repo, f"{entry.alias} — {entry.repo}",
-                   f"{entry.description} (about {size} at {entry.default_quant}, "
-                   f"licence {entry.license})", entry.default_quant)
-
-    @classmethod
-    def from_hub(cls, summary: RepoSummary) -> RepoRow:
-        gated = " · gated: accept its licence on the Hub first" if summary.gated else ""
-        return cls(summary.id, summary.id,
-                   f"{summary.downloads:,} downloads · {summary.likes:,} likes{gated}")
-
-
-class RepoListModel(QAbstractListModel):
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self._rows: list[RepoRow] = []
-
-    def rows(self) -> list[RepoRow]:
-        return list(self._rows)
-
-    def set_rows(self, rows: Sequence[RepoRow]) -> None:
-        self.beginResetModel()
-        self._rows = list(rows)
-        self.endResetModel()
-
-    def row_at(self, row: int) -> RepoRow | None:
-        return self._rows[row] if 0 <= row < len(self._rows) else None
-
-    def rowCount(self, parent: AnyIndex = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def data(self, index: AnyIndex, role: int = Role.DisplayRole) -> Any:
-        if not index.isValid() or not 0 <= index.row() < len(self._rows):
-            return None
-        row = self._rows[index.row()]
-        if role == Role.DisplayRole:
-            return row.title
-        if role == Role.ToolTipRole:
-            return row.detail
-        if role == ROW_ROLE:
-            return row
-        return None
-
-
 class QuantsModel(_TableModel[QuantChoice]):
     """The Discover tab's variants of one repo; the last column holds a Download button."""
 
@@ -165,8 +106,12 @@ class QuantsModel(_TableModel[QuantChoice]):
         if role == Role.DisplayRole:
             files = row.file_name + (f" (+{len(row.option.files) - 1} parts)"
                                      if row.option.is_split else "")
-            return (files, row.option.quant, human_size(row.option.total_size), row.fit.label,
-                    "")[column]
+            if row.estimated:  # from the catalog: the Hub names the file when it downloads
+                files = "—"
+            size = ("about " if row.estimated else "") + human_size(row.option.total_size)
+            return (files, row.option.quant, size, row.fit.label, "")[column]
+        if role == Role.AccessibleTextRole and column == self.FIT_COLUMN:
+            return f"{row.fit.label}: {row.fit.reason}"
         if column == self.FIT_COLUMN:
             if role == Role.ForegroundRole:
                 return fit_colour(row.fit)

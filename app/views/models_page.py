@@ -1,16 +1,18 @@
 """The Models page: models on this machine, discovering and downloading new ones.
 
 Three tabs over ``hearth.library`` (a ``LibraryService``): *Downloaded* (use, delete, show,
-import by dialog or drag and drop, with a welcome panel while only the starter is here),
-*Discover* (the catalog and Hub search; each repo's quants with a fit badge for this machine)
-and *Downloads* (progress, pause, resume, cancel; unfinished ones come back after a restart).
-The page lays them out, takes dropped files, and reads ``Hearth.download_events()``.
+import by dialog or drag and drop, with a welcome panel until a model was picked), *Discover*
+(the catalog and Hub search as cards, each with the variant that fits this machine best; the
+catalog's fits are estimated offline) and *Downloads* (progress, pause, resume, cancel, retry;
+unfinished ones come back after a restart). The page lays them out, takes dropped files, and
+reads ``Hearth.download_events()``.
 
 Threading contract: the page lives on the GUI thread. Every library call that touches disk,
 network or the hardware probe runs through ``asyncio.to_thread`` inside a qasync slot that
 marks the page busy, awaits, renders, and restores in ``finally`` (``Work``). Download progress
-arrives as a stream read on the GUI's loop. Every ``BackendError`` becomes one ``problem``
-signal with its sentence.
+arrives as a stream read on the GUI's loop. A ``BackendError`` becomes one ``problem`` signal
+with its sentence (the window's banner), except the Discover tab's Hub problems, which it
+shows in its own notice line.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from app.views.discover_tab import DiscoverTab
 from app.views.downloaded_tab import DownloadedTab
 from app.views.downloads_tab import DownloadsTab
 from app.views.work import Work
-from backend.api import BestPick, DownloadProgress, Hearth
+from backend.api import BestPick, CatalogCard, DownloadProgress, Hearth
 
 DOWNLOADED, DISCOVER, DOWNLOADS = range(3)
 
@@ -39,11 +41,10 @@ def gguf_paths(urls: Iterable[QUrl]) -> list[Path]:
             if u.isLocalFile() and u.toLocalFile().lower().endswith(".gguf")]
 
 
-def _open(hearth: Hearth) -> list[DownloadProgress]:
+def _open(hearth: Hearth) -> tuple[list[DownloadProgress], list[CatalogCard]]:
     """On a worker thread: the first use of downloads reads their state file and resumes
-    them; the catalog is a file too, read here once so ``show_catalog`` never touches disk."""
-    hearth.library.catalog()
-    return hearth.library.downloads.downloads()
+    them; the catalog's cards read a file and probe the hardware for their fit badges."""
+    return hearth.library.downloads.downloads(), hearth.library.catalog_cards()
 
 
 class ModelsPage(QWidget):
@@ -100,11 +101,12 @@ class ModelsPage(QWidget):
         catalog, the local list and, for the welcome panel, the best pick."""
         try:
             with self.work.running():
-                self.downloads.show_listed(await self.work.off_thread(_open, self._hearth))
+                listed, cards = await self.work.off_thread(_open, self._hearth)
+                self.downloads.show_listed(listed)
                 # The stream lists them again, then reports every change: nothing is missed
                 # between this listing and its start.
                 self._streams.read(self._hearth.download_events, self.downloads.show_progress)
-            self.discover.show_catalog()
+                self.discover.set_catalog(cards)
             await self.downloaded.reload()
         finally:
             self.work.release()

@@ -1,15 +1,22 @@
-"""The parameter panel: system prompt, presets, sampling, context & memory, and the memory bar.
+"""The chat's parameter panel: system prompt, presets, sampling, context & memory, memory bar.
 
 Every finished edit is one ``hearth.settings.update()``: validated, saved and in effect for
-the next message at once. The system prompt, edited a keystroke at a time, is applied 300 ms
-after the last one, and at once when the panel is hidden or closed and before a reply reads
-the settings (``flush``). The panel follows the store's ``changes()``, so a change made
+the next message at once. The basic sampling fields show; the advanced ones and context &
+memory are folded until opened. The panel follows the store's ``changes()``, so a change made
 elsewhere (a preset applied, another part of the app) shows up in its editors.
 
+The system prompt is the shown chat's: ``show_system_prompt`` puts a chat's in the editor, and
+an edit is emitted as ``system_prompt_edited`` for that chat (and kept as the default for new
+chats). Edited a keystroke at a time, it is applied 300 ms after the last one, and at once
+when the panel is hidden or closed, before a reply reads it and before another chat is shown
+(``flush``).
+
 Edits that only take effect on the next load (context, GPU layers, threads, flash attention,
-KV cache type, parallel slots) emit ``load_settings_changed`` and re-plan the memory bar,
-debounced; the plan is computed with ``asyncio.to_thread`` because it reads the GGUF header
-and probes the hardware. Failures are emitted as ``problem`` (one sentence for a banner).
+KV cache type, parallel slots) emit ``load_settings_changed``, show "applies to the next
+message" while the loaded model still runs with the old values (the chat reloads it before
+its next message), and re-plan the memory bar, debounced; the plan is computed with
+``asyncio.to_thread`` because it reads the GGUF header and probes the hardware. Failures are
+emitted as ``problem`` (one sentence for a banner).
 
 GUI thread only. Needs a running qasync loop for the async slots (planning, presets).
 """
@@ -23,8 +30,9 @@ from typing import Any
 import psutil
 import shiboken6
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QHideEvent
+from PySide6.QtGui import QCloseEvent, QHideEvent, QTextCursor
 from PySide6.QtWidgets import (
+    QLabel,
     QPlainTextEdit,
     QScrollArea,
     QToolButton,
@@ -49,10 +57,11 @@ LABEL_WIDTH = 104  # px; both forms share it so their editors line up
 LOAD_FIELDS = frozenset({"n_ctx", "gpu_layers", "threads", "flash_attn", "kv_cache_type",
                          "parallel"})
 
-SAMPLING_ROWS = (Row("temperature"), Row("top_p", "Top P"), Row("top_k", "Top K"),
-                 Row("min_p", "Min P"), Row("repeat_penalty"),
-                 Row("max_tokens", "Max reply tokens", fallback=1024),
-                 Row("seed", fallback=42))
+SAMPLING_ROWS = (Row("temperature"), Row("max_tokens", "Max reply tokens", fallback=1024))
+ADVANCED_ROWS = (Row("top_p", "Top P"), Row("top_k", "Top K"), Row("min_p", "Min P"),
+                 Row("repeat_penalty"), Row("seed", fallback=42))
+RELOAD_NOTE = ("Applies to the next message: the model reloads with these settings before "
+               "it answers.")
 ENGINE_ROWS = (Row("n_ctx", "Context length", step=256),
                Row("gpu_layers", "GPU layers", fallback=0),
                Row("threads", "CPU threads", fallback=4),
@@ -67,9 +76,11 @@ ENGINE_ROWS = (Row("n_ctx", "Context length", step=256),
 class _Section(QWidget):
     """A titled block whose body folds away with a click on the title."""
 
-    def __init__(self, title: str, body: QWidget, parent: QWidget | None = None) -> None:
+    def __init__(self, title: str, body: QWidget, parent: QWidget | None = None, *,
+                 folded: bool = False) -> None:
         super().__init__(parent)
         self.toggle = QToolButton(text=title, checkable=True, checked=True)
+        self.toggle.setAccessibleName(title.replace("&&", "&"))
         self.toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.toggle.setArrowType(Qt.ArrowType.DownArrow)
         self.toggle.setStyleSheet("QToolButton { border: none; font-weight: bold; }")
@@ -79,6 +90,7 @@ class _Section(QWidget):
         layout.setContentsMargins(0, 0, 0, 4)
         layout.addWidget(self.toggle)
         layout.addWidget(body)
+        self.toggle.setChecked(not folded)
 
     def _fold(self, open_: bool) -> None:
         self.body.setVisible(open_)
@@ -87,6 +99,7 @@ class _Section(QWidget):
 
 class ParameterPanel(QScrollArea):
     load_settings_changed = Signal()  # a field that needs a reload changed
+    system_prompt_edited = Signal(str)  # the shown chat's prompt, as edited here
     problem = Signal(str)  # a sentence for the person: what went wrong, what to do
     preset_applied = Signal(str)  # the preset's name, after its values were applied
 
@@ -109,11 +122,18 @@ class ParameterPanel(QScrollArea):
         self.system_prompt.setPlaceholderText("e.g. You are a concise, friendly assistant.")
         self.system_prompt.setToolTip(type(settings.chat).model_fields["system_prompt"]
                                       .description or "")
+        self.system_prompt.setToolTip("This chat's instructions to the model; new chats start "
+                                      "with the last ones written.")
+        self.system_prompt.setAccessibleName("System prompt")
+        self.system_prompt.setTabChangesFocus(True)
         self.system_prompt.setFixedHeight(96)
         self.system_prompt.textChanged.connect(self._on_system_prompt)
 
         self.sampling = SettingsForm(lambda: self._store.snapshot().sampling,
                                      lambda value: self._put(sampling=value), SAMPLING_ROWS,
+                                     label_width=LABEL_WIDTH)
+        self.advanced = SettingsForm(lambda: self._store.snapshot().sampling,
+                                     lambda value: self._put(sampling=value), ADVANCED_ROWS,
                                      label_width=LABEL_WIDTH)
         self.engine = SettingsForm(lambda: self._store.snapshot().engine,
                                    lambda value: self._put(engine=value), ENGINE_ROWS,
@@ -122,6 +142,10 @@ class ParameterPanel(QScrollArea):
         # What Auto means before any plan arrives: the engine's own default, the core count.
         self.engine.editor("threads").set_fallback(psutil.cpu_count(logical=False) or 4)
         self.memory_bar = MemoryBar()
+        self.reload_note = QLabel(RELOAD_NOTE)
+        self.reload_note.setObjectName("reload_note")
+        self.reload_note.setWordWrap(True)
+        self.reload_note.hide()
         self.presets = PresetSection(hearth.presets, settings.chat.preset, self._preset_base,
                                      self.flush)
         self.presets.chosen.connect(self._apply)
@@ -134,12 +158,15 @@ class ParameterPanel(QScrollArea):
         layout.addWidget(_Section("System prompt", self.system_prompt))
         layout.addWidget(_Section("Presets", self.presets))
         layout.addWidget(_Section("Sampling", self.sampling))
+        layout.addWidget(_Section("Advanced sampling", self.advanced, folded=True))
         memory = QWidget()
         memory_layout = QVBoxLayout(memory)
         memory_layout.setContentsMargins(0, 0, 0, 0)
         memory_layout.addWidget(self.engine)
         memory_layout.addWidget(self.memory_bar)
-        layout.addWidget(_Section("Context && memory", memory))
+        # Outside the fold: a pending reload is said even with the section closed.
+        layout.addWidget(self.reload_note)
+        layout.addWidget(_Section("Context && memory", memory, folded=True))
         layout.addStretch(1)
         self.setWidget(content)
         self.setWidgetResizable(True)
@@ -162,14 +189,29 @@ class ParameterPanel(QScrollArea):
             self._plan_timer.start()
 
     def flush(self) -> None:
-        """Apply the system prompt being typed now (also on hide and close, and before a
-        reply reads the settings)."""
+        """Apply the system prompt being typed now (also on hide and close, before a reply
+        reads it and before another chat is shown)."""
         self._prompt_timer.stop()
         if not self._prompt_typed:
             return
         self._prompt_typed = False
-        if not self._put(chat={"system_prompt": self.system_prompt.toPlainText()}):
+        text = self.system_prompt.toPlainText()
+        self.system_prompt_edited.emit(text)  # the shown chat's
+        if not self._put(chat={"system_prompt": text}):  # and the default for new ones
             self._prompt_typed = True  # try again with the next keystroke, or on close
+
+    def show_system_prompt(self, text: str) -> None:
+        """Another chat is shown: its prompt (what was typed for the last one was flushed)."""
+        self._prompt_typed = False
+        self._prompt_timer.stop()
+        self.system_prompt.blockSignals(True)
+        self.system_prompt.setPlainText(text)
+        self.system_prompt.moveCursor(QTextCursor.MoveOperation.End)  # typing adds to it
+        self.system_prompt.blockSignals(False)
+
+    def show_reload_pending(self) -> None:
+        """Say whether load settings wait for a reload (the loaded model runs with others)."""
+        self.reload_note.setVisible(self._hearth.load_settings_changed())
 
     def _preset_base(self) -> str:
         """The model a preset saved now is based on."""
@@ -201,6 +243,7 @@ class ParameterPanel(QScrollArea):
 
     def _load_fields_changed(self) -> None:
         self.load_settings_changed.emit()
+        self.show_reload_pending()
         if self._model is not None:
             self._plan_timer.start()  # restarts: one plan after a burst of edits
 
@@ -211,15 +254,17 @@ class ParameterPanel(QScrollArea):
         self._shown = now
         if now.sampling != before.sampling:
             self.sampling.refresh()
+            self.advanced.refresh()
         if now.engine != before.engine:
             self.engine.refresh()
             if any(getattr(now.engine, f) != getattr(before.engine, f) for f in LOAD_FIELDS):
                 self._load_fields_changed()
-        if not self._prompt_typed and self.system_prompt.toPlainText() != \
-                now.chat.system_prompt:
-            self.system_prompt.blockSignals(True)
-            self.system_prompt.setPlainText(now.chat.system_prompt)
-            self.system_prompt.blockSignals(False)
+        # Only a new default from elsewhere (a preset applied) replaces the chat's prompt
+        # shown here; any other settings change leaves the shown chat's prompt alone.
+        if now.chat.system_prompt != before.chat.system_prompt and not self._prompt_typed \
+                and self.system_prompt.toPlainText() != now.chat.system_prompt:
+            self.show_system_prompt(now.chat.system_prompt)
+            self.system_prompt_edited.emit(now.chat.system_prompt)
         if now.chat.preset != before.chat.preset:
             self.presets.refresh(now.chat.preset)
 
@@ -291,10 +336,10 @@ class ParameterPanel(QScrollArea):
             return
         now = self._shown
         self.sampling.refresh()
+        self.advanced.refresh()
         self.engine.refresh()
-        self.system_prompt.blockSignals(True)
-        self.system_prompt.setPlainText(now.chat.system_prompt)
-        self.system_prompt.blockSignals(False)
+        self.show_system_prompt(now.chat.system_prompt)
+        self.system_prompt_edited.emit(now.chat.system_prompt)  # the shown chat takes it
         self.presets.refresh(now.chat.preset)
         if now.engine != before.engine:
             self._load_fields_changed()

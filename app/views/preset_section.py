@@ -5,6 +5,9 @@ A preset is a base model plus Ollama-named parameters and a system prompt; ``hea
 ``POST /api/create``. The section never writes the settings itself: a preset to apply is
 handed to the panel through ``chosen``, which owns the settings and the editors.
 
+Preset names are lower-case (as Ollama's): a name typed otherwise is saved lower-cased, and the
+sentence after saving says so. That sentence goes away after a few seconds.
+
 Saving and importing read the model folders, so they run with ``asyncio.to_thread``.
 GUI thread only; needs a running qasync loop.
 """
@@ -17,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -33,6 +36,8 @@ from qasync import asyncSlot
 
 from backend.api import Preset, PresetBook
 from backend.errors import BackendError
+
+STATUS_CLEAR_MS = 6000  # "Saved preset …" stays this long
 
 
 class PresetSection(QWidget):
@@ -50,6 +55,7 @@ class PresetSection(QWidget):
         self.combo = QComboBox()
         self.combo.setPlaceholderText("No presets yet")
         self.combo.setToolTip("Presets saved here, made with `hearth create`, or imported.")
+        self.combo.setAccessibleName("Preset")
         self.load_button = QPushButton("Load")
         self.load_button.clicked.connect(lambda: self.load_preset(self.combo.currentText()))
         self.save_button = QPushButton("Save as…")
@@ -57,8 +63,14 @@ class PresetSection(QWidget):
         self.import_button = QPushButton("Import Modelfile…")
         self.import_button.clicked.connect(self._ask_import)
         self.status = QLabel()
+        self.status.setObjectName("preset_status")
         self.status.setWordWrap(True)
         self.status.hide()
+        self._status_timer = QTimer(self, singleShot=True, interval=STATUS_CLEAR_MS)
+        self._status_timer.timeout.connect(self.status.hide)
+        self.load_button.setAccessibleName("Load preset")
+        self.save_button.setAccessibleName("Save settings as a preset")
+        self.import_button.setAccessibleName("Import a Modelfile")
         top = QHBoxLayout()
         top.addWidget(self.combo, 1)
         top.addWidget(self.load_button)
@@ -107,6 +119,8 @@ class PresetSection(QWidget):
         base = self._base_model()
         preset = await self._store(lambda: self._presets.save_settings_as(name, base))
         if preset is not None:
+            if preset.name != name.strip():  # never silently: say what it is called now
+                self.say(f"Saved as '{preset.name}': preset names are lower-case.")
             self.saved.emit(preset.name)
 
     def _ask_import(self) -> None:
@@ -160,9 +174,14 @@ class PresetSection(QWidget):
         if not shiboken6.isValid(self):  # the panel closed while the worker ran
             return None
         self.refresh(preset.name)
-        self.status.setText(" ".join([f"Saved preset '{preset.name}'.", *warnings]))
-        self.status.show()
+        self.say(" ".join([f"Saved preset '{preset.name}'.", *warnings]))
         return preset
+
+    def say(self, text: str) -> None:
+        """A sentence under the buttons, for a few seconds."""
+        self.status.setText(text)
+        self.status.show()
+        self._status_timer.start()
 
 
 def suggest_name(path: Path) -> str:

@@ -92,28 +92,39 @@ def show_stored(transcript: TranscriptView, message: StoredMessage) -> MessageVi
 
 class ContextMeter(QLabel):
     """How much of the loaded model's context the shown chat fills, and what happens when
-    it is full."""
+    it is full. The count is the prompt as the engine read it (already fitted to the context
+    by the overflow policy) plus the reply, so it never reads more than the context holds."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("context_meter")
+        self.setAccessibleName("Context used")
 
     def show_usage(self, stats: dict[str, Any] | None, loaded: LoadedModel | None,
                    overflow: OverflowPolicy) -> None:
         """``loaded`` None: nothing local to measure (no model, or a connection's model,
         whose context is the server's, not ours to know)."""
-        if loaded is None:
-            self.setText("")
-            return
         used = 0
         if stats:
             used = int(stats.get("prompt_tokens", 0)) + int(stats.get("completion_tokens", 0))
+        self.show_count(used, loaded, overflow, int((stats or {}).get("messages_dropped", 0)))
+
+    def show_count(self, used: int, loaded: LoadedModel | None, overflow: OverflowPolicy,
+                   dropped: int = 0) -> None:
+        if loaded is None:
+            self.setText("")
+            return
+        # A chat measured under a larger context (before a reload with a smaller one) is
+        # fitted again on its next message: it fills the context, no more.
+        shown = min(used, loaded.n_ctx)
         policy = str(overflow.value)
-        text = (f"Context {used:,} / {loaded.n_ctx:,} · when full: "
+        text = (f"Context {shown:,} / {loaded.n_ctx:,} · when full: "
                 f"{_SHORT_POLICY.get(policy, '')}")
-        dropped = int((stats or {}).get("messages_dropped", 0))
         if dropped:
             text += f" · {dropped} messages dropped"
         self.setText(text)
-        self.setToolTip(f"Tokens of this chat in the model's context. When it is full: "
-                        f"{_POLICY_WORDS.get(policy, policy)}.")
+        tip = (f"Tokens of this chat in the model's context. When it is full: "
+               f"{_POLICY_WORDS.get(policy, policy)}.")
+        if used > loaded.n_ctx:
+            tip += f" The next message is fitted to the {loaded.n_ctx:,}-token context."
+        self.setToolTip(tip)

@@ -315,6 +315,9 @@ class SettingsForm(QWidget):
             label = QLabel(row.label or info.title or humanise(row.name))
             label.setToolTip(info.description or "")
             label.setBuddy(editor.editor)
+            editor.editor.setAccessibleName(label.text())  # screen readers name the field
+            if editor.none_box is not None:
+                editor.none_box.setAccessibleName(f"{label.text()}: {editor.none_box.text()}")
             if label_width is not None:
                 label.setWordWrap(True)
                 label.setFixedWidth(label_width)

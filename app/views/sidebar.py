@@ -5,7 +5,12 @@ Threading contract: GUI thread only. It reads and writes the ``ChatStore`` direc
 millisecond-scale local SQLite calls, cheaper than a hop to a worker thread and back.
 
 It says what the person asked for (signals) and leaves the rest to the window: opening a chat,
-starting a new one, switching pages. The window tells it which chat is shown with ``select``.
+starting a new one, switching pages. The window tells it which chat is shown with ``select``,
+and which are streaming a reply with ``set_streaming`` (those rows get a dot).
+
+The list's selection is the shown chat, always visible (focused or not): arrow keys move it
+and the chat shown follows; a right-click opens the menu for the row under the pointer
+without moving the selection off the shown chat.
 """
 
 from __future__ import annotations
@@ -16,13 +21,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from PySide6.QtCore import QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QMouseEvent, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QButtonGroup,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
+    QLabel,
     QLineEdit,
     QListView,
     QMenu,
@@ -43,12 +50,15 @@ _EXPORTS: dict[ExportFormat, tuple[str, str, str]] = {  # format: (label, suffix
     "markdown": ("Markdown", ".md", "Markdown (*.md)"),
     "json": ("JSON", ".json", "JSON (*.json)"),
 }
-_UNSAFE_IN_FILE_NAMES = re.compile(r'[<>:"/\\|?*\x00-\x1f]+')
+# Letters (any script), digits, spaces, '-', '_', '.', parentheses: nothing a shell, a URL or
+# another OS would trip on (commas, quotes, slashes, colons…) survives into a file name.
+_NOT_IN_FILE_NAMES = re.compile(r"[^\w\s().-]+")
+EXPORT_NOTICE_MS = 8000  # how long "Exported to …" stays under the list
 
 
 def export_file_name(title: str, suffix: str) -> str:
-    """A file name made from a chat's title that every OS accepts."""
-    stem = _UNSAFE_IN_FILE_NAMES.sub("_", title).strip(" ._")[:80] or "chat"
+    """A file name made from a chat's title that every OS (and every shell) accepts."""
+    stem = " ".join(_NOT_IN_FILE_NAMES.sub(" ", title).split()).strip(" ._")[:80] or "chat"
     return stem + suffix
 
 
@@ -106,6 +116,25 @@ class Sidebar(QWidget):
         self.list_view.activated.connect(self._open)  # Enter, or a double-click
         self.list_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list_view.customContextMenuRequested.connect(self._show_context_menu)
+        self.list_view.setAccessibleName("Chats")
+        # Arrow keys move the selection and the shown chat follows it.
+        self.list_view.selectionModel().currentChanged.connect(self._follow_current)
+        self.list_view.viewport().installEventFilter(self)
+        # The shown chat stays highlighted when the list doesn't have the focus.
+        palette = self.list_view.palette()
+        for role in (QPalette.ColorRole.Highlight, QPalette.ColorRole.HighlightedText):
+            palette.setColor(QPalette.ColorGroup.Inactive, role,
+                             palette.color(QPalette.ColorGroup.Active, role))
+        self.list_view.setPalette(palette)
+
+        self.notice = QLabel()  # "Exported to …": says where a file went
+        self.notice.setObjectName("sidebar_notice")
+        self.notice.setWordWrap(True)
+        self.notice.hide()
+        self._notice_timer = QTimer(self, singleShot=True, interval=EXPORT_NOTICE_MS)
+        self._notice_timer.timeout.connect(self.notice.hide)
+        self.new_chat_button.setAccessibleName("New chat")
+        self.search.setAccessibleName("Search chats")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -113,6 +142,7 @@ class Sidebar(QWidget):
         layout.addWidget(self.new_chat_button)
         layout.addWidget(self.search)
         layout.addWidget(self.list_view, 1)
+        layout.addWidget(self.notice)
         self.refresh()
 
     # -- what the window calls -------------------------------------------------------------
@@ -137,6 +167,10 @@ class Sidebar(QWidget):
     @property
     def active_id(self) -> int | None:
         return self._active_id
+
+    def set_streaming(self, ids: set[int]) -> None:
+        """The chats writing a reply now (their rows get a dot)."""
+        self.model.set_streaming(ids)
 
     # -- the context menu's actions (tests call these directly) ----------------------------
 
@@ -207,6 +241,10 @@ class Sidebar(QWidget):
                     "and export again.")
                 return
             written.append(path)
+            self.notice.setText(f"Exported “{title}” to {path}")
+            self.notice.setToolTip(str(path))
+            self.notice.show()
+            self._notice_timer.start()
 
         self._guarded(export)
         return written[0] if written else None
@@ -237,6 +275,18 @@ class Sidebar(QWidget):
         self._active_id = conv.id
         self.conversation_selected.emit(conv.id)
 
+    def _follow_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        """The selection moved (arrow keys, a click): the chat shown follows, once the view
+        is done handling the key or click (opening one re-reads this list)."""
+        conv = self.model.conversation_at(current.row()) if current.isValid() else None
+        if conv is not None and conv.id != self._active_id:
+            QTimer.singleShot(0, lambda: self._open_id(conv.id))
+
+    def _open_id(self, conv_id: int) -> None:
+        row = self.model.row_of(conv_id)
+        if row is not None:
+            self._open(self.model.index(row))
+
     def _on_new_chat(self) -> None:
         self.select(None)  # leaving the shown chat: clicking it again must reopen it
         self.new_chat_requested.emit()
@@ -249,3 +299,13 @@ class Sidebar(QWidget):
         menu = self.context_menu(conv.id)
         menu.exec(self.list_view.viewport().mapToGlobal(pos))
         menu.deleteLater()
+        self._highlight()  # a renamed or deleted row: the selection is the shown chat again
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        # A right-button press would move the selection (and open that chat): the menu is
+        # for the row under the pointer, the selection stays on the chat shown.
+        if watched is self.list_view.viewport() and event.type() in (
+                QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick) and \
+                isinstance(event, QMouseEvent) and event.button() == Qt.MouseButton.RightButton:
+            return True
+        return super().eventFilter(watched, event)

@@ -1,7 +1,10 @@
 """The conversation: a scrolling column of message widgets, one per turn.
 
 Each message renders itself, so a streaming reply re-renders only its own text, and at most
-once per ``REPAINT_INTERVAL_MS`` however fast tokens arrive.
+once per ``REPAINT_INTERVAL_MS`` however fast tokens arrive; within it only the blocks from
+the first open one on are looked at (closed paragraphs and code keep their widgets), so a
+repaint costs the same at the 4,000th token as at the 40th. Before its first text a reply
+shows what it waits for (the model loading, the prompt being read) in a status line.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
+    QProgressBar,
     QScrollArea,
     QToolButton,
     QVBoxLayout,
@@ -26,6 +30,7 @@ from app.views.blocks import BlockWidget, ProseBlock, make_block_widget
 # ~30 fps: smooth to the eye, and a 500 tok/s model costs ~15 tokens per repaint, not 15 repaints.
 REPAINT_INTERVAL_MS = 30
 _ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System", "notice": "Hearth"}
+_ROLE_NAMES = {"user": "Your message", "assistant": "Reply", "notice": "Notice"}
 
 
 class MessageView(QFrame):
@@ -49,6 +54,9 @@ class MessageView(QFrame):
         self._final = role != "assistant" or bool(text)
         self._splitter = BlockSplitter()
         self._blocks: list[BlockWidget] = []
+        self._stable = 0  # leading blocks that are closed and shown: never looked at again
+        self._rendered_chars = 0
+        self.setAccessibleName(_ROLE_NAMES.get(role, role))
         self._repaint = QTimer(self, singleShot=True, interval=REPAINT_INTERVAL_MS)
         self._repaint.timeout.connect(self.flush)
 
@@ -69,6 +77,12 @@ class MessageView(QFrame):
                                        lambda: self.regenerate_requested.emit(self))
         self.retry_button.hide()
         self.failed = False
+        for button, name in ((self.copy_button, "Copy message"),
+                             (self.edit_button, "Edit message"),
+                             (self.regenerate_button, "Regenerate reply"),
+                             (self.delete_button, "Delete message"),
+                             (self.retry_button, "Retry reply")):
+            button.setAccessibleName(name)
         for button in (self.retry_button, self.copy_button, self.edit_button,
                        self.regenerate_button, self.delete_button):
             header.addWidget(button)
@@ -77,6 +91,19 @@ class MessageView(QFrame):
         if role == "notice":
             self.copy_button.hide()
             self.delete_button.hide()
+
+        # What a reply waits for before its first token: the model loading, the prompt
+        # being read (with progress for a long one).
+        self.status = QLabel(self)
+        self.status.setObjectName("message_status")
+        self.status.hide()
+        self.status_progress = QProgressBar(self)
+        self.status_progress.setObjectName("message_status_progress")
+        self.status_progress.setAccessibleName("Progress")
+        self.status_progress.setRange(0, 100)
+        self.status_progress.setTextVisible(False)
+        self.status_progress.setMaximumSize(220, 6)
+        self.status_progress.hide()
 
         self.body = QWidget(self)
         self._body_layout = QVBoxLayout(self.body)
@@ -93,6 +120,8 @@ class MessageView(QFrame):
         layout.setContentsMargins(14, 8, 14, 10)
         layout.setSpacing(4)
         layout.addLayout(header)
+        layout.addWidget(self.status)
+        layout.addWidget(self.status_progress)
         layout.addWidget(self.body)
         layout.addWidget(self.footer)
         self.flush()
@@ -109,8 +138,19 @@ class MessageView(QFrame):
     def text(self) -> str:
         return "".join(self._parts)
 
+    def set_status(self, text: str | None, fraction: float | None = None) -> None:
+        """Say what the reply waits for (None: nothing, the text is coming); ``fraction``
+        shows a progress bar too."""
+        self.status.setText(text or "")
+        self.status.setVisible(text is not None)
+        self.status_progress.setVisible(text is not None and fraction is not None)
+        if fraction is not None:
+            self.status_progress.setValue(round(max(0.0, min(1.0, fraction)) * 100))
+
     def append(self, delta: str) -> None:
         """Buffer a streamed delta; the repaint timer coalesces many into one render."""
+        if self.status.isVisible():
+            self.set_status(None)
         self._final = False
         self._parts.append(delta)
         if not self._repaint.isActive():
@@ -146,7 +186,11 @@ class MessageView(QFrame):
             blocks = self._splitter.feed(text, final=self._final)
         else:
             blocks = [Block("prose", text, closed=True)]
-        for index, block in enumerate(blocks):
+        if len(text) < self._rendered_chars or self.role != "assistant":
+            self._stable = 0  # replaced, not grown: look at every block again
+        self._rendered_chars = len(text)
+        for index in range(self._stable, len(blocks)):
+            block = blocks[index]
             if index < len(self._blocks):
                 widget = self._blocks[index]
                 if widget.block == block:
@@ -160,6 +204,8 @@ class MessageView(QFrame):
                 self._blocks.append(widget)
             self._blocks[index].show_block(block)  # type: ignore[arg-type]
         self._drop_blocks_from(len(blocks))
+        while self._stable < len(blocks) and blocks[self._stable].closed:
+            self._stable += 1
         self.body.setVisible(bool(text))
 
     def _drop_blocks_from(self, index: int) -> None:

@@ -1,9 +1,15 @@
-"""The welcome at the top of the Models page while only the built-in starter is here."""
+"""The welcome at the top of the Models page, until the person has a model of their own.
+
+It offers the built-in starter (instant) and the catalog model this computer runs best. It
+retires for good once a model was picked (the starter, or anything else: the saved default
+model), a model of their own is on disk, or the person hides it; ``DownloadedTab`` decides.
+Discover's cards carry the same recommendation (a "Recommended" tag), so nothing is lost.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from app.views.fit_badge import fit_html
 from backend.api import STARTER_ID, BestPick, human_size
@@ -15,6 +21,7 @@ class WelcomePanel(QWidget):
 
     model_chosen = Signal(str)
     download_requested = Signal(object)  # BestPick
+    dismissed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -22,7 +29,15 @@ class WelcomePanel(QWidget):
         self._pick: BestPick | None = None
         title = QLabel("<b>Welcome to Hearth.</b> Chat right away with the built-in model, or "
                        "download one sized for this computer.", self)
+        title.setObjectName("welcome_title")
         title.setWordWrap(True)
+        self.dismiss_button = QToolButton(self)
+        self.dismiss_button.setObjectName("welcome_dismiss")
+        self.dismiss_button.setText("✕")
+        self.dismiss_button.setToolTip("Hide the welcome")
+        self.dismiss_button.setAccessibleName("Hide the welcome")
+        self.dismiss_button.setAutoRaise(True)
+        self.dismiss_button.clicked.connect(self.dismissed)
         self.starter_button = QPushButton("Start with SmolLM2 135M (built in, no download)",
                                           self)
         self.starter_button.setObjectName("starter_button")
@@ -37,8 +52,11 @@ class WelcomePanel(QWidget):
         buttons.addWidget(self.starter_button)
         buttons.addWidget(self.best_pick_button)
         buttons.addStretch(1)
+        top = QHBoxLayout()
+        top.addWidget(title, 1)
+        top.addWidget(self.dismiss_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(title)
+        layout.addLayout(top)
         layout.addLayout(buttons)
         layout.addWidget(self.pick_reason)
         self.set_best_pick(None)
@@ -56,6 +74,8 @@ class WelcomePanel(QWidget):
         self.best_pick_button.setText(f"Download {pick.entry.alias} "
                                       f"({human_size(pick.size_bytes)}, {pick.fit.label})")
         self.best_pick_button.setToolTip(pick.entry.description)
+        self.best_pick_button.setAccessibleName(
+            f"Download {pick.entry.alias}, recommended for this computer: {pick.fit.label}")
         self.pick_reason.setText(f"{fit_html(pick.fit)} — {pick.fit.reason}")
 
     def _request_download(self) -> None:

@@ -19,6 +19,13 @@ def table(name: str, model: QAbstractItemModel, parent: QWidget) -> QTableView:
     view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
     view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
     view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    # Tab leaves the table for the next control (arrow keys move the selected row): with
+    # Qt's default, Tab walks every cell and keyboard users can't get past a long list.
+    view.setTabKeyNavigation(False)
+    # The keyboard's row is always the selected row: Qt otherwise gives a table that gets focus
+    # an unselected "current" cell, and the buttons that act on the selection stay grey.
+    view.selectionModel().currentRowChanged.connect(
+        lambda current, _previous: current.isValid() and view.selectRow(current.row()))
     view.verticalHeader().hide()
     view.horizontalHeader().setStretchLastSection(True)
     view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)

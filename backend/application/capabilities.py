@@ -12,15 +12,26 @@ from backend.engine.types import GenerationRequest, LoadedModel
 from backend.errors import InvalidRequest
 
 
-def capabilities(loaded: LoadedModel | None, chat_template: str | None = None
-                 ) -> tuple[str, ...]:
+def capabilities(loaded: LoadedModel | None, chat_template: str | None = None, *,
+                 embedding_only: bool = False) -> tuple[str, ...]:
     """What a model can do, in Ollama's words (``/api/show``'s ``capabilities``): the loaded
     one (its template as the engine selected it), or one not loaded, judged by the chat
-    template it would run with (its GGUF's, or a preset's)."""
-    found = ["completion"]
+    template it would run with (its GGUF's, or a preset's). An embedding model (its header
+    says so: ``GgufMetadata.embedding_only``) only embeds."""
+    if embedding_only:
+        return ("embedding",)
+    found = ["completion"]  # (any of these can embed too; Ollama lists only "completion")
     if (loaded is not None and loaded.supports_tools) or "tools" in (chat_template or ""):
         found.append("tools")
     return tuple(found)
+
+
+def check_can_chat(model_id: str, embedding_only: bool) -> None:
+    """Refuse a reply from an embedding model, before it is loaded in the chat model's place."""
+    if embedding_only:
+        raise InvalidRequest(f"'{model_id}' is an embedding model: it turns text into vectors "
+                             "(POST /v1/embeddings or /api/embed) and can't write replies. "
+                             "Pick a chat model.")
 
 
 def check_capabilities(request: GenerationRequest, loaded: LoadedModel) -> None:

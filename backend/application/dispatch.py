@@ -12,19 +12,21 @@ counters are shared between them behind a lock.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend.application.capabilities import check_capabilities
+from backend.application.capabilities import check_can_chat, check_capabilities
 from backend.application.generation import Generation, cancelled_before_start
 from backend.application.requests import NO_OPTIONS, RequestOptions, build_request
 from backend.engine.types import ChatMessage, GenerationEvent, GenerationRequest
-from backend.errors import ServerBusy
+from backend.errors import BackendError, ServerBusy
 from backend.host import ModelHost
 from backend.library.presets import Preset, find_preset
 from backend.settings_store import SettingsStore
+from backend.tools.formats import ToolFormat, detect_tool_format
 
 if TYPE_CHECKING:  # httpx loads only when a remote model is used
     from backend.remote.client import RemoteEngine
@@ -97,13 +99,17 @@ class Dispatcher:
         settings = self._settings.snapshot()
         name = model.model if isinstance(model, UrlModel) else model
         chosen = _preset(name, preset)
+        remote = isinstance(model, UrlModel) or self.is_remote(model)
+        # With tools, the model file's template says how it writes calls (a lazy grammar).
+        template = None if remote or not options.tools else await asyncio.to_thread(
+            self.model_template, name)
         request = build_request(messages=messages, prompt=prompt, options=options,
-                                settings=settings, preset=chosen)
+                                settings=settings, preset=chosen, model_template=template)
         if limit_queue:
             self._admit()
         release = self._release if limit_queue else None
         try:
-            if isinstance(model, UrlModel) or self.is_remote(model):
+            if remote or isinstance(model, UrlModel):
                 stream = self._remote_stream(model, request)
                 first = await anext(stream)  # refusals (bad key, unknown model) raise here
                 return Generation(request, name, stream, first, release)
@@ -117,6 +123,9 @@ class Dispatcher:
 
     async def _local(self, model: str, request: GenerationRequest, load_if_needed: bool,
                      release: Callable[[], None] | None) -> Generation:
+        hosted = self._host.current()
+        if hosted is None or hosted.name != model:  # the loaded one passed this at its load
+            await asyncio.to_thread(self._check_can_chat, model)
         lease = self._host.lease(model, load_if_needed=load_if_needed)
         await lease.__aenter__()
         try:
@@ -132,6 +141,35 @@ class Dispatcher:
             await lease.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         return Generation(request, model, stream, first, release, lease)
+
+    def model_template(self, model: str) -> str | None:
+        """The chat template in ``model``'s file (its preset's base), or None when it has
+        none or can't be read (the lease says why, later). Blocking; headers are cached."""
+        from backend.library.gguf_meta import read_gguf_metadata
+        from backend.library.local import list_models, resolve_model
+
+        try:
+            found = resolve_model(model, models=list_models(self._settings.snapshot()))
+            return read_gguf_metadata(found.path).chat_template if found.usable else None
+        except (BackendError, OSError):
+            return None
+
+    def tool_format(self, model: str, preset: str | None, options: RequestOptions
+                    ) -> ToolFormat | None:
+        """How ``model`` writes tool calls, from the template a request would run with (the
+        options', the preset's, else the model file's). Blocking."""
+        chosen = _preset(model, preset)
+        template = options.chat_template or (chosen.chat_template if chosen else None)
+        return detect_tool_format(template or self.model_template(model))
+
+    def _check_can_chat(self, model: str) -> None:
+        """Blocking (reads the model list and a cached header)."""
+        from backend.library.gguf_meta import read_gguf_metadata
+        from backend.library.local import list_models, resolve_model
+
+        found = resolve_model(model, models=list_models(self._settings.snapshot()))
+        if found.usable and found.path.is_file():
+            check_can_chat(found.id, read_gguf_metadata(found.path).embedding_only)
 
     def _remote_stream(self, model: str | UrlModel, request: GenerationRequest
                        ) -> AsyncIterator[GenerationEvent]:

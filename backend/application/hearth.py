@@ -2,9 +2,10 @@
 
 The window, the command line and the HTTP routes are three clients of it; none reaches past it
 into a service. It owns the one engine and model host (so a reply in the window and API
-clients share slots and queue), the settings store, and opens the library, the history and the
-remote connections on first use. Progress is reported as event streams (``load_events``,
-``server.events``, ``request_log``, ``remote_events``, ``download_events()``).
+clients share slots and queue), the settings store, and opens the library, the history, the
+remote connections and the MCP tool servers on first use. Progress is reported as event streams
+(``load_events``, ``server.events``, ``request_log``, ``remote_events``, ``tools.events``,
+``download_events()``).
 
 Threading: methods are safe from any thread unless marked *blocking* (disk, network, a
 hardware probe: call those off a GUI thread). Async methods run on the caller's loop.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backend.application.dispatch import Dispatcher, UrlModel
+from backend.application.embeddings import EmbeddingService
 from backend.application.generation import Generation
 from backend.application.presets import PresetBook
 from backend.application.request_log import RequestLogEntry
@@ -34,6 +36,8 @@ from backend.settings import EngineSettings
 from backend.settings_store import SettingsStore
 
 if TYPE_CHECKING:  # the server stack, the Hub client and SQLite load only when used
+    from backend.application.knowledge import Knowledge
+    from backend.application.tool_chat import Approver, ToolChat
     from backend.hardware.planner import OffloadPlan
     from backend.hardware.probe import Hardware
     from backend.library.downloads import DownloadProgress
@@ -42,6 +46,12 @@ if TYPE_CHECKING:  # the server stack, the Hub client and SQLite load only when 
     from backend.remote.connections import RemoteConnection
     from backend.remote.registry import RemoteRegistry
     from backend.store import ChatStore
+    from backend.tools.registry import ToolRegistry
+
+
+# Engine settings read only when a model loads: a change to one needs a reload to apply.
+LOAD_FIELDS = frozenset({"n_ctx", "gpu_layers", "threads", "flash_attn", "kv_cache_type",
+                         "parallel", "backend_sampling", "draft_model"})
 
 
 @dataclass(frozen=True)
@@ -70,12 +80,18 @@ class Hearth:
         self._engine = engine or Engine()
         self._engine_settings = engine_settings
         self._explicit_plan: LoadPlan | None = None
+        # The engine settings each model file was last loaded with (see load_settings_changed).
+        self._loaded_with: dict[str, EngineSettings | None] = {}
         self.host = ModelHost(self._engine, self._plans, resolve=self.find_model)
         self.load_events: EventHub[LoadEvent] = self.host.events
         self.request_log: EventHub[RequestLogEntry] = EventHub()
         self.remote_events: EventHub[RemoteStatus] = EventHub()
         self.presets = PresetBook(self.settings)
         self.server = ServerControl(self, server)
+        # Vectors for documents and other tools' retrieval, beside the chat model.
+        self.embeddings = EmbeddingService(
+            self._engine, self.settings,
+            lambda name: self.host.named(name) or self.find_model(name), lambda: self.hardware)
         self._dispatch = Dispatcher(self.host, self.settings, lambda: self.remote)
 
     # -- models ----------------------------------------------------------------------------
@@ -97,18 +113,38 @@ class Hearth:
 
     def _plans(self, model: LocalModel) -> Iterator[PlannedLoad]:
         if self._explicit_plan is not None:  # the caller said exactly how: no planner
+            self._loaded_with[str(model.path)] = None
             yield PlannedLoad(self._explicit_plan, "Loaded with the requested settings.")
             return
-        yield from planned_loads(model, self._engine_settings or self.settings.snapshot().engine)
+        engine = self._engine_settings or self.settings.snapshot().engine
+        self._loaded_with[str(model.path)] = engine
+        yield from planned_loads(model, engine)
 
-    async def load(self, model: str | LocalModel, plan: LoadPlan | None = None) -> LoadedModel:
+    async def load(self, model: str | LocalModel, plan: LoadPlan | None = None, *,
+                   reload: bool = False) -> LoadedModel:
         """Load ``model`` (the planner decides how, unless ``plan`` says); waits for replies on
-        another model to end first. Progress on ``load_events``."""
+        another model to end first. ``reload``: load it again even if it is loaded (after
+        ``load_settings_changed``), once the replies running on it end. Progress on
+        ``load_events``."""
         self._explicit_plan = plan
         try:
-            return await self.host.load(model)
+            return await self.host.load(model, reload=reload)
         finally:
             self._explicit_plan = None
+
+    def load_settings_changed(self) -> bool:
+        """The loaded model was loaded with other context, threads, GPU layers, KV type,
+        flash attention or parallel slots than the saved settings say now: a ``reload``
+        applies them. False when nothing is loaded, or the load settings were given
+        (``engine_settings``, an explicit plan) rather than read from the settings."""
+        loaded = self.loaded
+        if loaded is None or self._engine_settings is not None:
+            return False
+        used = self._loaded_with.get(loaded.path)
+        if used is None:
+            return False
+        now = self.settings.snapshot().engine
+        return any(getattr(now, name) != getattr(used, name) for name in LOAD_FIELDS)
 
     async def unload(self, *, only_if_idle_for: float | None = None) -> bool:
         return await self.host.unload(only_if_idle_for=only_if_idle_for)
@@ -158,6 +194,35 @@ class Hearth:
     def is_remote(self, model: str) -> bool:
         return self._dispatch.is_remote(model)
 
+    # -- tools -----------------------------------------------------------------------------
+    @functools.cached_property
+    def tools(self) -> ToolRegistry:
+        """MCP servers: their settings and secrets (add, remove, enable, confirm…), running
+        sessions and states (``tools.events``), and the calls made to them."""
+        from backend.tools.registry import ToolRegistry  # the MCP SDK loads on first use
+
+        return ToolRegistry(self.settings)
+
+    def chat_with_tools(self, model: str, *, messages: Sequence[ChatMessage],
+                        options: RequestOptions = NO_OPTIONS, preset: str | None = None,
+                        approve: Approver | None = None, load_if_needed: bool | None = None
+                        ) -> ToolChat:
+        """A reply from ``model`` that may call the enabled MCP servers' tools, run until it
+        answers (see ``ToolChat``): iterate it for text, ``ToolCallRequested`` (answer with
+        ``decide(call_id, "once"|"always"|"deny")``, or give ``approve``), results and the last
+        ``Finished``; ``stop()`` ends it, a running call included. Nothing starts until it is
+        iterated."""
+        from backend.application.tool_chat import ToolChat
+
+        async def start(turns: Sequence[ChatMessage], step: RequestOptions) -> Generation:
+            return await self.generate(model, messages=turns, options=step, preset=preset,
+                                       load_if_needed=load_if_needed)
+
+        return ToolChat(start, self.tools, messages, options=options, approve=approve,
+                        max_steps=self.settings.snapshot().tools.max_steps,
+                        stop_generation=self.stop,
+                        format_for=lambda: self._dispatch.tool_format(model, preset, options))
+
     # -- services, opened on first use -----------------------------------------------------
     @functools.cached_property
     def history(self) -> ChatStore:
@@ -166,6 +231,31 @@ class Hearth:
         from backend.store import ChatStore
 
         return ChatStore.open_default()
+
+    @functools.cached_property
+    def knowledge(self) -> Knowledge:
+        """Documents in chats and the knowledge library (its own SQLite file beside the
+        history; indexing on its own thread, resumed at once). Open it first from one thread;
+        raises ``KnowledgeUnavailable`` when its file can't be opened."""
+        from backend.application.embedding_choice import EmbeddingChoice
+        from backend.application.knowledge import Knowledge
+
+        return Knowledge(self.settings, self.embeddings, EmbeddingChoice(
+            self.settings, self.models).choose, self._context_size)
+
+    def _context_size(self, model: str) -> int:
+        """Tokens per slot ``model`` reads: as loaded, else as it would load. Blocking."""
+        saved = (self._engine_settings or self.settings.snapshot().engine).n_ctx
+        if self.is_remote(model):  # a remote server's context is its own: assume the usual
+            return saved
+        try:
+            found = self.find_model(model)
+            loaded = self.loaded
+            if loaded is not None and str(found.path) == loaded.path:
+                return loaded.n_ctx
+            return self.plan_for(found.id).n_ctx
+        except BackendError:  # not found or unplannable: the request itself will say why
+            return saved
 
     @functools.cached_property
     def library(self) -> LibraryService:
@@ -232,3 +322,7 @@ class Hearth:
             self.history.close()
         if "library" in self.__dict__:  # download workers stop; unfinished ones resume later
             self.library.close()
+        if "knowledge" in self.__dict__:  # the indexer stops between two files
+            self.knowledge.close()
+        if "tools" in self.__dict__:  # MCP servers are stopped (stdio ones: their processes)
+            self.tools.close()

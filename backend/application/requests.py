@@ -14,8 +14,10 @@ given. ``build_request`` resolves the rest in one documented order, lowest first
 
 The system turn is the conversation's own, else the options' ``system_prompt``, else the
 preset's. Structured output (a JSON schema, JSON mode, a required tool call) becomes a grammar
-here. The result is checked once against the engine's limits (``check_request``), so no front
-end can send what the engine can't honour.
+here; so do tools the model may call, as a lazy grammar in its family's call syntax (read from
+the template it runs with) that constrains a call only once the model starts one. The result
+is checked once against the engine's limits (``check_request``), so no front end can send what
+the engine can't honour.
 """
 
 from __future__ import annotations
@@ -31,12 +33,16 @@ from backend.engine.types import (
     GenerationRequest,
     OverflowPolicy,
     SamplingParams,
+    SpeculationMode,
+    SpeculationParams,
     new_request_id,
 )
 from backend.errors import InvalidRequest
 from backend.library.presets import Preset
 from backend.settings import Settings
 from backend.tools.calls import forced_call_schema
+from backend.tools.formats import detect_tool_format
+from backend.tools.grammar import tool_call_grammar
 
 #: ``RequestOptions.seed``: a fresh random seed (Ollama's -1), overriding a saved fixed seed.
 RANDOM_SEED = -1
@@ -70,6 +76,12 @@ class RequestOptions:
     tool_choice: str | dict[str, Any] | None = None  # "none", "auto", "required", or one tool
     request_id: str | None = None  # chosen by the front end (to stop it before it starts)
     report_progress: bool = False  # PromptProgress events while the prompt is read
+    # Speculative decoding (llama-server's speculative.* options): the mode, and the most and
+    # fewest tokens drafted per step, and the draft model's confidence floor.
+    speculative: SpeculationMode | None = None
+    speculative_n_max: int | None = None
+    speculative_n_min: int | None = None
+    speculative_p_min: float | None = None
 
     def given(self) -> set[str]:
         """The names of the options set, for logs and tests."""
@@ -77,6 +89,25 @@ class RequestOptions:
 
 
 NO_OPTIONS = RequestOptions()
+
+# llama-server's --spec-type names (and "none"), as the modes they amount to here.
+_SPEC_TYPES: dict[str, SpeculationMode] = {
+    "none": "off", "ngram-simple": "ngram", "ngram-map-k": "ngram", "ngram-map-k4v": "ngram",
+    "ngram-mod": "ngram", "ngram-cache": "ngram", "draft-simple": "draft"}
+
+
+def speculative_mode(name: str | None) -> SpeculationMode | None:
+    """A request's speculation mode from its name: Hearth's (auto, off, ngram, draft) or
+    llama-server's spec type (none, ngram-mod, draft-simple…); None when not given."""
+    if name is None:
+        return None
+    key = name.strip().lower()
+    if key in ("auto", "off", "ngram", "draft"):
+        return key  # type: ignore[return-value]
+    if key in _SPEC_TYPES:
+        return _SPEC_TYPES[key]
+    raise InvalidRequest(f"Unknown speculative decoding type {name!r}: use auto, off, ngram "
+                         "or draft (or llama-server's none, ngram-mod, draft-simple…).")
 
 
 def saved_sampling(settings: Settings) -> SamplingParams:
@@ -88,8 +119,11 @@ def saved_sampling(settings: Settings) -> SamplingParams:
 
 def build_request(*, messages: Sequence[ChatMessage] | None = None, prompt: str | None = None,
                   options: RequestOptions = NO_OPTIONS, settings: Settings,
-                  preset: Preset | None = None) -> GenerationRequest:
-    """The engine request for this conversation, in the order the module docstring gives."""
+                  preset: Preset | None = None, model_template: str | None = None
+                  ) -> GenerationRequest:
+    """The engine request for this conversation, in the order the module docstring gives.
+    ``model_template``: the chat template of the model file, which tells how it writes tool
+    calls when neither the options nor the preset replace it (only read with tools)."""
     if (messages is None) == (prompt is None):
         raise InvalidRequest("Send either messages or a prompt.")
     params = preset.parameters if preset is not None else {}
@@ -113,16 +147,28 @@ def build_request(*, messages: Sequence[ChatMessage] | None = None, prompt: str 
 
     template = options.chat_template or (preset.chat_template if preset else None)
     tools = options.tools if options.tools and options.tool_choice != "none" else None
+    grammar, triggers = _grammar(options, tools, template or model_template)
     request = GenerationRequest(
         messages=None if messages is None else _conversation(messages, options, preset),
         prompt=prompt, sampling=sampling, max_tokens=max_tokens, stop=stop,
-        grammar=_grammar(options, tools), tools=tools,
+        grammar=grammar, grammar_triggers=triggers, tools=tools,
         overflow=options.overflow or settings.engine.overflow,
         chat_template=template if messages is not None else None,
         report_progress=options.report_progress,
+        speculation=_speculation(options, settings),
         request_id=options.request_id or new_request_id())
     check_request(request)
     return request
+
+
+def _speculation(options: RequestOptions, settings: Settings) -> SpeculationParams:
+    """The saved mode unless this request says; its n_max/n_min/p_min over the defaults."""
+    default = SpeculationParams()
+    return SpeculationParams(
+        mode=options.speculative or settings.engine.speculative,
+        n_max=options.speculative_n_max,
+        n_min=default.n_min if options.speculative_n_min is None else options.speculative_n_min,
+        p_min=default.p_min if options.speculative_p_min is None else options.speculative_p_min)
 
 
 def _conversation(messages: Sequence[ChatMessage], options: RequestOptions,
@@ -141,8 +187,12 @@ def _conversation(messages: Sequence[ChatMessage], options: RequestOptions,
     return (*((system,) if system else ()), *seeded, *rest)
 
 
-def _grammar(options: RequestOptions, tools: tuple[dict[str, Any], ...] | None) -> str | None:
-    """The grammar structured output needs: a required tool call, a JSON schema, JSON mode."""
+def _grammar(options: RequestOptions, tools: tuple[dict[str, Any], ...] | None,
+             template: str | None) -> tuple[str | None, tuple[str, ...]]:
+    """The grammar structured output needs (a required tool call, a JSON schema, JSON mode)
+    or, with tools the model may call, a lazy one that holds each call it starts to the tools'
+    schemas, in the syntax its template shows (``backend/tools/grammar.py``); and the lazy
+    grammar's triggers."""
     if tools:
         try:
             forced = forced_call_schema(list(tools), options.tool_choice)
@@ -152,9 +202,16 @@ def _grammar(options: RequestOptions, tools: tuple[dict[str, Any], ...] | None) 
             if options.json_schema is not None or options.json_object:
                 raise InvalidRequest("Send either a required tool_choice or a structured "
                                      "response format, not both.")
-            return grammar_for_json_schema(forced)
+            return grammar_for_json_schema(forced), ()
     if options.json_schema is not None:
-        return grammar_for_json_schema(options.json_schema)
+        return grammar_for_json_schema(options.json_schema), ()
     if options.json_object:
-        return JSON_OBJECT_GRAMMAR
-    return None
+        return JSON_OBJECT_GRAMMAR, ()
+    fmt = detect_tool_format(template) if tools else None
+    if tools and fmt is not None:
+        try:
+            lazy = tool_call_grammar(tools, fmt)
+        except (InvalidRequest, ValueError):  # a schema the converter can't take: calls are
+            return None, ()  # then read unconstrained, as they were before
+        return lazy.gbnf, lazy.triggers
+    return None, ()

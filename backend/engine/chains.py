@@ -51,4 +51,4 @@ def make_sampler(state: LoadedState, request: GenerationRequest) -> NativeSample
         state.model, temperature=p.temperature, top_k=p.top_k, top_p=p.top_p, min_p=p.min_p,
         repeat_penalty=p.repeat_penalty, repeat_last_n=last_n,
         presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
-        seed=p.seed, grammar=request.grammar)
+        seed=p.seed, grammar=request.grammar, grammar_triggers=request.grammar_triggers)

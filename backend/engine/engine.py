@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -15,9 +16,17 @@ from pathlib import Path
 
 from backend.engine.chat_template import select_template
 from backend.engine.delivery import Mailboxes
+from backend.engine.draft_model import speculation_for
+from backend.engine.embeddings import Embeddings
 from backend.engine.failures import failure_for
 from backend.engine.model_file import check_gguf_file
-from backend.engine.native import ContextConfig, NativeContext, NativeModel, output_on_gpu
+from backend.engine.native import (
+    ContextConfig,
+    NativeContext,
+    NativeModel,
+    cannot_speculate,
+    output_on_gpu,
+)
 from backend.engine.prepare import prepare_prompt
 from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.scheduler import Scheduler
@@ -63,6 +72,7 @@ class Engine:
             PREPARE_THREADS, thread_name_prefix="hearth-prepare")
         # Told the fraction loaded as tensors load (engine thread); ModelHost sets it.
         self.on_load_progress: Callable[[float], None] | None = None
+        self.embeddings = Embeddings(self._scheduler.call, self._prepare_pool)
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -177,6 +187,9 @@ class Engine:
         return True
 
     def close(self) -> None:
+        # Embedding models are freed on the engine thread, like everything native.
+        with contextlib.suppress(Exception):
+            self._scheduler.call(self.embeddings.close_all).result(timeout=10)
         self._scheduler.close()
         self._prepare_pool.shutdown(wait=False, cancel_futures=True)
         self._loaded = None
@@ -210,6 +223,7 @@ class Engine:
                 gguf_template, plan.chat_template_override,
                 bos_token=model.token_text(model.bos_id),
                 eos_token=model.token_text(model.eos_id))
+            draft, speculation_note = speculation_for(model, plan, config)
         except BaseException:
             model.close()
             raise
@@ -220,11 +234,15 @@ class Engine:
             n_parallel=plan.n_parallel, n_ctx_train=model.n_ctx_train, n_layer=model.n_layer,
             n_gpu_layers=plan.n_gpu_layers, n_threads=threads, template_source=source,
             backend_sampling=config.backend_sampling,
-            supports_tools="tools" in template.source)
+            supports_tools="tools" in template.source,
+            draft_model=draft.name if draft is not None else None,
+            speculation_note=speculation_note)
+        self._scheduler.forget_costs()
         self._scheduler.state = LoadedState(
             model=model, ctx=ctx, template=template, info=info,
             slots=[Slot(i) for i in range(plan.n_parallel)],
-            prompts=PromptTokenizer(model, capacity=plan.n_parallel + 4))
+            prompts=PromptTokenizer(model, capacity=plan.n_parallel + 4),
+            draft=draft, speculation_ok=not cannot_speculate(model))
         return info
 
     def _unload_on_engine_thread(self) -> None:

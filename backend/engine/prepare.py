@@ -27,6 +27,7 @@ from backend.errors import InvalidRequest, ModelNotLoaded
 MAX_C_INT = 2**31 - 1
 MAX_STOP_STRINGS = 64
 MAX_STOP_CHARS = 1_000
+MAX_DRAFT = 256  # drafted tokens per step, at most (a request's speculative.n_max)
 
 
 def check_request(request: GenerationRequest) -> None:
@@ -51,6 +52,20 @@ def check_request(request: GenerationRequest) -> None:
                                            or request.max_tokens < 1):
         raise InvalidRequest(f"The reply length limit must be at least 1 token, not "
                              f"{request.max_tokens!r}.")
+    spec = request.speculation
+    if spec.mode not in ("auto", "off", "ngram", "draft"):
+        raise InvalidRequest(f"'speculative' must be one of auto, off, ngram or draft, not "
+                             f"{spec.mode!r}.")
+    if spec.n_max is not None and (not isinstance(spec.n_max, int)
+                                   or not 0 <= spec.n_max <= MAX_DRAFT):
+        raise InvalidRequest(f"'speculative.n_max' must be a whole number from 0 to "
+                             f"{MAX_DRAFT}, not {spec.n_max!r}.")
+    if not isinstance(spec.n_min, int) or not 0 <= spec.n_min <= MAX_DRAFT:
+        raise InvalidRequest(f"'speculative.n_min' must be a whole number from 0 to "
+                             f"{MAX_DRAFT}, not {spec.n_min!r}.")
+    if not isinstance(spec.p_min, int | float) or not 0.0 <= spec.p_min <= 1.0:
+        raise InvalidRequest(f"'speculative.p_min' must be a number from 0 to 1, not "
+                             f"{spec.p_min!r}.")
     if len(request.stop) > MAX_STOP_STRINGS or any(
             not isinstance(s, str) or len(s) > MAX_STOP_CHARS for s in request.stop):
         raise InvalidRequest(f"Send at most {MAX_STOP_STRINGS} stop strings of at most "

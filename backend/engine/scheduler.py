@@ -21,7 +21,9 @@ from backend.engine.chains import sampler_for
 from backend.engine.failures import failure_for
 from backend.engine.prefix_sharing import share_prefix
 from backend.engine.slot import Job, Slot, choose_slot, common_prefix_length
+from backend.engine.speculator import Speculator
 from backend.engine.state import LoadedState, StalePrompt
+from backend.engine.step_batch import fill_batch, on_token
 from backend.engine.step_costs import MIN_PREFILL_CHUNK, StepCosts
 from backend.errors import BackendError, ModelNotLoaded
 
@@ -33,6 +35,7 @@ T = TypeVar("T")
 # follows the measured prompt speed (a tiny model on a GPU takes thousands of tokens in 50 ms,
 # a big one on two CPU cores a few dozen).
 PREFILL_STEP_BUDGET_S = 0.05
+SOLO_PREFILL_STEP_S = 0.5  # a step reading a prompt while no stream waits (see _prompt_room)
 MAX_HANDOFF_WAIT_S = 0.002  # longest a step waits for consumers to take their events
 
 
@@ -50,6 +53,7 @@ class Scheduler:
         self._closing = False
         self.state: LoadedState | None = None  # engine thread only
         self._costs = StepCosts()  # engine thread only
+        self._speculator = Speculator()  # engine thread only
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -171,6 +175,7 @@ class Scheduler:
             slot.cached = []
             raise
         slot.start(job, prompt, reused, sampler, dropped)
+        self._speculator.begin(state, slot, job.request)
 
     def _refuse(self, job: Job, exc: Exception) -> None:
         """End a request that could not start; always answered, so it leaves every queue."""
@@ -186,45 +191,11 @@ class Scheduler:
         ctx = state.ctx
         ctx.batch_clear()
         generating = [s for s in state.slots if s.busy and s.pending_token is not None]
-        for slot in generating:
-            token = slot.pending_token
-            assert token is not None
-            slot.logits_index = ctx.batch_add(token, len(slot.cached), slot.seq_id, True)
-            slot.cached.append(token)
-            slot.pending_token = None
-        room = ctx.batch_capacity - ctx.n_in_batch
-        if generating:
-            room = min(room, max(MIN_PREFILL_CHUNK,
-                                 int(PREFILL_STEP_BUDGET_S / self._costs.per_prompt_token)))
-        sampling = list(generating)
-        fed: list[Slot] = []  # slots whose prompt this step reads
-        # Without flash attention, llama.cpp's CPU attention rounds a token's logits slightly
-        # differently when it is computed alone than inside a longer batch. A repeated request
-        # reuses the cached prompt and computes only its last token alone, so a fresh prompt
-        # does the same: otherwise the same seed would give another text the second time.
-        isolate_last = ctx.config.flash_attn is False
-        for slot in state.slots:
-            if room <= 0:
-                break
-            if not slot.prefilling:
-                continue
-            end = min(len(slot.prompt), slot.n_fed + room)
-            if end == len(slot.prompt) and end - slot.n_fed > 1 and isolate_last:
-                end -= 1  # the last prompt token gets a step of its own (see below)
-            for i in range(slot.n_fed, end):
-                last = i == len(slot.prompt) - 1
-                idx = ctx.batch_add(slot.prompt[i], i, slot.seq_id, last)
-                if last:
-                    slot.logits_index = idx
-                    sampling.append(slot)
-            slot.cached.extend(slot.prompt[slot.n_fed:end])
-            room -= end - slot.n_fed
-            slot.n_fed = end
-            fed.append(slot)
+        drafts = self._speculator.propose(state, generating, self._costs)
+        batch = fill_batch(state, generating, drafts, self._prompt_room(state, generating))
         if ctx.n_in_batch == 0:
             return
-        n_prompt = ctx.n_in_batch - len(generating)
-        if n_prompt:
+        if batch.n_prompt:
             # A step with prompt tokens takes long: deferred text must not wait for it (and a
             # consumer's few hundred µs hardly slow it).
             self._flush_events(0.0)
@@ -241,51 +212,53 @@ class Scheduler:
         # other cores are idle (delivery.py). Waiting for the consumers costs at most a
         # twentieth of a step: on a GPU that is hidden behind the kernels still running.
         self._flush_events(min(MAX_HANDOFF_WAIT_S, 0.05 * self._costs.decode_step))
-        self._costs.learn(now - started, len(generating), n_prompt)
-        for slot in fed:
+        elapsed = now - started
+        self._speculator.learn_step(elapsed, self._costs, batch.n_generating, batch.n_prompt,
+                                    batch.n_draft)
+        self._costs.learn(elapsed, batch.n_generating, batch.n_prompt, batch.n_draft)
+        for slot in batch.fed:
             if slot.job is not None and slot.job.request.report_progress:
                 slot.report_progress()
-        for slot in sampling:
+        for slot in batch.sampling:
             if slot.job is None:
                 continue
             assert slot.sampler is not None
             try:
-                token = slot.sampler.sample(ctx, slot.logits_index)
-                self._on_token(state, slot, token, now)
+                if slot.draft:
+                    tokens = self._speculator.check(state, slot)
+                else:
+                    tokens = [slot.sampler.sample(ctx, slot.logits_index)]
+                if slot.spec is not None:
+                    slot.spec.observe(tokens)
+                for i, token in enumerate(tokens):
+                    on_token(state, slot, token, now)
+                    if slot.job is None:
+                        break
+                    if i < len(tokens) - 1:
+                        slot.pending_token = None  # an accepted guess: decoded already
             except Exception as exc:  # this slot's request ends; the batch's others go on
                 self._fail_slot(state, slot, failure_for(slot.job.request.request_id, exc,
                                                          "sampling its reply"))
 
-    def _on_token(self, state: LoadedState, slot: Slot, token: int, now: float) -> None:
-        model = state.model
-        if slot.n_generated == 0:
-            slot.t_first = now
-        slot.t_last = now
-        if model.is_eog(token):
-            slot.finish("stop")
-            return
-        slot.n_generated += 1
-        text = slot.utf8.decode(model.piece(token))
-        if text:
-            safe, hit = slot.stops.feed(text)
-            if safe:
-                slot.emit_text(safe)
-            if hit:
-                slot.stop_hit = True
-                slot.finish("stop")
-                return
-        if slot.max_tokens is not None and slot.n_generated >= slot.max_tokens:
-            slot.finish("length")
-        elif len(slot.cached) + 1 >= state.info.n_ctx:
-            slot.finish("length")  # the context window is full
-        else:
-            slot.pending_token = token
+    def _prompt_room(self, state: LoadedState, generating: list[Slot]) -> int:
+        """Prompt tokens this step may read. While streams run, a chunk sized so the step
+        takes about ``PREFILL_STEP_BUDGET_S``. With none, whole micro-batches, as many as
+        fit ``SOLO_PREFILL_STEP_S`` (up to the batch, 2,048 tokens): fewer llama_decode calls
+        where tokens are cheap (a GPU), and on a CPU a step no longer than one micro-batch,
+        so a request arriving meanwhile waits no longer than it did to join."""
+        per_token = self._costs.per_prompt_token
+        if generating:
+            return max(MIN_PREFILL_CHUNK, int(PREFILL_STEP_BUDGET_S / per_token))
+        ubatch = state.ctx.config.n_ubatch
+        fits = int(SOLO_PREFILL_STEP_S / per_token) // ubatch * ubatch
+        return min(state.ctx.batch_capacity, max(ubatch, fits))
 
     def _fail_slot(self, state: LoadedState, slot: Slot, error: BackendError) -> None:
         """End the slot's request with ``error`` and free the slot, whatever state it was in."""
         state.ctx.seq_remove(slot.seq_id, -1, -1)
         slot.cached = []
         slot.pending_token = None
+        slot.draft, slot.draft_rows = [], []
         try:
             slot.finish("error", error)
         except Exception:
@@ -312,6 +285,11 @@ class Scheduler:
         for job in waiting:
             job.sink(ModelNotLoaded("The model was unloaded before this request started. "
                                     "Load a model and send it again."))
+
+    def forget_costs(self) -> None:
+        """Engine thread: a model was loaded; what was learnt about the last one is void."""
+        self._costs = StepCosts()
+        self._speculator.reset()
 
     def drop_graph_samplers(self) -> None:
         """Engine thread: free the chains kept attached to the context (before it goes)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from backend.engine.delivery import EventSink
 from backend.engine.prepared import PreparedPrompt
@@ -26,6 +27,9 @@ from backend.engine.types import (
     Usage,
 )
 from backend.errors import BackendError
+
+if TYPE_CHECKING:
+    from backend.engine.speculation import RequestSpeculation
 
 # A request goes to the slot whose cache it continues for at least this fraction.
 SLOT_SIMILARITY = 0.5
@@ -80,6 +84,13 @@ class Slot:
         self.max_tokens: int | None = None
         self.t_first = 0.0
         self.t_last = 0.0
+        # Speculation (speculator.py): the request's state, this step's guesses after its
+        # next token and where their logits are, and the totals its reply stats show.
+        self.spec: RequestSpeculation | None = None
+        self.draft: list[int] = []
+        self.draft_rows: list[int] = []
+        self.n_drafted = 0
+        self.n_accepted = 0
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -142,6 +153,8 @@ class Slot:
             time_to_first_token_s=ttft,
             decode_tokens_per_s=tps,
             messages_dropped=self.messages_dropped,
+            draft_tokens=self.n_drafted,
+            draft_accepted=self.n_accepted,
         )
         self.emit(Finished(self.job.request.request_id, reason, usage, error))
         if self.sampler is not None and self.sampler is not self.graph_sampler:

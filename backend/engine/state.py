@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass, field
 
 from backend.engine.chat_template import ChatTemplate
+from backend.engine.draft_model import DraftModel
 from backend.engine.native import NativeContext, NativeModel
 from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.slot import Slot
@@ -27,6 +28,8 @@ class LoadedState:
     info: LoadedModel
     slots: list[Slot]
     prompts: PromptTokenizer  # remembers recent prompts' tokens: a new turn tokenizes its tail
+    draft: DraftModel | None = None  # the draft model for speculation, when one is loaded
+    speculation_ok: bool = True  # False: this model's cache can't take guesses back out
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False  # set under ``lock`` before the model is freed
 
@@ -34,6 +37,8 @@ class LoadedState:
         """Engine thread: free the context and the model once no preparation uses them."""
         with self.lock:
             self.closed = True
+        if self.draft is not None:
+            self.draft.close()
         self.ctx.close()
         self.model.close()
 

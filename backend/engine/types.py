@@ -60,6 +60,25 @@ class SamplingParams:
     seed: int | None = None  # None: a fresh random seed per request
 
 
+SpeculationMode = Literal["auto", "off", "ngram", "draft"]
+
+
+@dataclass(frozen=True)
+class SpeculationParams:
+    """How a request may speculate: guess tokens cheaply, then have the model check them all in
+    one batch (llama-server's ``speculative.*`` options where it has them).
+
+    ``auto``: drafts from the request's own prompt and reply (n-gram lookup) and from the draft
+    model when one is loaded, each only while its acceptance says it pays; ``ngram``: n-gram
+    drafts only; ``draft``: the draft model only; ``off``: none. ``n_min == n_max`` pins the
+    draft length: that many tokens whenever a draft exists, whatever the acceptance."""
+
+    mode: SpeculationMode = "auto"
+    n_max: int | None = None  # most tokens drafted in one step; None: the engine's choice
+    n_min: int = 0  # a draft shorter than this is not checked
+    p_min: float = 0.0  # the draft model stops at a token it finds less likely than this
+
+
 _request_ids = itertools.count(1)
 
 
@@ -77,6 +96,9 @@ class GenerationRequest:
     max_tokens: int | None = None  # None: until end of generation or the context is full
     stop: tuple[str, ...] = ()
     grammar: str | None = None  # GBNF; root rule "root"
+    # Lazy grammar (tool calls): regexes over the reply so far; the grammar constrains only
+    # once one matches (from its first group, else the match), free text before that.
+    grammar_triggers: tuple[str, ...] = ()
     overflow: OverflowPolicy = OverflowPolicy.TRUNCATE_MIDDLE
     add_generation_prompt: bool = True
     tools: tuple[dict[str, Any], ...] | None = None  # OpenAI tool definitions, for the template
@@ -84,6 +106,7 @@ class GenerationRequest:
     # Send PromptProgress events while the prompt is read (a front end that shows them asks;
     # consumers that only expect TextDelta and Finished never get one).
     report_progress: bool = False
+    speculation: SpeculationParams = field(default_factory=SpeculationParams)
     request_id: str = field(default_factory=new_request_id)
 
 
@@ -119,6 +142,8 @@ class Usage:
     time_to_first_token_s: float
     decode_tokens_per_s: float
     messages_dropped: int = 0
+    draft_tokens: int = 0  # tokens speculation proposed
+    draft_accepted: int = 0  # of those, the ones the model agreed with (part of the reply)
 
 
 @dataclass(frozen=True)
@@ -139,7 +164,9 @@ class LoadPlan:
     n_gpu_layers: int = 0
     n_ctx: int = 4096  # per slot: each parallel sequence may use this many tokens
     n_parallel: int = 1  # sequences decoded together in one batch
-    n_batch: int = 512
+    # Tokens one llama_decode call takes (llama-server's default): a long prompt read alone is
+    # fed in steps of up to this many, split by llama.cpp into micro-batches of n_ubatch.
+    n_batch: int = 2048
     n_ubatch: int = 512
     n_threads: int | None = None  # None: physical core count
     n_threads_batch: int | None = None  # None: same as n_threads
@@ -152,6 +179,9 @@ class LoadPlan:
     swa_full: bool = True  # full-size sliding-window cache: lets a follow-up reuse the prefix
     use_mmap: bool = True
     chat_template_override: str | None = None
+    # A small model with the same vocabulary that drafts tokens for this one (speculation);
+    # its layers go to the GPU when this model's all do.
+    draft_model_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,3 +199,7 @@ class LoadedModel:
     template_source: Literal["override", "gguf", "chatml"]
     backend_sampling: bool = False
     supports_tools: bool = False  # the chat template renders a `tools` list
+    draft_model: str | None = None  # the draft model's file name, when one is loaded
+    # Why this model can't speculate at all (a recurrent cache), or why the draft model
+    # asked for was not loaded; empty when nothing was refused.
+    speculation_note: str = ""

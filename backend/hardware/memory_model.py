@@ -6,7 +6,7 @@ model); the planner searches layer splits and context lengths with these. Pure f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from backend.errors import InvalidRequest
 from backend.hardware.probe import GiB, Hardware
@@ -27,6 +27,9 @@ GPU_RUNTIME_BYTES = 600 * MiB
 # 262k vocabulary). Calibrated with bench/planner_accuracy.py on the two test models.
 CPU_RUNTIME_BYTES = 16 * MiB
 VOCAB_BYTES_PER_TOKEN = 128
+# An embedding model's context, as backend/engine/embedder.py opens it: its window times 4
+# (several inputs per decode), capped at this many tokens, in one micro-batch.
+EMBED_BATCH_TOKENS = 2048
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,14 @@ class PlanRequest:
     # None: Hearth decides (``flash_attention_for``); True/False: the user's setting.
     flash_attn: bool | None = None
     n_parallel: int = 1
-    n_batch: int = 512
+    n_batch: int = 2048  # llama-server's; memory depends on n_ubatch (micro-batches)
     n_ubatch: int = 512
     margin_bytes: int = GiB  # kept free on every device (a setting)
     n_gpu_layers: int | None = None  # manual override: skips the search
     swa_full: bool = True  # llama.cpp's default, and what the engine loads with today
+    # A draft model loaded beside (speculative decoding): all on the GPU when the model is,
+    # else on the CPU, with a context of the same length.
+    draft: GgufMetadata | None = None
 
     def __post_init__(self) -> None:
         if self.kv_cache_type not in KV_BYTES_PER_ELEMENT:
@@ -52,6 +58,18 @@ class PlanRequest:
             raise InvalidRequest("Parallel slots and batch sizes must be at least 1.")
 
 
+def embedding_request(meta: GgufMetadata, req: PlanRequest) -> PlanRequest:
+    """How an embedding model loads (``GgufMetadata.embedding_only``), whatever the chat
+    settings say: one context of ``EMBED_BATCH_TOKENS`` at most, decoded as one micro-batch,
+    one sequence set (no parallel chat slots) and no draft model. Its size is fixed, so the
+    planner never shortens it; an encoder keeps no KV cache (``kv_cache_bytes_per_layer``)
+    and no model writes logits here, only one vector per token (``compute_bytes``)."""
+    window = min(meta.n_ctx_train or 512, EMBED_BATCH_TOKENS)
+    tokens = max(window, min(EMBED_BATCH_TOKENS, 4 * window))
+    return replace(req, n_ctx=tokens, default_ctx=tokens, min_ctx=tokens, n_parallel=1,
+                   n_batch=tokens, n_ubatch=tokens, draft=None, swa_full=True)
+
+
 def pad_cells(n: int, align: int = CTX_ALIGN) -> int:
     return -(-n // align) * align
 
@@ -59,7 +77,10 @@ def pad_cells(n: int, align: int = CTX_ALIGN) -> int:
 def kv_cache_bytes_per_layer(meta: GgufMetadata, n_ctx: int, *, n_parallel: int = 1,
                              kv_cache_type: str = "f16", swa_full: bool = True,
                              n_ubatch: int = 512) -> list[int]:
-    """KV bytes of each layer for ``n_parallel`` slots of ``n_ctx`` tokens each."""
+    """KV bytes of each layer for ``n_parallel`` slots of ``n_ctx`` tokens each; none for an
+    encoder (llama.cpp gives BERT-style models no KV cache: each input is read whole)."""
+    if not meta.causal:
+        return [0] * len(meta.n_head_kv)
     bpe = KV_BYTES_PER_ELEMENT[kv_cache_type]
     cells = pad_cells(n_ctx)
     swa_cells = cells
@@ -82,6 +103,8 @@ def compute_bytes(meta: GgufMetadata, n_ctx: int, req: PlanRequest, flash: bool,
     """Compute buffer of one device: the peak of the stages it runs."""
     n_tok = min(req.n_ubatch, req.n_batch, pad_cells(n_ctx) * req.n_parallel)
     n_kv = pad_cells(n_ctx)
+    if meta.embedding_only:  # a vector per token comes out, never a row of logits
+        logits_rows = 0
     stage_logits = 4 * (logits_rows * meta.n_vocab + 2 * n_tok * meta.n_embd)
     if attention:
         n_head = max(meta.n_head, default=0)
@@ -113,3 +136,16 @@ def flash_attention_for(meta: GgufMetadata, hardware: Hardware, req: PlanRequest
         return req.flash_attn
     narrow = 0 < meta.head_dim_k <= CPU_SLOW_FLASH_ATTN_HEAD_DIM
     return bool(hardware.usable_gpus) or not narrow
+
+
+def draft_model_bytes(req: PlanRequest, n_ctx: int, flash: bool) -> int:
+    """What the draft model adds where it is loaded: weights, KV cache for every slot and
+    its compute buffer (one row of logits per slot)."""
+    d = req.draft
+    if d is None:
+        return 0
+    weights = d.token_embd_bytes + d.output_bytes + d.other_bytes + sum(d.layer_bytes)
+    kv = kv_cache_bytes(d, n_ctx, n_parallel=req.n_parallel, kv_cache_type=req.kv_cache_type,
+                        swa_full=req.swa_full, n_ubatch=req.n_ubatch)
+    compute = compute_bytes(d, n_ctx, req, flash, logits_rows=req.n_parallel, attention=True)
+    return weights + kv + compute + VOCAB_BYTES_PER_TOKEN * d.n_vocab

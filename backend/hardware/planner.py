@@ -38,6 +38,8 @@ from backend.hardware.memory_model import (
     VOCAB_BYTES_PER_TOKEN,
     PlanRequest,
     compute_bytes,
+    draft_model_bytes,
+    embedding_request,
     flash_attention_for,
     kv_cache_bytes_per_layer,
 )
@@ -120,12 +122,14 @@ def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUs
     cpu_weights = meta.token_embd_bytes + sum(meta.layer_bytes[i] for i in on_cpu)
     # Logits handed back to us (one row per slot) and the vocabulary tables.
     cpu_overhead = CPU_RUNTIME_BYTES + (4 * req.n_parallel + VOCAB_BYTES_PER_TOKEN) * meta.n_vocab
+    # A draft model goes where the whole model is: the GPU when every layer is there.
+    draft = draft_model_bytes(req, n_ctx, flash)
     if n_gpu == 0:
         cpu_weights += meta.output_bytes + meta.other_bytes
         cpu = MemoryUse(cpu_weights, sum(kv),
                         compute_bytes(meta, n_ctx, req, flash, logits_rows=req.n_parallel,
                                        attention=True),
-                        cpu_overhead)
+                        cpu_overhead + draft)
         return MemoryUse(), cpu
     n_devices = max(1, len(inp.hardware.usable_gpus))
     gpu = MemoryUse(
@@ -135,12 +139,12 @@ def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUs
         compute=n_devices * compute_bytes(meta, n_ctx, req, flash,
                                            logits_rows=min(req.n_ubatch, req.n_batch),
                                            attention=bool(on_gpu)),
-        overhead=GPU_RUNTIME_BYTES * n_devices)
+        overhead=GPU_RUNTIME_BYTES * n_devices + (draft if n_gpu > meta.n_layer else 0))
     cpu = MemoryUse(
         weights=cpu_weights, kv_cache=sum(kv[i] for i in on_cpu),
         compute=compute_bytes(meta, n_ctx, req, flash, logits_rows=0,
                                attention=bool(on_cpu)),
-        overhead=cpu_overhead)
+        overhead=cpu_overhead + (0 if n_gpu > meta.n_layer else draft))
     return gpu, cpu
 
 
@@ -273,6 +277,8 @@ def plan_offload(meta: GgufMetadata, hardware: Hardware,
     ``ModelLoadFailed`` for a shape no model has (see ``_check_shape``)."""
     _check_shape(meta)
     req = request or PlanRequest()
+    if meta.embedding_only:  # loaded beside the chat model, at its own fixed size
+        req = embedding_request(meta, req)
     inp = _Inputs(meta, hardware, req)
     total = meta.n_layer + 1
     trained = meta.n_ctx_train or req.n_ctx or req.default_ctx

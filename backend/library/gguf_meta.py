@@ -97,6 +97,13 @@ class GgufMetadata:
     data_size: int = 0  # bytes of tensor data from header_size on, as the header lays it out
     split_count: int = 1  # files of a split model (split.count); this header is one of them
     problem: str | None = None  # why llama.cpp can't run this (well-formed) file, or None
+    causal: bool = True  # False: an encoder (BERT-style) that sees the whole input at once
+    pooling_type: int = 0  # llama.cpp's pooling; 0: none named (a model that writes text)
+
+    @property
+    def embedding_only(self) -> bool:
+        """An embedding model: it turns text into one vector and can't write a reply."""
+        return not self.causal or self.pooling_type > 0
 
     @property
     def non_layer_bytes(self) -> int:
@@ -276,6 +283,8 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
         data_size=data_size,
         split_count=max(1, whole_number(kv, "split.count")),
         problem=runnable_problem(kv, arch, n_layer, n_expert),
+        causal=kv.get(f"{arch}.attention.causal", True) is not False,
+        pooling_type=whole_number(kv, f"{arch}.pooling_type", limit=16),
     )
 
 

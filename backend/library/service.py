@@ -23,56 +23,35 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from backend.errors import BackendError, InvalidRequest
-from backend.hardware.planner import GPU_RUNTIME_BYTES, PlanRequest, Verdict, plan_offload
+from backend.hardware.planner import PlanRequest, plan_offload
 from backend.hardware.probe import Hardware, probe_hardware
 from backend.library.catalog import CatalogEntry, load_catalog
+from backend.library.catalog_fit import estimate_fit
 from backend.library.downloads import DownloadManager, DownloadProgress
 from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata
 from backend.library.local import LocalModel, delete_model, list_models, resolve_model
+from backend.library.picks import (
+    BestPick,
+    CatalogCard,
+    FitBadge,
+    QuantChoice,
+    badge_for,
+    best_quant,
+    pick_best,
+)
 from backend.library.quants import QuantOption, pick_quant
 from backend.library.remote_fit import remote_metadata
+from backend.library.transfer import human_size
 from backend.paths import hearth_paths
 from backend.settings_store import SettingsStore
 
 if TYPE_CHECKING:  # huggingface_hub takes ~0.2 s to import: only when the Hub is used
     from backend.library.hub import RepoSummary
 
-FitKind = Literal["full_gpu", "partial", "cpu", "too_large", "unknown"]
-
-# A CPU pick is sized for replies at reading speed on an ordinary laptop: a 3–4B model at
-# Q4 streams ~5–10 tokens/s from system RAM; anything larger feels stuck on most CPUs.
-CPU_PICK_MAX_BYTES = 2_600_000_000
-# CPU decoding reads every weight once per token and scales with the cores: measured here,
-# 2 cores stream a 0.25 GB model at ~40 tokens/s. Allowing ~0.6 GB of weights per physical core
-# keeps a pick near 8 tokens/s (reading speed): 1.2 GB on 2 cores, the 2.6 GB cap from 4.
-CPU_PICK_BYTES_PER_CORE = 600_000_000
-# Weights plus room for a modest context and compute buffers, for the pre-download estimate
-# (the planner's exact numbers need the header, which the catalog doesn't have).
-_CONTEXT_ALLOWANCE = 1.15
 _FIT_WORKERS = 4  # header reads in parallel: a repo with 20 quants answers in a few seconds
-
-
-@dataclass(frozen=True)
-class FitBadge:
-    """What the Models page shows next to a quant: a short label and the planner's reason."""
-
-    kind: FitKind
-    label: str  # "Full GPU", "Partial 20/33", "CPU", "Too large", "Unknown"
-    reason: str  # one sentence, for the tooltip
-
-
-@dataclass(frozen=True)
-class QuantChoice:
-    repo: str
-    option: QuantOption
-    fit: FitBadge
-
-    @property
-    def file_name(self) -> str:
-        return self.option.primary_file.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True)
@@ -85,60 +64,6 @@ class LibraryModel:
     @property
     def id(self) -> str:
         return self.model.id
-
-
-@dataclass(frozen=True)
-class BestPick:
-    entry: CatalogEntry
-    quant: str
-    size_bytes: int  # the catalog's approximate size
-    fit: FitBadge
-
-
-def badge_for(verdict: Verdict, n_gpu_layers: int, n_layers_total: int,
-              reason: str) -> FitBadge:
-    labels = {Verdict.FULL_GPU: "Full GPU", Verdict.CPU: "CPU", Verdict.TOO_LARGE: "Too large",
-              Verdict.PARTIAL: f"Partial {n_gpu_layers}/{n_layers_total}"}
-    return FitBadge(verdict.value, labels[verdict], reason)  # type: ignore[arg-type]
-
-
-def pick_best(entries: Sequence[CatalogEntry], hardware: Hardware,
-              margin_bytes: int = 1 << 30) -> BestPick | None:
-    """The catalog model this machine runs best, at its default quant (the quality/size sweet
-    spot): the largest that fits wholly in free GPU memory; else, on the CPU, the largest that
-    stays quick there and leaves half the free RAM to everything else; None if nothing does.
-
-    Pure, from the catalog's approximate sizes: it has to answer before any network access.
-    """
-    def need(entry: CatalogEntry) -> int:
-        return int(entry.approx_size() * _CONTEXT_ALLOWANCE)
-
-    candidates = sorted((e for e in entries if e.approx_size() > 0),
-                        key=lambda e: (e.approx_size(), e.alias))
-    gpus = hardware.usable_gpus
-    if gpus:
-        vram = sum(g.free_bytes for g in gpus)
-        if hardware.unified_memory:  # Apple: the GPU's share comes out of the same RAM
-            vram = min(vram, hardware.ram_available_bytes)
-        budget = vram - margin_bytes - GPU_RUNTIME_BYTES * len(gpus)
-        on_gpu = [e for e in candidates if need(e) <= budget]
-        if on_gpu:
-            best = on_gpu[-1]
-            spare = (vram - need(best) - GPU_RUNTIME_BYTES * len(gpus)) / 2**30
-            return BestPick(best, best.default_quant, best.approx_size(), FitBadge(
-                "full_gpu", "Full GPU", f"It fits in the GPU's {vram / 2**30:.1f} GiB of free "
-                f"memory with about {spare:.1f} GiB to spare, so replies will be fast."))
-    room = (hardware.ram_available_bytes - margin_bytes) // 2
-    quick = min(CPU_PICK_MAX_BYTES, max(1, hardware.physical_cores) * CPU_PICK_BYTES_PER_CORE)
-    on_cpu = [e for e in candidates if need(e) <= room and e.approx_size() <= quick]
-    if not on_cpu:
-        return None
-    best = on_cpu[-1]
-    why = ("no usable GPU was found" if not gpus else
-           "no catalog model fits in the GPU's free memory")
-    return BestPick(best, best.default_quant, best.approx_size(), FitBadge(
-        "cpu", "CPU", f"It runs on the CPU because {why}; at this size replies still come at "
-        f"reading speed with {hardware.ram_available_bytes / 2**30:.1f} GiB of free memory."))
 
 
 class LibraryService:
@@ -154,6 +79,7 @@ class LibraryService:
         self._lock = threading.Lock()  # guards the lazy members and settings writes
         self._manager: DownloadManager | None = None
         self._headers: dict[tuple[str, str, str], GgufMetadata] = {}  # repo, revision, file
+        self._by_quant: dict[tuple[str, str], GgufMetadata] = {}  # repo, quant: last read
 
     # -- local models ----------------------------------------------------------------------
     def local_models(self) -> list[LibraryModel]:
@@ -250,11 +176,49 @@ class LibraryService:
                 meta, _ = remote_metadata(repo_id, option)
                 with self._lock:
                     self._headers[key] = meta
+                    self._by_quant[(repo_id, option.quant)] = meta  # catalog cards use it
             plan = plan_offload(meta, hardware or self.hardware(), self._plan_request())
         except BackendError as exc:
             return FitBadge("unknown", "Unknown", "Hearth couldn't read this file's header to "
                             f"check the fit: {exc.user_message}")
         return badge_for(plan.verdict, plan.n_gpu_layers, plan.n_layers_total, plan.reason)
+
+    def catalog_cards(self) -> list[CatalogCard]:
+        """Blocking the first time (hardware probe); no network. Every catalog model with a
+        fit for each quant: from its header when the Hub already gave it this session, else
+        estimated from the catalog's shape and sizes (``catalog_fit``), said so in the reason."""
+        hardware, request = self.hardware(), self._plan_request()
+        pick = self.best_pick()
+        cards = []
+        for entry in self.catalog():
+            choices = tuple(self._catalog_choice(entry, quant, size, hardware, request)
+                            for quant, size in entry.quants.items())
+            cards.append(CatalogCard(entry, choices, best_quant(choices, entry.default_quant),
+                                     pick is not None and pick.entry.repo == entry.repo))
+        return cards
+
+    def _catalog_choice(self, entry: CatalogEntry, quant: str, size: int, hardware: Hardware,
+                        request: PlanRequest) -> QuantChoice:
+        option = QuantOption(quant, (), (), (), size)
+        with self._lock:
+            meta = self._by_quant.get((entry.repo, quant))
+        try:
+            if meta is not None:  # the real header, read earlier from the Hub
+                plan = plan_offload(meta, hardware, request)
+                return QuantChoice(entry.repo, option, badge_for(
+                    plan.verdict, plan.n_gpu_layers, plan.n_layers_total, plan.reason), True)
+            estimate = estimate_fit(entry, quant, hardware, request)
+        except BackendError as exc:  # a shape the planner refuses: say so, don't guess
+            return QuantChoice(entry.repo, option, FitBadge("unknown", "Unknown",
+                                                            exc.user_message), True)
+        if estimate is None:
+            return QuantChoice(entry.repo, option, FitBadge(
+                "unknown", "Unknown", "The catalog doesn't describe this model's shape; open "
+                "it while online to check its files against this computer."), True)
+        badge = badge_for(estimate.verdict, estimate.n_gpu_layers, estimate.n_layers_total,
+                          f"Estimated from the catalog (about {human_size(size)} at {quant}): "
+                          f"{estimate.reason}")
+        return QuantChoice(entry.repo, option, badge, True)
 
     def _plan_request(self) -> PlanRequest:
         """Plan as a load would with the user's settings, so the badge matches what happens."""
@@ -275,7 +239,7 @@ class LibraryService:
     def best_pick(self) -> BestPick | None:
         """Blocking the first time (hardware probe). What the welcome panel offers."""
         margin = self._store.snapshot().engine.memory_margin_mib << 20
-        return pick_best(self.catalog(), self.hardware(), margin)
+        return pick_best(self.catalog(), self.hardware(), margin, self._plan_request())
 
     # -- downloads -------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
 from backend.api import Hearth, ServerSettings, __version__
-from backend.server import ollama_routes, openai_routes
+from backend.server import embedding_routes, ollama_routes, openai_routes
 from backend.server.access_log import RequestLogMiddleware, hearth_of
 from backend.server.errors import install_error_handlers
 from backend.server.openapi import install_openapi
@@ -32,6 +32,7 @@ def create_app(hearth: Hearth, server: ServerSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_routes.router)
     app.include_router(ollama_routes.router)
+    app.include_router(embedding_routes.router)
     install_openapi(app)
 
     @app.get("/health", tags=["meta"])

@@ -75,10 +75,12 @@ async def tags(request: Request) -> dict[str, Any]:
     return listing
 
 
-def _capabilities(hearth: Hearth, model: LocalModel, template: str) -> list[str]:
+def _capabilities(hearth: Hearth, model: LocalModel, template: str,
+                  embedding_only: bool) -> list[str]:
     loaded = hearth.loaded
     same = loaded is not None and Path(loaded.path) == model.path
-    return list(capabilities(loaded if same else None, template))
+    return list(capabilities(loaded if same else None, template,
+                             embedding_only=embedding_only))
 
 
 def _show(hearth: Hearth, name: str) -> dict[str, Any]:
@@ -103,7 +105,8 @@ def _show(hearth: Hearth, name: str) -> dict[str, Any]:
         or template, "details": details(model, meta, model.id if preset else ""),
         "model_info": info, "modified_at": created_at(
             preset.created_at if preset else model.path.stat().st_mtime),
-        "capabilities": _capabilities(hearth, model, template)}
+        "capabilities": _capabilities(hearth, model, template,
+                                      bool(meta and meta.embedding_only))}
     if preset is not None:
         out |= {"system": preset.system or "", "license": preset.license or "",
                 "messages": [{"role": m.role, "content": m.content} for m in preset.messages]}

@@ -36,6 +36,7 @@ from backend.api import (
     RequestOptions,
     __version__,
     parse_tool_calls,
+    speculative_mode,
     template_is_jinja,
 )
 from backend.errors import InvalidRequest
@@ -79,7 +80,9 @@ def _options(body: ChatRequest | GenerateRequest, **more: Any) -> RequestOptions
         temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k, min_p=opts.min_p,
         seed=seed, repeat_penalty=opts.repeat_penalty, repeat_last_n=opts.repeat_last_n,
         presence_penalty=opts.presence_penalty, frequency_penalty=opts.frequency_penalty,
-        max_tokens=max_tokens, stop=stop, **_format(body.format), **more)
+        max_tokens=max_tokens, stop=stop, speculative=speculative_mode(opts.speculative_type),
+        speculative_n_max=opts.speculative_n_max, speculative_n_min=opts.speculative_n_min,
+        speculative_p_min=opts.speculative_p_min, **_format(body.format), **more)
 
 
 def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -162,7 +165,9 @@ def _timings(final: Finished, started: float, load_s: float) -> dict[str, Any]:
     return {"done": True, "done_reason": "length" if final.finish_reason == "length" else "stop",
             "total_duration": int(total * ns), "load_duration": int(load_s * ns),
             "prompt_eval_count": u.prompt_tokens, "prompt_eval_duration": int(prompt_s * ns),
-            "eval_count": u.completion_tokens, "eval_duration": int(eval_s * ns)}
+            "eval_count": u.completion_tokens, "eval_duration": int(eval_s * ns),
+            # Hearth extension: speculative decoding's drafted and accepted tokens.
+            "draft_count": u.draft_tokens, "draft_accepted_count": u.draft_accepted}
 
 
 def _ollama_calls(text: str) -> tuple[str, list[dict[str, Any]]]:

@@ -50,6 +50,11 @@ class Options(_Lenient):
     repeat_last_n: int | None = Field(None, ge=-1, le=MAX_INT32)  # -1: the whole context
     presence_penalty: float | None = Field(None, ge=-100, le=100)
     frequency_penalty: float | None = Field(None, ge=-100, le=100)
+    # Speculative decoding (Hearth extension, llama-server's names): see the OpenAI routes.
+    speculative_type: str | None = Field(None, alias="speculative.type", max_length=32)
+    speculative_n_max: int | None = Field(None, alias="speculative.n_max", ge=0, le=256)
+    speculative_n_min: int | None = Field(None, alias="speculative.n_min", ge=0, le=256)
+    speculative_p_min: float | None = Field(None, alias="speculative.p_min", ge=0, le=1)
 
 
 class ToolCallFunction(_Lenient):

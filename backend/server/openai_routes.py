@@ -26,6 +26,7 @@ from backend.api import (
     RequestOptions,
     TextDelta,
     parse_tool_calls,
+    speculative_mode,
 )
 from backend.errors import InvalidRequest, ModelNotFound
 from backend.server.access_log import hearth_of, log_generation, log_model
@@ -93,7 +94,10 @@ def _options(body: _SamplingFields, **more: Any) -> RequestOptions:
         temperature=body.temperature, top_p=body.top_p, top_k=body.top_k, min_p=body.min_p,
         seed=body.seed, presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty, repeat_penalty=body.repeat_penalty,
-        stop=body.stop_strings(), overflow=body.overflow, **more)
+        stop=body.stop_strings(), overflow=body.overflow,
+        speculative=speculative_mode(body.speculative_type),
+        speculative_n_max=body.speculative_n_max, speculative_n_min=body.speculative_n_min,
+        speculative_p_min=body.speculative_p_min, **more)
 
 
 def _chat_options(body: ChatCompletionRequest) -> RequestOptions:
@@ -131,7 +135,10 @@ def _usage(final: Finished) -> UsageOut:
     u = final.usage
     return UsageOut(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
                     total_tokens=u.prompt_tokens + u.completion_tokens,
-                    prompt_tokens_details={"cached_tokens": u.cached_prompt_tokens})
+                    prompt_tokens_details={"cached_tokens": u.cached_prompt_tokens},
+                    completion_tokens_details={
+                        "accepted_prediction_tokens": u.draft_accepted,
+                        "rejected_prediction_tokens": u.draft_tokens - u.draft_accepted})
 
 
 def _sse(payload: BaseModel | dict[str, Any]) -> str:

@@ -75,6 +75,12 @@ class _SamplingFields(RequestModel):
     overflow: OverflowPolicy | None = Field(
         None, description="Hearth extension: what to do when the prompt does not fit the "
         "context; 'stop' answers 400 context_length_exceeded. Default: the server's setting.")
+    # Speculative decoding, llama-server's names: "speculative.type" takes auto, off, ngram,
+    # draft or llama-server's spec types (none, ngram-mod, draft-simple...).
+    speculative_type: str | None = Field(None, alias="speculative.type", max_length=32)
+    speculative_n_max: int | None = Field(None, alias="speculative.n_max", ge=0, le=256)
+    speculative_n_min: int | None = Field(None, alias="speculative.n_min", ge=0, le=256)
+    speculative_p_min: float | None = Field(None, alias="speculative.p_min", ge=0, le=1)
 
     def stop_strings(self) -> tuple[str, ...] | None:
         """``None`` when not given (a preset's stop strings apply then)."""
@@ -104,11 +110,19 @@ class PromptTokensDetails(BaseModel):
     cached_tokens: int = 0
 
 
+class CompletionTokensDetails(BaseModel):
+    # OpenAI's predicted-output counts: drafted tokens the model agreed with, and the rest.
+    accepted_prediction_tokens: int = 0
+    rejected_prediction_tokens: int = 0
+
+
 class UsageOut(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails = Field(default_factory=PromptTokensDetails)
+    completion_tokens_details: CompletionTokensDetails = Field(
+        default_factory=CompletionTokensDetails)
 
 
 class FunctionCall(BaseModel):

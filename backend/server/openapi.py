@@ -15,6 +15,11 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from backend.server.embedding_routes import (
+    OllamaEmbedRequest,
+    OllamaLegacyEmbeddingsRequest,
+    OpenAIEmbeddingRequest,
+)
 from backend.server.ollama_schemas import (
     ChatRequest,
     CreateRequest,
@@ -30,11 +35,15 @@ _BODIES: dict[tuple[str, str], type[BaseModel]] = {
     ("post", "/api/chat"): ChatRequest, ("post", "/api/generate"): GenerateRequest,
     ("post", "/api/show"): NamedRequest, ("delete", "/api/delete"): NamedRequest,
     ("post", "/api/pull"): PullRequest, ("post", "/api/create"): CreateRequest,
+    ("post", "/v1/embeddings"): OpenAIEmbeddingRequest,
+    ("post", "/api/embed"): OllamaEmbedRequest,
+    ("post", "/api/embeddings"): OllamaLegacyEmbeddingsRequest,
 }
 _GENERATING = frozenset({"/v1/chat/completions", "/v1/completions", "/api/chat",
                          "/api/generate"})
-_NAMING_A_MODEL = _GENERATING | {"/v1/models/{model_id}", "/api/show", "/api/delete",
-                                 "/api/pull", "/api/create"}
+_EMBEDDING = frozenset({"/v1/embeddings", "/api/embed", "/api/embeddings"})
+_NAMING_A_MODEL = _GENERATING | _EMBEDDING | {"/v1/models/{model_id}", "/api/show",
+                                              "/api/delete", "/api/pull", "/api/create"}
 _PUBLIC = frozenset({"/", "/health"})
 
 _DESCRIPTIONS = {
@@ -70,6 +79,8 @@ def _statuses(method: str, path: str) -> list[str]:
         codes.append("404")
     if path in _GENERATING:
         codes += ["409", "502", "503", "507"]
+    if path in _EMBEDDING:
+        codes.append("507")
     if path == "/api/pull":
         codes += ["502", "503", "507"]
     return sorted(set(codes))

@@ -36,7 +36,7 @@ from backend.store.records import (  # noqa: F401 - part of this module's face
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_CHARS = 60
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "history.sqlite3"
 
 # AUTOINCREMENT: ids are never reused, so a late write for a deleted message (a reply still
@@ -62,6 +62,11 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
 CREATE INDEX conversations_by_recency ON conversations(updated_at DESC, id DESC);
 """
+# v2: each chat keeps its own system prompt (NULL: a chat written by v1, which used the global
+# one; the app records the prompt it uses the first time it opens such a chat). Adding a
+# nullable column rewrites nothing, so a v1 file opens at once and a v1 Hearth's rows stay as
+# they were.
+_V2 = "ALTER TABLE conversations ADD COLUMN system_prompt TEXT"
 
 
 def auto_title(text: str) -> str:
@@ -131,6 +136,8 @@ class ChatStore:
                 for statement in _SCHEMA_V1.split(";"):
                     if statement.strip():
                         db.execute(statement)
+            if version < 2:
+                db.execute(_V2)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # The app died mid-reply last time: what was saved is all there will be.
             db.execute("UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'")
@@ -152,12 +159,14 @@ class ChatStore:
 
     # -- conversations ---------------------------------------------------------------------
 
-    def create_conversation(self, model_id: str | None = None) -> Conversation:
+    def create_conversation(self, model_id: str | None = None, *,
+                            system_prompt: str | None = None) -> Conversation:
         now = time.time()
         with self._transaction() as db:
             cur = db.execute(
-                "INSERT INTO conversations (title, created_at, updated_at, model_id) "
-                "VALUES (?, ?, ?, ?)", (DEFAULT_TITLE, now, now, model_id))
+                "INSERT INTO conversations (title, created_at, updated_at, model_id, "
+                "system_prompt) VALUES (?, ?, ?, ?, ?)",
+                (DEFAULT_TITLE, now, now, model_id, system_prompt))
             return self._conversation(db, int(cur.lastrowid or 0))
 
     def list_conversations(self, search: str = "") -> list[Conversation]:
@@ -204,6 +213,13 @@ class ChatStore:
         with self._transaction() as db:
             self._require(db, conv_id)
             db.execute("UPDATE conversations SET model_id = ? WHERE id = ?", (model_id, conv_id))
+
+    def set_system_prompt(self, conv_id: int, system_prompt: str) -> None:
+        """This chat's instructions from now on (other chats keep theirs)."""
+        with self._transaction() as db:
+            self._require(db, conv_id)
+            db.execute("UPDATE conversations SET system_prompt = ? WHERE id = ?",
+                       (system_prompt, conv_id))
 
     # -- messages --------------------------------------------------------------------------
 
@@ -314,7 +330,8 @@ def _dump_stats(stats: dict[str, Any] | None) -> str | None:
 def _to_conversation(row: sqlite3.Row) -> Conversation:
     return Conversation(id=row["id"], title=row["title"], created_at=row["created_at"],
                         updated_at=row["updated_at"], model_id=row["model_id"],
-                        title_is_custom=bool(row["title_is_custom"]))
+                        title_is_custom=bool(row["title_is_custom"]),
+                        system_prompt=row["system_prompt"])
 
 
 def _to_message(row: sqlite3.Row) -> StoredMessage:

@@ -17,6 +17,8 @@ class Conversation:
     updated_at: float  # bumped by every new or changed message
     model_id: str | None
     title_is_custom: bool  # renamed by the person: no automatic title replaces it
+    # This chat's instructions to the model; None: written before chats had their own (v1).
+    system_prompt: str | None = None
 
 
 @dataclass(frozen=True)

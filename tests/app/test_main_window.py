@@ -59,8 +59,12 @@ def test_layout_pages_and_keys(qtbot: QtBot, bare_window: MainWindow) -> None:
     assert window.pages.currentWidget() is window.chat
     qtbot.keyClick(window, Qt.Key.Key_2, Qt.KeyboardModifier.ControlModifier)
     assert window.pages.currentWidget() is window.models
+    assert not window.parameter_dock.isVisible()  # the panel belongs to the chat
     qtbot.mouseClick(window.sidebar.nav_buttons["server"], Qt.MouseButton.LeftButton)
     assert window.pages.currentWidget() is window.server
+    assert not window.parameter_dock.isVisible()
+    qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
+    assert window.parameter_dock.isVisible() and window.chat.composer.hasFocus()
     window.parameter_dock.toggleViewAction().trigger()  # the panel collapses and comes back
     assert not window.parameter_dock.isVisible()
     window.parameter_dock.toggleViewAction().trigger()
@@ -182,7 +186,8 @@ def test_a_model_that_fails_to_load_says_why(qtbot: QtBot, bare_window: MainWind
         bare_window.load_model("no-such-model:1b")
     assert "no-such-model" in problem.args[0]
     assert bare_window.banner.message() == problem.args[0]
-    assert not bare_window.chat.send_button.isEnabled()
+    chat = bare_window.chat
+    assert chat.send_button.isEnabled() == bool(chat.input.hint.text())  # never without why
 
 
 def test_unexpected_exception_opens_a_crash_dialog_and_logs(qtbot: QtBot,
@@ -223,7 +228,8 @@ def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
 
     # Look at the first chat while the count goes on: its messages, not the live reply.
     window.sidebar.conversation_selected.emit(first_id)
-    assert chat.conversation_id == first_id and chat.streaming
+    assert chat.conversation_id == first_id and chat.replies.streaming
+    assert not chat.streaming and chat.send_button.isEnabled()  # this chat may send
     assert chat.transcript.messages()[0].text() == "First chat here."
     assert live not in chat.transcript.messages()
     shown = len(live.text())
@@ -261,17 +267,17 @@ def test_a_load_the_window_did_not_ask_for_is_shown(qtbot: QtBot, bare_window: M
                                                     qasync_loop: qasync.QEventLoop) -> None:
     """An API client's JIT load, or the idle unload, shows up like one the window asked for."""
     chat, hearth = bare_window.chat, bare_window._hearth
-    assert not chat.send_button.isEnabled()
+    assert "loads SmolLM2" in chat.input.hint.text()  # Send loads it: nothing is loaded
     qasync_loop.create_task(hearth.load(STARTER_MODEL))
     qtbot.waitUntil(lambda: STARTER_MODEL in bare_window.status.model_label.text(),
                     timeout=REPLY_TIMEOUT_MS)
-    qtbot.waitUntil(lambda: chat.send_button.isEnabled())
+    qtbot.waitUntil(lambda: not chat.input.hint.text())
     assert chat.model_picker.currentData() == STARTER_MODEL and chat.verdict_label.text()
     qasync_loop.create_task(hearth.unload())
     qtbot.waitUntil(lambda: "was unloaded" in chat.verdict_label.text(),
                     timeout=REPLY_TIMEOUT_MS)
     assert bare_window.status.model_label.text() == "No model loaded"
-    assert not chat.send_button.isEnabled()
+    qtbot.waitUntil(lambda: "loads SmolLM2" in chat.input.hint.text())  # Send reloads it
 
 
 def test_a_system_prompt_still_being_typed_applies_to_the_next_reply(

@@ -42,7 +42,7 @@ def _spin(panel: ParameterPanel, form: str, name: str) -> QDoubleSpinBox:
 
 def test_editors_take_their_bounds_from_the_pydantic_fields(panel: ParameterPanel) -> None:
     temperature = _spin(panel, "sampling", "temperature")
-    top_p = _spin(panel, "sampling", "top_p")
+    top_p = _spin(panel, "advanced", "top_p")  # folded, but there
     assert (temperature.minimum(), temperature.maximum()) == (0.0, 2.0)
     assert top_p.maximum() == 1.0
     assert temperature.value() == pytest.approx(0.8)
@@ -64,7 +64,7 @@ def test_temperature_and_system_prompt_persist(qtbot: QtBot, panel: ParameterPan
 
 
 def test_hiding_the_panel_saves_at_once(qtbot: QtBot, panel: ParameterPanel) -> None:
-    _spin(panel, "sampling", "min_p").setValue(0.2)
+    _spin(panel, "advanced", "min_p").setValue(0.2)
     qtbot.keyClicks(panel.system_prompt, "Be kind.")
     panel.hide()  # the dock was closed: nothing may wait for a timer
     saved = load_settings()
@@ -84,7 +84,7 @@ def test_auto_checkbox_means_none(qtbot: QtBot, panel: ParameterPanel,
     assert hearth.settings.snapshot().engine.gpu_layers == 7
     layers.none_box.setChecked(True)
     assert hearth.settings.snapshot().engine.gpu_layers is None
-    seed = panel.sampling.editor("seed")
+    seed = panel.advanced.editor("seed")
     assert seed.none_box is not None and seed.none_box.text() == "Random"
 
 
@@ -229,7 +229,7 @@ def test_replacing_a_preset_keeps_what_the_panel_does_not_show(
         panel.presets.import_modelfile(str(modelfile), "helper")
     assert hearth.settings.snapshot().sampling.seed is None  # Ollama's -1: random
     assert hearth.settings.snapshot().sampling.max_tokens == 200
-    _spin(panel, "sampling", "top_p").setValue(0.5)
+    _spin(panel, "advanced", "top_p").setValue(0.5)
     with qtbot.waitSignal(panel.presets.saved, timeout=TIMEOUT_MS):
         panel.presets.save_preset_as("helper")
     saved = hearth.presets.find("helper")
@@ -237,3 +237,38 @@ def test_replacing_a_preset_keeps_what_the_panel_does_not_show(
     assert saved.parameters["top_p"] == pytest.approx(0.5)
     assert saved.parameters["stop"] == ["<|im_end|>"]
     assert [m.content for m in saved.messages] == ["Hi", "Hello!"]
+
+
+def test_basic_sampling_shows_advanced_and_memory_fold(panel: ParameterPanel) -> None:
+    assert panel.sampling.isVisibleTo(panel)
+    assert set(panel.sampling.editors) == {"temperature", "max_tokens"}
+    assert not panel.advanced.isVisibleTo(panel) and not panel.engine.isVisibleTo(panel)
+    assert "top_k" in panel.advanced.editors
+
+
+def test_a_load_setting_says_it_applies_to_the_next_message(
+        qtbot: QtBot, panel: ParameterPanel, hearth: Hearth,
+        qasync_loop: qasync.QEventLoop) -> None:
+    loaded = qasync_loop.create_task(hearth.load(STARTER))
+    qtbot.waitUntil(loaded.done, timeout=TIMEOUT_MS)
+    assert not panel.reload_note.isVisibleTo(panel)
+    panel.engine.editor("n_ctx").editor.setValue(2048)  # type: ignore[attr-defined]
+    assert panel.reload_note.isVisibleTo(panel)
+    assert "next message" in panel.reload_note.text()
+    panel.engine.editor("n_ctx").editor.setValue(4096)  # type: ignore[attr-defined]
+    assert not panel.reload_note.isVisibleTo(panel)  # back as loaded: nothing pending
+
+
+def test_the_system_prompt_shown_is_the_chats(qtbot: QtBot, panel: ParameterPanel,
+                                              hearth: Hearth) -> None:
+    edited: list[str] = []
+    panel.system_prompt_edited.connect(edited.append)
+    panel.show_system_prompt("This chat's prompt.")
+    assert panel.system_prompt.toPlainText() == "This chat's prompt." and edited == []
+    _spin(panel, "sampling", "temperature").setValue(1.2)  # another setting changes…
+    qtbot.wait(20)
+    assert panel.system_prompt.toPlainText() == "This chat's prompt."  # …the prompt stays
+    qtbot.keyClicks(panel.system_prompt, " More.")
+    panel.flush()
+    assert edited == ["This chat's prompt. More."]
+    assert hearth.settings.snapshot().chat.system_prompt == "This chat's prompt. More."

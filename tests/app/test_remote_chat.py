@@ -83,7 +83,7 @@ def test_remote_model_chat_wrong_key_then_retry(qtbot: QtBot, window: MainWindow
     _send(qtbot, window, "Say hello.")
     user, reply = chat.transcript.messages()
     assert "API key" in reply.footer.text() and reply.retry_button.isVisibleTo(reply)
-    assert "API key" in window.banner.message()
+    assert "API key" not in window.banner.message()  # said once: in the reply, with Retry
     stored = window._hearth.history.messages(chat.conversation_id)
     assert [(m.role, m.state) for m in stored] == [("user", "complete"), ("assistant", "error")]
 

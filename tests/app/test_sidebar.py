@@ -282,7 +282,8 @@ def test_object_names_for_the_window(sidebar: Sidebar) -> None:
 
 
 def test_export_file_names_are_safe() -> None:
-    assert export_file_name('a/b\\c:d*e?"f<g>h|', ".md") == "a_b_c_d_e_f_g_h.md"
+    assert export_file_name('a/b\\c:d*e?"f<g>h|', ".md") == "a b c d e f g h.md"
+    assert export_file_name("Lisbon, Porto; and Faro", ".md") == "Lisbon Porto and Faro.md"
     assert export_file_name("...", ".json") == "chat.json"
     assert len(export_file_name("x" * 300, ".md")) == 83
 

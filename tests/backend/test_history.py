@@ -14,6 +14,7 @@ import pytest
 from backend.errors import BackendError, ConversationNotFound, HistoryUnavailable
 from backend.paths import hearth_paths
 from backend.store import DEFAULT_TITLE, ChatStore, ReplyRecorder, auto_title
+from backend.store.history import SCHEMA_VERSION
 
 
 @pytest.fixture
@@ -30,7 +31,7 @@ def test_open_default_lives_under_hearth_home_in_wal_mode(hearth_home: Path) -> 
         assert store.path.is_relative_to(hearth_home)
         db = sqlite3.connect(store.path)
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         db.close()
     finally:
         store.close()

@@ -12,6 +12,8 @@ from backend.errors import HubUnavailable, InvalidRequest
 from backend.hardware.probe import GiB, GpuInfo, Hardware
 from backend.library.catalog import CatalogEntry, load_catalog
 from backend.library.local import STARTER_ID, list_models
+from backend.library.picks import FitBadge, QuantChoice, best_quant
+from backend.library.quants import QuantOption
 from backend.library.service import LibraryService, pick_best
 from backend.settings import load_settings
 from backend.settings_store import SettingsStore
@@ -153,3 +155,62 @@ def test_download_manager_is_shared_and_survives_a_restart(
     done = service.downloads.wait(download_id, timeout=60)
     assert done.state == "completed", done.error
     assert any(m.model.path == done.path for m in service.local_models())
+
+
+# --- catalog cards: fits for every catalog model, offline ---------------------------------
+
+def test_catalog_cards_need_no_network(closed_port_endpoint: str) -> None:
+    service = LibraryService(SettingsStore.in_memory(), hardware=machine(16, 8))
+    cards = service.catalog_cards()
+    assert [c.entry for c in cards] == list(load_catalog())
+    for card in cards:
+        assert [c.option.quant for c in card.quants] == list(card.entry.quants)
+        assert all(c.estimated and c.file_name == "" for c in card.quants)
+        assert card.best is not None and card.best.fit.kind != "unknown", card.entry.alias
+        assert card.best.fit.reason.startswith("Estimated from the catalog")
+    (recommended,) = [c for c in cards if c.recommended]
+    pick = service.best_pick()
+    assert pick is not None and recommended.entry == pick.entry
+    by_alias = {c.entry.alias: c for c in cards}
+    # An 8 GiB card: the best quality that fits wholly, not the default Q4_K_M.
+    assert by_alias["llama3.2:3b"].best.option.quant == "Q8_0"  # type: ignore[union-attr]
+    assert by_alias["gemma3:12b"].best.fit.kind == "partial"  # type: ignore[union-attr]
+    assert by_alias["gemma3:27b"].best.fit.label == "Too large"  # type: ignore[union-attr]
+    # The welcome's pick and its card agree: it runs wholly on the GPU at its default quant.
+    (default,) = [c for c in recommended.quants if c.option.quant == pick.quant]
+    assert default.fit.kind == "full_gpu" == pick.fit.kind
+
+
+def test_a_header_read_from_the_hub_replaces_the_estimate(hub_server: HubServer) -> None:
+    smollm2 = CatalogEntry("smollm2-test:135m", SMOLLM2_REPO, "apache-2.0", "Test.", "Q4_1",
+                           {"Q4_1": 98_000_000})
+    service = LibraryService(SettingsStore.in_memory(), hardware=machine(12, 8),
+                             catalog=[smollm2])
+    (before,) = service.catalog_cards()
+    assert before.best is not None and before.best.fit.reason.startswith("Estimated")
+    service.quants(SMOLLM2_REPO)  # opened on the Discover tab while online
+    (after,) = service.catalog_cards()
+    assert after.best is not None and after.best.fit.label == "Full GPU"
+    assert not after.best.fit.reason.startswith("Estimated")  # the real header's plan
+
+
+def _choice(quant: str, size: int, kind: str) -> QuantChoice:
+    return QuantChoice("t/r", QuantOption(quant, (f"{quant}.gguf",), (size,), (None,), size),
+                       FitBadge(kind, kind, "why."))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("kinds", "default", "best"), [
+    ({"Q4_K_M": "full_gpu", "Q6_K": "full_gpu", "Q8_0": "partial"}, "Q4_K_M", "Q6_K"),
+    ({"Q4_K_M": "partial", "Q6_K": "partial", "Q2_K": "partial"}, "Q4_K_M", "Q4_K_M"),
+    ({"Q4_K_M": "too_large", "Q6_K": "too_large", "Q2_K": "partial"}, "Q4_K_M", "Q2_K"),
+    ({"Q4_K_M": "cpu", "Q8_0": "cpu", "Q2_K": "cpu"}, "Q4_K_M", "Q4_K_M"),
+    ({"Q8_0": "cpu", "Q6_K": "cpu"}, None, "Q6_K"),  # no default: the smallest is quickest
+    ({"Q4_K_M": "too_large", "Q8_0": "too_large"}, "Q4_K_M", "Q4_K_M"),
+    ({"Q4_K_M": "unknown", "Q8_0": "unknown"}, "Q8_0", "Q8_0"),
+])
+def test_best_quant(kinds: dict[str, str], default: str | None, best: str) -> None:
+    sizes = {"Q2_K": 1, "Q4_K_M": 2, "Q6_K": 3, "Q8_0": 4}
+    choices = [_choice(q, sizes[q], k) for q, k in kinds.items()]
+    picked = best_quant(choices, default)
+    assert picked is not None and picked.option.quant == best
+    assert best_quant([], default) is None
