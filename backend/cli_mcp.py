@@ -119,7 +119,13 @@ def _pairs(items: list[str], sep: str, what: str) -> dict[str, str]:
 
 def _add(parsed: argparse.Namespace, hearth: Hearth) -> int:
     rest = list(parsed.rest)
-    split = rest.index("--") if "--" in rest else len(rest)
+    if "--" in rest:
+        split = rest.index("--")
+    elif rest and not rest[0].startswith("-"):
+        # `hearth mcp add NAME -- CMD …`: argparse ate the `--` that came right after NAME.
+        rest, split = ["--", *rest], 0
+    else:
+        split = len(rest)
     args = _add_options().parse_args(rest[:split])
     command = rest[split + 1:]
     if bool(args.url) == bool(command):

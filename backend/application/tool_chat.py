@@ -124,8 +124,23 @@ class ToolChat:
     async def _run(self) -> AsyncIterator[Any]:
         if self._fmt is None and self._format_for is not None:
             self._fmt = await asyncio.to_thread(self._format_for)
+            if self._fmt is None:
+                # Its template lists no tools: offering them would be refused, so the model
+                # answers without (and no server is started for nothing).
+                self._max_steps = 0
+                yield ToolsOffered((), ("This model's chat template has no support for "
+                                        "tools, so it answers without them. Pick a "
+                                        "tool-capable model (or give it a template that "
+                                        "lists tools) to use them.",))
+                async for event in self._steps(ToolSet()):
+                    yield event
+                return
         toolset = await self._registry.available_tools()
         yield ToolsOffered(tuple(t.name for t in toolset.tools), toolset.problems)
+        async for event in self._steps(toolset):
+            yield event
+
+    async def _steps(self, toolset: ToolSet) -> AsyncIterator[Any]:
         step = 0
         while True:
             step += 1
@@ -200,6 +215,10 @@ class ToolChat:
             return
         request = ToolCallRequested(call.id, call.name, server, arguments,
                                     not tool.always_allowed, step)
+        if request.needs_approval and self._approve is None:
+            # Waiting before the event goes out: the reader may answer (``decide``) while
+            # this generator is still suspended at the ``yield``.
+            self._decisions[call.id] = asyncio.get_running_loop().create_future()
         yield request
         decision: Decision = "once"
         if request.needs_approval:
@@ -234,8 +253,9 @@ class ToolChat:
     async def _decision(self, request: ToolCallRequested) -> Decision:
         if self._approve is not None:
             return await self._approve(request)
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._decisions[request.call_id] = future
+        future = self._decisions[request.call_id]
+        if self._stopped:  # stopped while the card was being shown
+            future.cancel()
         try:
             return await future
         finally:

@@ -50,12 +50,14 @@ def result_stats(event: ToolCallFinished) -> dict[str, Any]:
 
 
 class ToolChatRecorder:
-    def __init__(self, store: ChatStore, conversation_id: int, model: str) -> None:
+    def __init__(self, store: ChatStore, conversation_id: int, model: str, *,
+                 reply: tuple[int, ReplyRecorder] | None = None) -> None:
+        """``reply``: the first step's message, already made (the window's placeholder)."""
         self._store = store
         self._conversation = conversation_id
         self._model = model
-        self._message_id: int | None = None  # the step's reply being written
-        self._recorder: ReplyRecorder | None = None
+        self._message_id: int | None = reply[0] if reply else None  # the step's reply
+        self._recorder: ReplyRecorder | None = reply[1] if reply else None
 
     def _reply(self) -> ReplyRecorder:
         if self._recorder is None:
@@ -84,6 +86,15 @@ class ToolChatRecorder:
             self._reply().finish(STATE_FOR_REASON.get(event.finish_reason, "complete"),
                                  reply_stats(event, self._model))
             self._message_id = self._recorder = None
+
+    def append(self, text: str) -> None:
+        """Text of the step being written (as a ``TextDelta`` would add it)."""
+        self._reply().append(text)
+
+    def finish(self, state: str, stats: dict[str, Any] | None = None) -> None:
+        """The last step ended with ``state`` and the front end's ``stats``."""
+        self._reply().finish(state, stats)
+        self._message_id = self._recorder = None
 
     def abort(self, state: str = "stopped") -> None:
         """The reply ended without its ``Finished`` (Ctrl+C, an error): keep what came."""

@@ -9,10 +9,10 @@ the call is closed. Before that the model writes whatever it likes (llama.cpp's 
 
 The triggers are regexes over the reply so far. llama.cpp hands the grammar the text from the
 trigger's first group to the end of the current token, and aborts the process if the grammar
-refuses it, so each trigger matches only text the grammar accepts: the opener (or the start of
-a call object) with nothing after it but a prefix of what the grammar must read next
-(``$``-anchored). A token that runs past that misses the trigger (the call is then read
-unconstrained) rather than risking the engine.
+refuses it, so each trigger matches only text the grammar accepts: the opener from its
+distinctive head on (``<tool_``), or the start of a call object, with nothing after it but a
+prefix of what the grammar must read next (``$``-anchored). A token that runs past that misses
+the trigger (the call is then read unconstrained) rather than risking the engine.
 """
 
 from __future__ import annotations
@@ -82,7 +82,12 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], fmt: ToolFormat) -> LazyG
         if fmt.closer:
             block += f" {_WS} {_literal(fmt.closer)}"
         root = block if fmt.listed else f"{block} ({_WS} {block}){{0,{more}}}"
-        trigger = "(" + re.escape(fmt.opener) + _optional_chain(_head(fmt.listed)) + ")$"
+        # Where the opener is several tokens (a model without it as a special token), a
+        # small model may start it and wander off (``<tool_buy_milk>``): trigger as soon as
+        # its distinctive head is written, so the grammar finishes the opener too.
+        head = _opener_head(fmt.opener)
+        rest = [re.escape(c) for c in fmt.opener[len(head):]] + _head(fmt.listed)
+        trigger = "(" + re.escape(head) + "(?:" + _optional_chain(rest) + ")?)$"
         triggers: tuple[str, ...] = (_std_regex(trigger),)
     else:
         # No opener: the reply *is* the call, so it triggers only at the reply's start.
@@ -90,6 +95,13 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], fmt: ToolFormat) -> LazyG
         triggers = ("^[ \\n]*(" + _optional_chain(_CALL_HEAD) + ")$",)
     gbnf = f"root ::= {root}\n{_WS} ::= [ \\n]{{0,2}}\n{call_rules}"
     return LazyGrammar(gbnf, triggers)
+
+
+def _opener_head(opener: str) -> str:
+    """The part of an opener that is distinctive enough to mean a call is starting: up to
+    its first underscore (``<tool_``, ``[TOOL_``, ``<|tool_``), else all of it."""
+    cut = opener.find("_")
+    return opener[:cut + 1] if cut > 0 else opener
 
 
 def _std_regex(pattern: str) -> str:

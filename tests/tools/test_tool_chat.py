@@ -222,3 +222,25 @@ def test_held_text_is_released_when_there_was_no_call() -> None:
     text_filter = CallTextFilter()
     assert text_filter.feed('{"answer": 42}') == ""
     assert text_filter.release() == '{"answer": 42}'
+
+
+def test_a_server_crashing_mid_call_is_a_result_and_the_chat_goes_on(
+        registry: ToolRegistry) -> None:
+    registry.add(stdio_server("crashy"), confirmed=True)
+    start, seen = scripted(call("add_note", text="x"), "It failed, sorry.")
+    events = asyncio.run(run(chat(registry, start), decide="once"))
+    (done,) = [e for e in events if isinstance(e, ToolCallFinished)]
+    assert done.status == "error" and "stopped while running 'add_note'" in done.result
+    assert seen[1][0][-1].content == done.result  # the model was told
+    assert isinstance(events[-1], Finished) and events[-1].finish_reason == "stop"
+
+
+def test_a_model_without_tool_support_answers_without_tools(registry: ToolRegistry,
+                                                            notes: Path) -> None:
+    start, seen = scripted("Plain answer.")
+    tool_chat = ToolChat(start, registry, [ChatMessage("user", "Hi")], format_for=lambda: None)
+    events = asyncio.run(run(tool_chat))
+    assert events[0].tools == () and "no support for tools" in events[0].problems[0]
+    assert seen[0][1].tools is None  # nothing offered, so nothing the engine refuses
+    assert registry.status("notes").state == "stopped"  # and no server started for it
+    assert events[-1].finish_reason == "stop"
