@@ -151,8 +151,14 @@ class Knowledge:
         stat = file.stat()
         await asyncio.to_thread(self.library.mark_pending, info.id,
                                 [(str(file), stat.st_size, stat.st_mtime_ns)])
-        row = next(f for f in self.library.pending(info.id) if f.path == str(file))
-        await self._indexer.read_file(info, row)
+        # By path, in any state: the indexer's thread may have read it meanwhile (reading
+        # twice is harmless: a file's passages are replaced whole).
+        row = next(f for f in await asyncio.to_thread(self.library.files, info.id)
+                   if f.path == str(file))
+        if row.state == "failed":
+            raise DocumentUnreadable(row.error or f"{file.name} couldn't be read.")
+        if row.state == "pending":
+            await self._indexer.read_file(info, row)
         self._indexer.wake(info.id, rescan=False)
         found = self.library.file(row.id)
         assert found is not None
@@ -209,6 +215,15 @@ class Knowledge:
         """One passage by the id a citation holds (what clicking a citation opens)."""
         found = self._passages.passages([chunk_id])
         return found[0] if found else None
+
+    def document_text(self, path: str) -> str | None:
+        """A document's whole text as indexed (what a whole-document citation opens); None
+        when it is no longer in the index."""
+        found = self.library.files_at(path)
+        if not found:
+            return None
+        chunks = self._passages.document_chunks(found[0].id)
+        return join_chunks([(c.start, c.end, c.text) for c in chunks])
 
     async def ground(self, model: str, messages: Sequence[ChatMessage], *,
                      conversation_id: int | None = None, collections: Sequence[str] = (),

@@ -122,7 +122,7 @@ class Database:
 
     @classmethod
     def open_default(cls) -> Database:
-        return cls(hearth_paths().data_dir / FILE_NAME)
+        return cls(default_path())
 
     def _setup(self) -> None:
         db = self._db
@@ -172,6 +172,11 @@ def _statements(script: str) -> Iterator[str]:
                                    or text.upper().endswith("END;")):
             yield text
             buffer = []
+
+
+def default_path() -> Path:
+    """Where the library lives: beside the history, under ``HEARTH_HOME`` when set."""
+    return hearth_paths().data_dir / FILE_NAME
 
 
 def now() -> float:

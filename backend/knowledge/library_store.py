@@ -115,6 +115,13 @@ class LibraryStore:
             return [_file(r) for r in db.execute(
                 "SELECT * FROM files WHERE collection_id = ? ORDER BY path", (collection_id,))]
 
+    def files_at(self, path: str) -> list[FileInfo]:
+        """``path``'s indexed rows in any collection, the most recently read first."""
+        with self._db.read() as db:
+            return [_file(r) for r in db.execute(
+                "SELECT * FROM files WHERE path = ? AND state = 'indexed' "
+                "ORDER BY indexed_at DESC", (path,))]
+
     def file(self, file_id: int) -> FileInfo | None:
         with self._db.read() as db:
             row = db.execute("SELECT * FROM files WHERE id = ?", (file_id,)).fetchone()

@@ -7,6 +7,7 @@ the history and its exports."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -220,3 +221,71 @@ def test_attachments_whole_or_retrieved_and_citations_kept(hearth: Hearth,
     assert exported[0]["path"].endswith("kettle.pdf")
     passage = hearth.knowledge.passage(exported[0]["chunk_id"])
     assert passage is not None and "descaled every month" in passage.text
+
+
+def test_a_chat_answers_from_several_collections(tmp_path: Path) -> None:
+    """A chat that uses two collections gets passages from both; one it stopped using is
+    left out. No embedding model here: the words alone rank (and the library says so)."""
+    kitchen, garden = tmp_path / "kitchen", tmp_path / "garden"
+    kitchen.mkdir()
+    garden.mkdir()
+    (kitchen / "kettle.md").write_text(f"# Kettle\n\n{KETTLE}\n", encoding="utf-8")
+    (garden / "tomatoes.md").write_text(f"# Tomatoes\n\n{GARDEN}\n", encoding="utf-8")
+    hearth = Hearth(SettingsStore.open())
+    try:
+        knowledge = hearth.knowledge
+        knowledge.add_folder(kitchen)
+        knowledge.add_folder(garden)
+        assert knowledge.wait_idle(60)
+        chat = hearth.history.create_conversation("smollm2:135m")
+        knowledge.use_collection(chat.id, "kitchen")
+        knowledge.use_collection(chat.id, "garden")
+        assert {c.name for c in knowledge.chat_sources(chat.id).collections} == {
+            "kitchen", "garden"}
+        question = [ChatMessage("user", "How much water and boiling do the kettle and the "
+                                        "tomatoes need?")]
+        both = asyncio.run(knowledge.ground("smollm2:135m", question,
+                                            conversation_id=chat.id, n_ctx=4096))
+        assert both.mode == "retrieved"
+        assert {Path(c.path).name for c in both.citations} == {"kettle.md", "tomatoes.md"}
+        knowledge.stop_using_collection(chat.id, "garden")
+        one = asyncio.run(knowledge.ground("smollm2:135m", question,
+                                           conversation_id=chat.id, n_ctx=4096))
+        assert {Path(c.path).name for c in one.citations} == {"kettle.md"}
+    finally:
+        hearth.close()
+
+
+@pytest.mark.parametrize(("name", "data", "error"), [
+    ("note.md", b"# Note\n\nThe spare key is under the mat.\n", None),
+    ("program.txt", b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)) * 8, "binary data"),
+])
+def test_an_attachment_the_indexer_read_first_is_attached_all_the_same(
+        tmp_path: Path, name: str, data: bytes, error: str | None) -> None:
+    """The indexer's thread may read a just-attached file before ``attach_file`` does (it
+    was woken for the chat earlier): the attachment still succeeds, or fails with the
+    file's own sentence, never with an internal error."""
+    path = tmp_path / name
+    path.write_bytes(data)
+    hearth = Hearth(SettingsStore.open())
+    try:
+        knowledge = hearth.knowledge
+        chat = hearth.history.create_conversation("smollm2:135m")
+        library, indexer = knowledge.library, knowledge._indexer
+        real = library.mark_pending
+
+        def pending_then_read_by_the_indexer(collection_id: int, entries: list) -> None:
+            real(collection_id, entries)  # on a worker thread: the indexer's turn, now
+            row = next(f for f in library.pending(collection_id))
+            with contextlib.suppress(DocumentUnreadable):
+                asyncio.run(indexer.read_file(library.get(collection_id), row))
+
+        library.mark_pending = pending_then_read_by_the_indexer  # type: ignore[method-assign]
+        if error is None:
+            attached = asyncio.run(knowledge.attach_file(chat.id, path))
+            assert attached.state == "indexed" and attached.path == str(path)
+        else:
+            with pytest.raises(DocumentUnreadable, match=error):
+                asyncio.run(knowledge.attach_file(chat.id, path))
+    finally:
+        hearth.close()
