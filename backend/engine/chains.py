@@ -16,9 +16,10 @@ from backend.engine.types import GenerationRequest
 def sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> NativeSampler:
     """The request's sampler chain: on the CPU, or inside the graph (backend sampling), where
     the slot's chain from its last request is reset and reused if it samples the same way."""
-    if not state.ctx.backend_sampling or request.grammar:
+    if not state.ctx.backend_sampling or request.grammar or wants_drafts(state, request):
         # A grammar can't run in the graph: the whole chain stays on the CPU, and a chain
-        # left attached to this sequence would pick tokens the grammar never sees.
+        # left attached to this sequence would pick tokens the grammar never sees. Nor can
+        # drafts be checked there: llama.cpp samples one position per sequence in the graph.
         slot.drop_graph_sampler()
         return make_sampler(state, request)
     key = request.sampling  # frozen: equal settings sample the same way
@@ -41,6 +42,16 @@ def sampler_for(state: LoadedState, slot: Slot, request: GenerationRequest) -> N
                 else:
                     spare.close()
     return sampler
+
+
+def wants_drafts(state: LoadedState, request: GenerationRequest) -> bool:
+    """The request asked for speculation, or leaves it to Auto with a draft model loaded (a
+    draft model was chosen to be used). Auto with n-gram drafts alone keeps the graph's
+    sampling: on a GPU, where it runs, that is worth more than an occasional copy."""
+    mode = request.speculation.mode
+    if mode == "off" or not state.speculation_ok:
+        return False
+    return mode in ("ngram", "draft") or state.draft is not None
 
 
 def make_sampler(state: LoadedState, request: GenerationRequest) -> NativeSampler:

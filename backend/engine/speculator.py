@@ -42,17 +42,23 @@ from backend.errors import GenerationFailed
 NGRAM_MAX_DRAFT = 64  # llama-server's ngram-mod drafts up to 64 too
 DRAFT_MODEL_MAX_DRAFT = 16
 PROBE_TOKENS = 2
+# Until a checking step has been timed, a drafted token is priced as a prompt token, but at no
+# more than this share of a step. The prompt price is learnt from prompt steps, and one taken
+# on a busy machine or just after a load (weights paging in) can put it above a whole step:
+# drafting would then never pay, and so the checking steps that would correct the price
+# would never run.
+UNTIMED_DRAFT_SHARE = 0.25
 
 
 def why_not(state: LoadedState, request: GenerationRequest, attached: bool) -> str:
     """Why this request can't speculate on this model, or ''."""
     if not state.speculation_ok:
         return state.info.speculation_note
-    p = request.sampling
-    if attached and (p.repeat_penalty != 1.0 or p.presence_penalty or p.frequency_penalty):
-        # In-graph penalties see only tokens accepted before the step, not the guesses
-        # before each checked position: the chain would judge those positions wrongly.
-        return "repetition penalties run inside the graph here"
+    if attached:
+        # llama.cpp samples one position per sequence inside the graph (and a batch with
+        # more fails whole, every request in it): drafts need the chain on the CPU, which
+        # ``chains.sampler_for`` gives requests that ask for speculation.
+        return "sampling runs inside llama.cpp's graph for this request"
     return ""
 
 
@@ -92,6 +98,7 @@ class Speculator:
         ctx = state.ctx
         room = ctx.batch_capacity - len(generating)
         others = len(generating) - 1
+        untimed_s = min(costs.per_prompt_token, UNTIMED_DRAFT_SHARE * costs.decode_step)
         out: dict[Slot, list[int]] = {}
         wants: list[tuple[Slot, DraftRequest]] = []
         for slot in generating:
@@ -108,7 +115,7 @@ class Speculator:
                 k = spec.pinned(len(found.tokens)) if spec.pinned_length else draft_length(
                     spec.evidence[source].alpha(), len(found.tokens),
                     step_s=costs.decode_step, verify_s=self.verify_cost,
-                    fallback_per_token_s=costs.per_prompt_token, others=others,
+                    fallback_per_token_s=untimed_s, others=others,
                     n_min=spec.n_min)
                 if k:
                     out[slot] = found.tokens[:k]
@@ -116,7 +123,7 @@ class Speculator:
                     room -= k
                     continue
             if spec.draft_model and state.draft is not None:
-                n = self._draft_model_length(state, spec, costs, others,
+                n = self._draft_model_length(state, spec, costs, untimed_s, others,
                                              min(limit, spec.n_max or DRAFT_MODEL_MAX_DRAFT))
                 if n:
                     context = [*slot.cached, slot.pending_token]
@@ -141,13 +148,14 @@ class Speculator:
         return min(limit, state.info.n_ctx - len(slot.cached) - 3)
 
     def _draft_model_length(self, state: LoadedState, spec: RequestSpeculation,
-                            costs: StepCosts, others: int, limit: int) -> int:
+                            costs: StepCosts, untimed_s: float, others: int, limit: int
+                            ) -> int:
         assert state.draft is not None
         if spec.pinned_length:
             return spec.pinned(limit)
         draft_step = state.draft.step_s or costs.decode_step / 4
         n = draft_length(spec.evidence[DRAFT_SOURCE].alpha(), limit, step_s=costs.decode_step,
-                         verify_s=self.verify_cost, fallback_per_token_s=costs.per_prompt_token,
+                         verify_s=self.verify_cost, fallback_per_token_s=untimed_s,
                          draft_step_s=draft_step, others=others, n_min=spec.n_min)
         if n:
             spec.skipped = 0

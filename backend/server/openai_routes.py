@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -58,8 +59,17 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 def _local_cards(hearth: Hearth) -> list[ModelCard]:
     # Only models that can run: a download cut short or a damaged file is no model to offer.
-    return [ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
-            for m in hearth.models() if m.usable and m.path.exists()]
+    cards = [ModelCard(id=m.id, created=int(m.path.stat().st_mtime))
+             for m in hearth.models() if m.usable and m.path.exists()]
+    # A server started with `--model /path/x.gguf` serves that file by its id although it
+    # is in no model folder: it is listed first, or clients that take the first listed
+    # model would name another one (and load it in its place).
+    hosted = hearth.hosted()
+    if hosted is not None and all(c.id != hosted.info.model_id for c in cards):
+        path = Path(hosted.info.path)
+        created = int(path.stat().st_mtime) if path.exists() else 0
+        cards.insert(0, ModelCard(id=hosted.info.model_id, created=created))
+    return cards
 
 
 @router.get("/models", response_model=ModelList)
