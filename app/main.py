@@ -64,21 +64,25 @@ async def _run_window(window: MainWindow, hearth: Hearth, crashes: CrashReporter
     window.show()
     window.status.start()
     window.server.start_if_enabled()
+    open_first_page(window, hearth)
+    await closed.wait()
+    return 0
+
+
+def open_first_page(window: MainWindow, hearth: Hearth) -> None:
+    """What the window opens on: the chat, ready to type into, unless there is no model."""
     name = first_model(hearth)
     if name is None:
         # Nothing to chat with at all: the Models page's welcome offers the catalog's best
         # pick for this machine.
         window.show_page("models")
-    elif hearth.settings.snapshot().default_model is None:
-        # First run: the chat, with the starter picked and the composer focused; the first
-        # message loads it ("Loading SmolLM2…" in the reply), so type and Enter is enough.
-        window.chat.show_model_choice(name)
-        window.show_page("chat")
-    else:
-        window.chat.show_model_choice(name)
+        return
+    window.chat.show_model_choice(name)
+    window.show_page("chat")  # the composer takes the focus
+    if hearth.settings.snapshot().default_model is not None:
         window.load_model(name)  # a task; the window renders its outcome
-    await closed.wait()
-    return 0
+    # First run: nothing loads yet; the first message loads the starter ("Loading SmolLM2…"
+    # in the reply), so type and Enter is enough.
 
 
 def main(argv: Sequence[str] | None = None, *, server: ServerFactory | None = None) -> int:

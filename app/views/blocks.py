@@ -12,7 +12,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import TextLexer, get_lexer_by_name
 from pygments.util import ClassNotFound
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QEvent, Qt, QTimer
 from PySide6.QtGui import QFontDatabase, QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -25,6 +25,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.markdown_blocks import Block
+from app.prose_html import prose_html
+from app.theme import current_palette
 
 _DARK_STYLE, _LIGHT_STYLE = "monokai", "friendly"
 COPIED_RESET_MS = 1500  # "Copied" confirms the click, then the button reads "Copy" again
@@ -56,19 +58,45 @@ def _text_label(parent: QWidget, fmt: Qt.TextFormat) -> QLabel:
 
 
 class ProseBlock(QLabel):
-    """Markdown prose, rendered by Qt's own (C) markdown parser."""
+    """Markdown prose, as rich text styled from the theme's palette (app/prose_html.py)."""
 
     def __init__(self, parent: QWidget | None = None, *, markdown: bool = True) -> None:
         super().__init__(parent)
+        self._markdown = markdown
         self.setWordWrap(True)
-        self.setTextFormat(Qt.TextFormat.MarkdownText if markdown else Qt.TextFormat.PlainText)
+        self.setTextFormat(Qt.TextFormat.RichText if markdown else Qt.TextFormat.PlainText)
         self.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
         self.setOpenExternalLinks(True)
         self.block: Block | None = None
+        self._heights: dict[int, int] = {}  # width -> height, for the text shown now
 
     def show_block(self, block: Block) -> None:
         self.block = block
-        self.setText(block.text.strip("\n"))
+        text = block.text.strip("\n")
+        self.setText(prose_html(text, current_palette()) if self._markdown else text)
+
+    def setText(self, text: str) -> None:  # type: ignore[override]
+        self._heights.clear()
+        super().setText(text)
+
+    def heightForWidth(self, width: int) -> int:
+        # Qt's rich-text label lays its whole document out (twice) for every call, and the
+        # transcript's layout asks every block of every reply at each repaint: the cost grew
+        # with the length of the chat (GUI CPU per 100 tokens 5x higher by token 1,500). A
+        # block's height at a width changes only with its text or font, so it is kept.
+        height = self._heights.get(width)
+        if height is None:
+            height = self._heights[width] = super().heightForWidth(width)
+        return height
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._heights.clear()
+        super().changeEvent(event)
+        # The theme changed: inline code, quotes and tables carry the palette's colours.
+        if event.type() == QEvent.Type.PaletteChange and self.block is not None \
+                and self._markdown:
+            self.show_block(self.block)
 
 
 class CodeBlock(QFrame):
@@ -113,6 +141,12 @@ class CodeBlock(QFrame):
             self.code.setText(highlight_code(block.text, block.language, dark=_is_dark(self)))
         else:
             self.code.setText(f"<pre style='margin:0'>{html.escape(block.text)}</pre>")
+
+    def changeEvent(self, event: QEvent) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange and self.block is not None \
+                and self.block.closed:
+            self.show_block(self.block)  # highlighted for the new theme's background
 
     def copy(self) -> None:
         if self.block is not None:

@@ -7,11 +7,22 @@ is never grey without a sentence beside it saying why. GUI thread only.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QObject, QSize, Qt, Signal
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
+from app.icons import icon
 from app.views.composer import Composer
+from app.views.reading_column import centre_in
 from app.views.transcript import MessageView
+
+SEND_SIZE = 34
 
 
 class ChatInput(QWidget):
@@ -31,34 +42,46 @@ class ChatInput(QWidget):
         self.hint.setObjectName("send_hint")
         self.hint.setWordWrap(True)
         self.hint.hide()
-        self.send_button = QPushButton("Send", self)
+        # Send and Stop sit inside the rounded box, bottom right: Send a round accent icon,
+        # Stop (only while this chat's reply streams) says its word beside its icon.
+        self.box = QFrame(self)
+        self.box.setObjectName("composer_box")
+        self.composer.installEventFilter(self)  # the box draws the focus ring for it
+        self.send_button = QPushButton(self)
         self.send_button.setObjectName("send_button")
+        self.send_button.setIcon(icon("send", "on_accent"))
+        self.send_button.setIconSize(QSize(18, 18))
+        self.send_button.setFixedSize(SEND_SIZE, SEND_SIZE)
+        self.send_button.setCursor(Qt.CursorShape.PointingHandCursor)
         self.send_button.setDefault(True)
         self.send_button.setAccessibleName("Send message")
         self.send_button.setToolTip("Send (Enter)")
         self.send_button.clicked.connect(self.send_requested)
-        self.stop_button = QPushButton("Stop", self)
+        self.stop_button = QPushButton(icon("stop", "text"), "Stop", self)
         self.stop_button.setObjectName("stop_button")
+        self.stop_button.setFixedHeight(SEND_SIZE)
+        self.stop_button.hide()
         self.stop_button.setToolTip("Stop the reply (Esc)")
         self.stop_button.setAccessibleName("Stop reply")
         self.stop_button.clicked.connect(self.stop_requested)
-        for button in (self.send_button, self.stop_button):
-            button.setMinimumWidth(96)
-        buttons = QVBoxLayout()
-        buttons.addWidget(self.send_button)
-        buttons.addWidget(self.stop_button)
-        buttons.addStretch(1)
-        row = QHBoxLayout()
-        row.setContentsMargins(16, 4, 16, 12)
-        row.addWidget(self.composer, 1)
-        row.addLayout(buttons)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(0, 0, 0, 0)
+        bottom.setSpacing(6)
+        bottom.addWidget(self.hint, 1)  # beside Send: why it is unavailable, or what it does
+        bottom.addStretch(0)
+        bottom.addWidget(self.stop_button)
+        bottom.addWidget(self.send_button)
+        inside = QVBoxLayout(self.box)
+        inside.setContentsMargins(10, 6, 8, 8)
+        inside.setSpacing(2)
+        inside.addWidget(self.composer)
+        inside.addLayout(bottom)
         column = QVBoxLayout(self)
-        column.setContentsMargins(0, 0, 0, 0)
-        column.setSpacing(0)
+        column.setContentsMargins(16, 4, 16, 12)
+        column.setSpacing(4)
         column.addWidget(self.edit_notice)
-        column.addLayout(row)
-        column.addWidget(self.hint)
-        self.hint.setContentsMargins(18, 0, 16, 8)
+        column.addWidget(self.box)
+        centre_in(self, column)  # lined up with the transcript's reading column
         self.setTabOrder(self.composer, self.send_button)
         self.setTabOrder(self.send_button, self.stop_button)
 
@@ -72,8 +95,17 @@ class ChatInput(QWidget):
         self.send_button.setEnabled(can_send)
         self.stop_button.setEnabled(can_stop)
         self.stop_button.setText("Stopping…" if stopping else "Stop")
+        self.stop_button.setVisible(can_stop or stopping)
         self.show_hint(reason)
         self.send_button.setToolTip("Send (Enter)" if can_send else (reason or ""))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.composer and event.type() in (QEvent.Type.FocusIn,
+                                                         QEvent.Type.FocusOut):
+            self.box.setProperty("focused", event.type() == QEvent.Type.FocusIn)
+            self.box.style().unpolish(self.box)
+            self.box.style().polish(self.box)
+        return super().eventFilter(watched, event)
 
     def show_hint(self, text: str | None) -> None:
         self.hint.setText(text or "")

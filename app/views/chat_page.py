@@ -29,6 +29,7 @@ from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
 from qasync import asyncSlot
 
+from app.views.attachments import ChatDocuments
 from app.views.chat_indicators import ChatIndicators
 from app.views.chat_input import ChatInput
 from app.views.chat_session import ChatSession
@@ -37,6 +38,7 @@ from app.views.model_bar import ModelBar
 from app.views.model_chooser import ModelChooser
 from app.views.reply_render import ContextMeter, show_stored, stats_line
 from app.views.reply_stream import ReplyStreamer, SentTurn
+from app.views.tool_reply import ToolReplies
 from app.views.transcript import MessageView, TranscriptView
 from backend.api import Hearth, LoadedModel, LoadPlan
 from backend.errors import BackendError
@@ -123,6 +125,7 @@ class ChatPage(QWidget):
         self.chooser = ModelChooser(self._hearth, self.model_bar,
                                     lambda: self.replies.streaming, self)
         self.replies = ReplyStreamer(self._hearth, self.transcript, self._wire, self)
+        self.replies.tools = ToolReplies(self._hearth)  # MCP tools, when any are on
         self.chooser.loaded.connect(self.model_loaded)
         self.chooser.hosted_changed.connect(self._hosted_changed)
         self.chooser.remote_chosen.connect(self._remote_chosen)
@@ -139,7 +142,8 @@ class ChatPage(QWidget):
         self.input.send_requested.connect(self.send_message)
         self.input.stop_requested.connect(self.stop_reply)
         self.welcome.suggestion_chosen.connect(self.send_suggestion)
-        for part in (self.chooser, self.replies):
+        self.documents = ChatDocuments(self._hearth, self, self._ensure_conversation)
+        for part in (self.chooser, self.replies, self.documents):
             part.problem.connect(self.problem)
         self.indicators.show_context(None)
 
@@ -231,7 +235,7 @@ class ChatPage(QWidget):
         for message in messages:
             if live is not None and message.id == live.view.message_id:
                 continue  # the live view shows it, up to the last token
-            self._wire(show_stored(self.transcript, message))
+            self._wire(self.documents.citations.shown(show_stored, self.transcript, message))
         if live is not None:
             self.transcript.attach(live.view)
         self.chooser.show_choice(conversation.model_id)

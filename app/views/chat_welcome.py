@@ -10,6 +10,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from app.views.suggestion_chip import SuggestionChip
+
 SUGGESTIONS = (
     ("Explain a concept", "Explain how a rainbow forms, in simple words."),
     ("Write something", "Write a short, friendly note inviting a neighbour for tea."),
@@ -39,7 +41,7 @@ class ChatWelcome(QWidget):
         grid = QGridLayout()
         grid.setSpacing(8)
         for index, (label, prompt) in enumerate(SUGGESTIONS):
-            chip = QPushButton(f"{label}\n{prompt}", self)
+            chip = SuggestionChip(label, prompt, self)
             chip.setObjectName("suggestion_chip")
             chip.setAccessibleName(f"Suggestion: {prompt}")
             chip.setToolTip(prompt)

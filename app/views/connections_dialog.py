@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 from qasync import asyncSlot
 
+from app.style import mark_error
 from backend.api import CONNECTION_KINDS, Hearth, RemoteConnection
 from backend.errors import BackendError
 
@@ -152,7 +153,7 @@ class ConnectionsDialog(QDialog):
         return None
 
     def _say(self, text: str, *, error: bool = False) -> None:
-        self.message.setStyleSheet("color: #c62828;" if error else "")
+        mark_error(self.message, error)
         self.message.setText(text)
 
     def save(self) -> bool:

@@ -19,10 +19,10 @@ from PySide6.QtCore import (
 )
 from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
 
+from app.theme import current_palette
 from backend.api import Conversation
 
 _Index = QModelIndex | QPersistentModelIndex
-STREAMING_COLOUR = "#2e7d32"
 _dot: QIcon | None = None
 
 
@@ -34,7 +34,7 @@ def streaming_dot() -> QIcon:
         pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setBrush(QColor(STREAMING_COLOUR))
+        painter.setBrush(QColor(current_palette().success))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.drawEllipse(2, 2, 8, 8)
         painter.end()

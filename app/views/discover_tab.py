@@ -19,7 +19,6 @@ An answer for a query or a repo the person has already moved away from is droppe
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, Qt, Signal, Slot
-from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
@@ -33,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 from qasync import asyncSlot
 
+from app.style import mark_error
 from app.views.card_delegate import CardDelegate
 from app.views.card_details import CardDetails
 from app.views.model_cards import CardListModel, ModelCard
@@ -64,9 +64,7 @@ class Notice(QLabel):
         self.setText(("⚠ " if problem else "") + text)  # not by colour alone
         self.setToolTip(text)  # the whole sentence, should a narrow window clip it
         self.setAccessibleName(("Problem: " if problem else "") + text)
-        dark = self.palette().color(QPalette.ColorRole.Window).lightness() < 128
-        colour = ("#ef9a9a" if dark else "#b71c1c") if problem else ""
-        self.setStyleSheet(f"color: {colour};" if colour else "")
+        mark_error(self, problem)  # the theme's error colour, light or dark
 
 
 class DiscoverTab(QWidget):

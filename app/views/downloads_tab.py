@@ -99,7 +99,9 @@ class DownloadsTab(QWidget):
         self.pause_button.setEnabled(state in ("queued", "downloading", "retrying"))
         self.resume_button.setEnabled(state == "paused")
         self.retry_button.setEnabled(state == "failed")
-        self.cancel_button.setEnabled(state is not None and state not in TERMINAL)
+        # A failed one stays listed (across restarts too) until retried or cancelled.
+        self.cancel_button.setEnabled(state == "failed" or (state is not None
+                                                         and state not in TERMINAL))
         if row is not None and row.state == "failed" and row.error is not None:
             self.detail.setText(f"{row.repo} {row.quant} failed: {row.error.user_message}")
         else:

@@ -10,16 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QProgressBar, QWidget
 
+from app.views.elided_label import ElidedLabel
 from backend.api import RemoteStatus
 
 REMOTE_ROLE = Qt.ItemDataRole.UserRole + 1  # picker rows that came from a connection
-
-
-def _short(text: str, limit: int = 90) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class ModelBar(QWidget):
@@ -28,18 +24,16 @@ class ModelBar(QWidget):
         self.picker = QComboBox(self)
         self.picker.setObjectName("model_picker")
         self.picker.setToolTip("Pick the model to chat with (Ctrl+K)")
-        self.picker.setMinimumWidth(260)
+        self.picker.setMinimumWidth(200)  # the chat page fits an 800 px window
         self.progress = QProgressBar(self)
         self.progress.setObjectName("load_progress")
         self.progress.setRange(0, 100)
         self.progress.setMaximumWidth(160)
         self.progress.hide()
-        self.verdict = QLabel(self)
+        # The planner's sentence can be long: it must never widen the window, nor be cut
+        # mid-word, so it shows the whole words that fit, then "…" (all of it on hover).
+        self.verdict = ElidedLabel(self)
         self.verdict.setObjectName("verdict_label")
-        self.verdict.setWordWrap(False)
-        # The planner's sentence can be long: it must never widen the window (the full text
-        # is in the tooltip), so the label takes whatever room is left.
-        self.verdict.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.verdict.setMinimumWidth(40)
         self.remote_ids: set[str] = set()
         self._layout = QHBoxLayout(self)
@@ -115,5 +109,5 @@ class ModelBar(QWidget):
 
     def show_verdict(self, text: str, tooltip: str) -> None:
         self.progress.hide()
-        self.verdict.setText(_short(text))
+        self.verdict.setText(text)
         self.verdict.setToolTip(tooltip)

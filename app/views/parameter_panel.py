@@ -55,7 +55,7 @@ PLAN_DELAY_MS = 250
 LABEL_WIDTH = 104  # px; both forms share it so their editors line up
 # Engine fields that only apply when the model is loaded again.
 LOAD_FIELDS = frozenset({"n_ctx", "gpu_layers", "threads", "flash_attn", "kv_cache_type",
-                         "parallel"})
+                         "parallel", "draft_model"})
 
 SAMPLING_ROWS = (Row("temperature"), Row("max_tokens", "Max reply tokens", fallback=1024))
 ADVANCED_ROWS = (Row("top_p", "Top P"), Row("top_k", "Top K"), Row("min_p", "Min P"),
@@ -70,7 +70,14 @@ ENGINE_ROWS = (Row("n_ctx", "Context length", step=256),
                    "f16": "f16 (full quality)", "q8_0": "q8_0 (about half the memory)",
                    "q4_0": "q4_0 (about a quarter)"}),
                Row("parallel", "Parallel replies"),
-               Row("overflow", "When a chat is too long"))
+               Row("overflow", "When a chat is too long"),
+               # The mode applies to the next message; a draft model is loaded beside the
+               # model (a reload), and refused at the load, with the reason, if its
+               # vocabulary differs.
+               Row("speculative", "Speculative decoding", choice_labels={
+                   "auto": "Auto (when it pays)", "off": "Off",
+                   "ngram": "From the chat's own text", "draft": "Draft model"}),
+               Row("draft_model", "Draft model", none_label="None"))
 
 
 class _Section(QWidget):

@@ -11,6 +11,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QWidget
 
+from app.views.tool_card import add_stored_result
 from app.views.transcript import MessageView, TranscriptView
 from backend.api import Finished, LoadedModel, OverflowPolicy, StoredMessage
 
@@ -31,6 +32,9 @@ def stats_line(stats: dict[str, Any]) -> str:
     if "prompt_tokens" in stats:
         parts.append(f"{stats.get('cached_prompt_tokens', 0)}/{stats['prompt_tokens']} prompt "
                      "tokens cached")
+    if stats.get("draft_tokens"):
+        parts.append(f"{stats.get('draft_accepted', 0)}/{stats['draft_tokens']} drafted "
+                     "tokens accepted")
     reason = stats.get("finish_reason")
     if reason == "cancelled":
         parts.append("stopped")
@@ -52,6 +56,9 @@ def reply_stats(event: Finished, model_id: str | None) -> dict[str, Any]:
         "time_to_first_token_s": usage.time_to_first_token_s,
         "decode_tokens_per_s": usage.decode_tokens_per_s,
         "messages_dropped": usage.messages_dropped,
+        # Speculative decoding: guessed tokens the model checked, and those it kept.
+        "draft_tokens": usage.draft_tokens,
+        "draft_accepted": usage.draft_accepted,
     }
     if event.finish_reason == "error":
         stats["error"] = (event.error.user_message if event.error is not None
@@ -73,9 +80,12 @@ def show_finished(view: MessageView, stats: dict[str, Any]) -> None:
 def show_stored(transcript: TranscriptView, message: StoredMessage) -> MessageView:
     """A stored turn in the transcript, with the footer it had (or why it never finished)."""
     title = (message.stats or {}).get("model") if message.role == "assistant" else None
-    view = transcript.add_message(message.role, message.content, title=title,
+    tool = message.role == "tool"  # a tool's result: its card, the result folded
+    view = transcript.add_message(message.role, "" if tool else message.content, title=title,
                                   message_id=message.id)
     view.finish()
+    if tool:
+        add_stored_result(view, message.stats, message.content)
     if message.role == "assistant":
         line = stats_line(message.stats) if message.stats else ""
         if message.state == "interrupted":

@@ -31,19 +31,24 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QObject, Signal
 
+from app.views.attachments import ChatDocuments, grounded_stats
+from app.views.citations import CitationOpener
 from app.views.live_reply import LiveReply, reading_status
 from app.views.reply_render import STATE_FOR_REASON, reply_stats, show_finished
+from app.views.tool_reply import ToolReplies
 from app.views.transcript import MessageView, TranscriptView
 from backend.api import (
     NO_LIMIT,
     RANDOM_SEED,
     Finished,
+    Grounding,
     Hearth,
     PromptProgress,
     ReplyRecorder,
     RequestOptions,
     Settings,
     TextDelta,
+    ToolChatRecorder,
     new_request_id,
     prompt_messages,
 )
@@ -96,6 +101,11 @@ class ReplyStreamer(QObject):
         # Each chat's streaming reply: it keeps streaming (and saving) while the person looks
         # at other chats, and is shown again when they come back.
         self._live: dict[int, LiveReply] = {}
+        # The chat's documents (grounding the question) and the sources under replies; the
+        # chat page sets them. None: replies go without documents.
+        self.documents: ChatDocuments | None = None
+        self.citations: CitationOpener | None = None
+        self.tools: ToolReplies | None = None  # replies that may call MCP tools
 
     # -- queries ---------------------------------------------------------------------------
     @property
@@ -116,7 +126,8 @@ class ReplyStreamer(QObject):
         if live is None:
             return False
         if not live.stopping:
-            live.stopping = self._hearth.stop(live.request_id)
+            live.stopping = (self.tools is not None and self.tools.stop(live.request_id)
+                             ) or self._hearth.stop(live.request_id)
             self.stopping_changed.emit(live.conversation)
         return True
 
@@ -143,7 +154,8 @@ class ReplyStreamer(QObject):
         self._wire(view)
         live = LiveReply(conversation, view, new_request_id(), model)
         self._live[conversation] = live
-        recorder = ReplyRecorder(store, placeholder.id)
+        # A tool reply swaps in its own, which keeps each step as its own turn.
+        recorder: ReplyRecorder | ToolChatRecorder = ReplyRecorder(store, placeholder.id)
         outcome: tuple[str, dict[str, Any] | None] = ("interrupted", None)
         self.streaming_changed.emit(conversation, True)
         try:
@@ -158,12 +170,28 @@ class ReplyStreamer(QObject):
             view.set_status("Reading your message…")
             settings = self._hearth.settings.snapshot()
             messages = prompt_messages(store.messages(conversation))
-            generation = await self._hearth.generate(
-                model, messages=messages,
-                options=panel_options(settings, live.request_id, system_prompt),
-                # Loaded above; should another chat's model have taken its place meanwhile,
-                # the lease waits for that chat's reply and loads this one back.
-                preset=settings.chat.preset, load_if_needed=True)
+            grounding: Grounding | None = None
+            if self.documents is not None and model is not None:
+                # The history keeps the person's words; the request carries the sources.
+                grounding = await self.documents.ground(conversation, model, messages)
+                if grounding is not None:
+                    messages = grounding.messages
+            generation: Any
+            if self.tools is not None and self.tools.wanted(model, remote):
+                # The enabled MCP tools are offered: calls become cards in this reply, and
+                # each step is its own turn in the history (``tool_reply.py``).
+                generation = self.tools.start(
+                    live.request_id, view, recorder, conversation, model, messages,
+                    panel_options(settings, live.request_id, system_prompt),
+                    settings.chat.preset)
+                recorder = generation.recorder
+            else:
+                generation = await self._hearth.generate(
+                    model, messages=messages,
+                    options=panel_options(settings, live.request_id, system_prompt),
+                    # Loaded above; should another chat's model have taken its place
+                    # meanwhile, the lease waits for that chat's reply and loads this one back.
+                    preset=settings.chat.preset, load_if_needed=True)
             # If this task is cancelled (the window closed), closing the generation cancels
             # its request too.
             async with generation:
@@ -179,7 +207,7 @@ class ReplyStreamer(QObject):
                         view.set_status(*reading_status(event.done, event.total))
                         self.usage_changed.emit(conversation, live)
                     elif isinstance(event, Finished):
-                        outcome = self._finished(view, event, model)
+                        outcome = self._finished(view, event, model, grounding)
         except BackendError as exc:
             if remote and live.phase != "loading":
                 # The turn stays, with the reason and Retry in the reply itself: said once.
@@ -204,10 +232,12 @@ class ReplyStreamer(QObject):
                 view.deleteLater()  # finished while another chat was shown: it is stored
             self.streaming_changed.emit(conversation, False)
 
-    def _finished(self, view: MessageView, event: Finished, model: str | None
-                  ) -> tuple[str, dict[str, Any]]:
-        stats = reply_stats(event, model)
+    def _finished(self, view: MessageView, event: Finished, model: str | None,
+                  grounding: Grounding | None = None) -> tuple[str, dict[str, Any]]:
+        stats = reply_stats(event, model) | grounded_stats(grounding)
         show_finished(view, stats)
+        if self.citations is not None:
+            self.citations.show(view, stats)
         if view in self._transcript.messages():
             self.finished_in_view.emit(stats)
         self.reply_finished.emit(event)

@@ -24,11 +24,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.theme import current_palette
 from backend.api import RequestLogEntry
 
 MAX_ROWS = 1000  # enough to scroll back through a session; a flood can't grow memory forever
 COLUMNS = ("Time", "Request", "Model", "Tokens", "Status", "Duration")
-ERROR_COLOUR = QColor("#c62828")
 
 _Index = QModelIndex | QPersistentModelIndex
 
@@ -90,7 +90,7 @@ class RequestLogModel(QAbstractTableModel):
             return (f"{entry.prompt_tokens} prompt tokens, "
                     f"{entry.completion_tokens} generated")
         if role == Qt.ItemDataRole.ForegroundRole and entry.status >= 400:
-            return ERROR_COLOUR
+            return QColor(current_palette().error)
         if role == Qt.ItemDataRole.TextAlignmentRole and index.column() in (3, 4, 5):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         return None

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.style import ERROR_COLOUR
+from app.style import mark_error
 from app.views.snippets import copy_text
 from backend.api import ServerSettings, SettingsStore
 from backend.errors import BackendError
@@ -120,7 +120,7 @@ class ServerSettingsForm(QGroupBox):
         self.key_edit.setToolTip(tips["api_key"] or "")
 
         self.settings_error = QLabel(self)  # invalid input: says what, nothing was saved
-        self.settings_error.setStyleSheet(f"color: {ERROR_COLOUR};")
+        mark_error(self.settings_error)
         self.settings_error.setWordWrap(True)
         self.settings_error.hide()
         self.restart_note = QLabel(RESTART_NOTE, self)

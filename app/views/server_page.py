@@ -14,11 +14,20 @@ from __future__ import annotations
 import asyncio
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 from qasync import asyncSlot
 
 from app.streams import StreamReader
-from app.style import ERROR_COLOUR
+from app.style import mark_error
 from app.views.request_log import RequestLogBox, RequestLogModel
 from app.views.server_form import RESTART_FIELDS, ServerSettingsForm
 from app.views.snippets import SnippetTabs, copy_text, display_root
@@ -87,6 +96,7 @@ class ServerPage(QWidget):
 
         self.url_edit = QLineEdit(self)
         self.url_edit.setReadOnly(True)
+        self.url_edit.setAccessibleName("Base URL")
         self.copy_url_button = QPushButton("Copy", self)
         self.copy_url_button.clicked.connect(lambda: copy_text(self.url_edit.text()))
         url_row = QHBoxLayout()
@@ -98,12 +108,23 @@ class ServerPage(QWidget):
         self.form.changed.connect(self._edited)
         self.snippets = SnippetTabs(self)
         self.log_box = RequestLogBox(self.log_model, self)
-        column = QVBoxLayout(self)
+        # The page scrolls rather than holding the window taller than a small screen.
+        content = QWidget(self)
+        content.setProperty("surface", "page")
+        content.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        column = QVBoxLayout(content)
         column.addLayout(top)
         column.addLayout(url_row)
         column.addWidget(self.form)
         column.addWidget(self.snippets)
         column.addWidget(self.log_box, 1)
+        scroll = QScrollArea(self)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
     # -- rendering -------------------------------------------------------------------------
     def _root_url(self) -> str:
@@ -136,7 +157,7 @@ class ServerPage(QWidget):
             text = "Stopped"
         self.state_label.setText(text)
         failed = text.startswith("Failed")
-        self.state_label.setStyleSheet(f"color: {ERROR_COLOUR};" if failed else "")
+        mark_error(self.state_label, failed)
 
         self.toggle_button.setChecked(running)
         self.toggle_button.setText("Stop server" if running else "Start server")

@@ -40,8 +40,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.style import mark_error
+
 INT32_MAX = 2**31 - 1  # QSpinBox holds a C int: larger bounds (a 32-bit seed) are clamped
-PROBLEM_STYLE = "color: #b3261e;"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ class FieldEditor(QWidget):
             line.addWidget(self.none_box)
         self.problem = QLabel()
         self.problem.setWordWrap(True)
-        self.problem.setStyleSheet(PROBLEM_STYLE)
+        mark_error(self.problem)  # the theme's error colour
         self.problem.hide()
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)

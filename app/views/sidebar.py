@@ -1,5 +1,5 @@
-"""``Sidebar``: page navigation, "New chat", chat search, and the list of saved chats with
-Rename / Delete / Export on each.
+"""``Sidebar``: the navigation rail (page icons), "New chat", chat search, and the list of
+saved chats with Rename / Delete / Export on each.
 
 Threading contract: GUI thread only. It reads and writes the ``ChatStore`` directly: those are
 millisecond-scale local SQLite calls, cheaper than a hop to a worker thread and back.
@@ -25,7 +25,6 @@ from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, QTimer, Sig
 from PySide6.QtGui import QMouseEvent, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QButtonGroup,
     QFileDialog,
     QHBoxLayout,
     QInputDialog,
@@ -39,11 +38,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.icons import icon
 from app.views.conversation_list import ConversationListModel
+from app.views.nav_rail import NavRail
 from backend.api import ChatStore
 from backend.errors import BackendError
 
-PAGES = {"chat": "Chat", "models": "Models", "server": "Server"}
+PAGES = {"chat": "Chat", "models": "Models", "server": "Server", "documents": "Documents"}
 SEARCH_DEBOUNCE_MS = 150  # one query after a burst of typing, not one per key
 ExportFormat = Literal["markdown", "json"]
 _EXPORTS: dict[ExportFormat, tuple[str, str, str]] = {  # format: (label, suffix, filter)
@@ -74,21 +75,11 @@ class Sidebar(QWidget):
         self._store = store
         self._active_id: int | None = None  # the chat the window shows
 
-        self.nav_buttons: dict[str, QPushButton] = {}
-        self._nav_group = QButtonGroup(self)
-        self._nav_group.setExclusive(True)
-        nav = QHBoxLayout()
-        for name, label in PAGES.items():
-            button = QPushButton(label)
-            button.setObjectName(f"nav_{name}")
-            button.setCheckable(True)
-            button.clicked.connect(lambda _checked=False, n=name: self.page_requested.emit(n))
-            self._nav_group.addButton(button)
-            self.nav_buttons[name] = button
-            nav.addWidget(button)
-        self.nav_buttons["chat"].setChecked(True)
+        self.rail = NavRail(self)  # the pages as icons, at the window's left edge
+        self.rail.page_clicked.connect(self.page_requested)
+        self.nav_buttons: dict[str, QPushButton] = self.rail.buttons
 
-        self.new_chat_button = QPushButton("New chat")
+        self.new_chat_button = QPushButton(icon("new_chat", "text"), "New chat")
         self.new_chat_button.setObjectName("new_chat_button")
         self.new_chat_button.setToolTip("Start a new chat (Ctrl+N)")
         self.new_chat_button.clicked.connect(self._on_new_chat)
@@ -136,13 +127,19 @@ class Sidebar(QWidget):
         self.new_chat_button.setAccessibleName("New chat")
         self.search.setAccessibleName("Search chats")
 
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 6, 6, 6)
-        layout.addLayout(nav)
-        layout.addWidget(self.new_chat_button)
-        layout.addWidget(self.search)
-        layout.addWidget(self.list_view, 1)
-        layout.addWidget(self.notice)
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)  # the chrome colour
+        column = QVBoxLayout()
+        column.setContentsMargins(8, 10, 8, 8)
+        column.setSpacing(8)
+        column.addWidget(self.new_chat_button)
+        column.addWidget(self.search)
+        column.addWidget(self.list_view, 1)
+        column.addWidget(self.notice)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.rail)
+        layout.addLayout(column, 1)
         self.refresh()
 
     # -- what the window calls -------------------------------------------------------------
@@ -151,7 +148,7 @@ class Sidebar(QWidget):
         """Check ``name``'s button without emitting ``page_requested``."""
         if name not in self.nav_buttons:
             raise ValueError(f"unknown page {name!r}; expected one of {sorted(PAGES)}")
-        self.nav_buttons[name].setChecked(True)
+        self.rail.set_page(name)
 
     def refresh(self) -> None:
         """Re-read the list (with the current search) and keep the shown chat highlighted."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QFrame,
@@ -24,12 +24,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.icons import icon
 from app.markdown_blocks import Block, BlockSplitter
 from app.views.blocks import BlockWidget, ProseBlock, make_block_widget
+from app.views.hover_reveal import HoverReveal
+from app.views.reading_column import centre_in
 
 # ~30 fps: smooth to the eye, and a 500 tok/s model costs ~15 tokens per repaint, not 15 repaints.
 REPAINT_INTERVAL_MS = 30
 _ROLE_TITLES = {"user": "You", "assistant": "Assistant", "system": "System", "notice": "Hearth"}
+ACTION_ICON = 16
 _ROLE_NAMES = {"user": "Your message", "assistant": "Reply", "notice": "Notice"}
 
 
@@ -66,15 +70,22 @@ class MessageView(QFrame):
         header.setContentsMargins(0, 0, 0, 0)
         header.setSpacing(2)
         header.addWidget(self.title, 1)
-        self.copy_button = self._tool("Copy", "Copy this message", self.copy)
+        # The actions are icons, shown while the pointer is over the message (or the focus
+        # on one of them); Retry, when a reply failed, stays in sight with its word.
+        self.actions = QWidget(self)
+        self.actions.setObjectName("message_actions")
+        self.copy_button = self._tool("Copy", "Copy this message", self.copy, "copy")
         self.edit_button = self._tool("Edit", "Edit and send again",
-                                      lambda: self.edit_requested.emit(self))
-        self.regenerate_button = self._tool("Regenerate", "Write this reply again",
-                                            lambda: self.regenerate_requested.emit(self))
+                                      lambda: self.edit_requested.emit(self), "edit")
+        self.regenerate_button = self._tool("Regenerate", "Write this reply again (Ctrl+R)",
+                                            lambda: self.regenerate_requested.emit(self),
+                                            "regenerate")
         self.delete_button = self._tool("Delete", "Delete this message",
-                                        lambda: self.delete_requested.emit(self))
+                                        lambda: self.delete_requested.emit(self), "delete")
         self.retry_button = self._tool("Retry", "Ask again (the text so far is replaced)",
                                        lambda: self.regenerate_requested.emit(self))
+        self.retry_button.setIcon(icon("regenerate", "text"))
+        self.retry_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.retry_button.hide()
         self.failed = False
         for button, name in ((self.copy_button, "Copy message"),
@@ -83,9 +94,19 @@ class MessageView(QFrame):
                              (self.delete_button, "Delete message"),
                              (self.retry_button, "Retry reply")):
             button.setAccessibleName(name)
-        for button in (self.retry_button, self.copy_button, self.edit_button,
-                       self.regenerate_button, self.delete_button):
-            header.addWidget(button)
+        actions = QHBoxLayout(self.actions)
+        actions.setContentsMargins(0, 0, 0, 0)
+        actions.setSpacing(2)
+        header.addWidget(self.retry_button)
+        for button in (self.copy_button, self.edit_button, self.regenerate_button,
+                       self.delete_button):
+            button.setParent(self.actions)
+            actions.addWidget(button)
+        header.addWidget(self.actions)
+        self.reveal = HoverReveal(self, self.actions)
+        for button in (self.copy_button, self.edit_button, self.regenerate_button,
+                       self.delete_button):
+            self.reveal.watch(button)
         self.edit_button.setVisible(role == "user")
         self.regenerate_button.setVisible(False)  # the page shows it on the last reply only
         if role == "notice":
@@ -108,7 +129,7 @@ class MessageView(QFrame):
         self.body = QWidget(self)
         self._body_layout = QVBoxLayout(self.body)
         self._body_layout.setContentsMargins(0, 0, 0, 0)
-        self._body_layout.setSpacing(6)
+        self._body_layout.setSpacing(10)  # between paragraphs, code and tables
         self.footer = QLabel(self)
         self.footer.setObjectName("message_footer")
         self.footer.setWordWrap(True)
@@ -126,12 +147,18 @@ class MessageView(QFrame):
         layout.addWidget(self.footer)
         self.flush()
 
-    def _tool(self, text: str, tip: str, slot: Callable[[], object]) -> QToolButton:
+    def _tool(self, text: str, tip: str, slot: Callable[[], object],
+              icon_name: str | None = None) -> QToolButton:
         button = QToolButton(self)
         button.setObjectName(f"message_{text.lower()}")
         button.setText(text)
         button.setToolTip(tip)
         button.setAutoRaise(True)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        if icon_name is not None:
+            button.setIcon(icon(icon_name))
+            button.setIconSize(QSize(ACTION_ICON, ACTION_ICON))
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonIconOnly)
         button.clicked.connect(slot)
         return button
 
@@ -170,6 +197,7 @@ class MessageView(QFrame):
         """A failed reply (server gone, stream cut) offers to ask again."""
         self.failed = visible
         self.retry_button.setVisible(visible)
+        self.reveal.pin(visible)
 
     def copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text())
@@ -236,9 +264,11 @@ class TranscriptView(QScrollArea):
         self.setFrameShape(QFrame.Shape.NoFrame)
         column = QWidget(self)
         column.setObjectName("transcript_column")
+        self.reading_column = column
         self._layout = QVBoxLayout(column)
         self._layout.setContentsMargins(16, 16, 16, 16)
-        self._layout.setSpacing(10)
+        centre_in(column, self._layout)  # messages in the centred reading column
+        self._layout.setSpacing(14)
         self._layout.addStretch(1)  # keeps messages packed at the top
         self.setWidget(column)
         self._views: list[MessageView] = []
@@ -253,7 +283,7 @@ class TranscriptView(QScrollArea):
     def add_message(self, role: str, text: str = "", *, title: str | None = None,
                     message_id: int | None = None) -> MessageView:
         view = MessageView(role, text, title=title, message_id=message_id,
-                           parent=self.widget())
+                           parent=self.reading_column)
         self._layout.insertWidget(self._layout.count() - 1, view)
         self._views.append(view)
         self._follow = True  # a new turn is always worth showing
@@ -280,7 +310,7 @@ class TranscriptView(QScrollArea):
 
     def attach(self, view: MessageView) -> None:
         """Put a detached view back at the end."""
-        view.setParent(self.widget())
+        view.setParent(self.reading_column)
         self._layout.insertWidget(self._layout.count() - 1, view)
         self._views.append(view)
         view.show()

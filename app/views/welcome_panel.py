@@ -8,7 +8,7 @@ Discover's cards carry the same recommendation (a "Recommended" tag), so nothing
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QToolButton, QVBoxLayout, QWidget
 
 from app.views.fit_badge import fit_html
@@ -48,10 +48,10 @@ class WelcomePanel(QWidget):
         self.pick_reason = QLabel(self)
         self.pick_reason.setObjectName("pick_reason")
         self.pick_reason.setWordWrap(True)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.starter_button)
-        buttons.addWidget(self.best_pick_button)
-        buttons.addStretch(1)
+        # One above the other: side by side they held the window wider than 800 px.
+        buttons = QVBoxLayout()
+        buttons.addWidget(self.starter_button, 0, Qt.AlignmentFlag.AlignLeft)
+        buttons.addWidget(self.best_pick_button, 0, Qt.AlignmentFlag.AlignLeft)
         top = QHBoxLayout()
         top.addWidget(title, 1)
         top.addWidget(self.dismiss_button)

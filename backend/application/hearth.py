@@ -243,6 +243,15 @@ class Hearth:
         return Knowledge(self.settings, self.embeddings, EmbeddingChoice(
             self.settings, self.models).choose, self._context_size)
 
+    @property
+    def knowledge_in_use(self) -> bool:
+        """Whether documents were ever used here (their index file exists), without opening
+        it: a window opens ``knowledge`` at start only then, so a library's indexing resumes
+        after a restart while people who never add a document pay nothing. Blocking (a stat)."""
+        from backend.knowledge.database import default_path
+
+        return "knowledge" in self.__dict__ or default_path().exists()
+
     def _context_size(self, model: str) -> int:
         """Tokens per slot ``model`` reads: as loaded, else as it would load. Blocking."""
         saved = (self._engine_settings or self.settings.snapshot().engine).n_ctx

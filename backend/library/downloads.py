@@ -4,7 +4,8 @@ Each download runs on its own worker thread, at most ``max_parallel`` at once; t
 ``transfer.py``'s job (ranged GETs into ``.part`` files, retries, sha256). When every file of
 a model is complete and verified, the ``.part`` files are moved into place together, so a
 split GGUF appears whole or not at all. Unfinished downloads are listed in
-``data_dir/downloads.json`` (atomic writes) and continue when a manager starts again.
+``data_dir/downloads.json`` (``download_list``) and continue when a manager starts again;
+failed ones come back listed, with why, waiting for Retry.
 
 Threading contract: public methods are safe from any thread and never block on the network.
 Subscribers are called on worker threads (never the GUI thread), at most ~10 times a second
@@ -16,19 +17,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
-import os
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from backend.errors import BackendError, DiskFull, DownloadCancelled, DownloadFailed, InvalidRequest
+from backend.library.download_list import STATE_FILE, SavedDownload
+from backend.library.download_list import load as load_list
+from backend.library.download_list import save as save_list
 from backend.library.local import models_dir as library_models_dir
 from backend.library.quants import QuantOption
 from backend.library.transfer import (
@@ -52,7 +54,6 @@ DownloadState = Literal["queued", "downloading", "retrying", "verifying", "pause
                         "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 _RESUMABLE = frozenset({"paused", "failed"})  # failed downloads keep their .part files
-STATE_FILE = "downloads.json"
 
 
 @dataclass(frozen=True)
@@ -250,7 +251,10 @@ class DownloadManager:
     def _request_stop(self, download_id: str, reason: str, idle_state: DownloadState) -> None:
         with self._lock:
             job = self._job(download_id)
-            if job.state in TERMINAL or job.state == idle_state:
+            # A failed one can still be cancelled: that deletes its .part files and drops it
+            # from the list (it stays listed across restarts until then).
+            settled = job.state in TERMINAL and not (reason == "cancel" and job.state == "failed")
+            if settled or job.state == idle_state:
                 return
             if job.thread is not None and job.thread.is_alive():
                 job.stop = reason  # the worker stops at its next chunk and reports it
@@ -363,37 +367,18 @@ class DownloadManager:
                 log.exception("download event subscriber failed")
 
     def _save(self) -> None:
-        keep = [{"id": j.id, "repo": j.repo, "state": "paused" if j.state == "paused" else
-                 "queued", "option": asdict(j.option)}
-                for j in self._jobs.values() if j.state not in TERMINAL]
-        tmp = self._state_file.with_name(self._state_file.name + ".tmp")
-        try:
-            self._state_file.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as f:
-                json.dump({"version": 1, "downloads": keep}, f, indent=1)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._state_file)  # a crash leaves the old list or the new
-        except OSError:  # a full disk must not kill the worker; the list is rewritten often
-            log.exception("couldn't save %s", self._state_file)
+        # Failed ones are kept, with why, for Retry after a restart; the rest continue.
+        save_list(self._state_file, [
+            SavedDownload(j.id, j.repo, j.option, j.state if j.state in _RESUMABLE else "queued",
+                          j.error if j.state == "failed" else None)
+            for j in self._jobs.values() if j.state not in TERMINAL or j.state == "failed"])
 
     def _load(self) -> None:
-        try:
-            saved = json.loads(self._state_file.read_text(encoding="utf-8"))["downloads"]
-        except FileNotFoundError:
-            return
-        except (ValueError, KeyError, TypeError):
-            log.warning("ignoring unreadable %s", self._state_file)
-            return
-        for entry in saved:
+        for saved in load_list(self._state_file):
             try:
-                option = QuantOption(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in entry["option"].items()})
-                # They come back queued (so they continue) unless someone had paused them.
-                state: DownloadState = "paused" if entry["state"] == "paused" else "queued"
-                job = _Job(entry["id"], entry["repo"], option, state=state,
-                           bytes_done=bytes_on_disk(self.models_dir, entry["repo"], option))
-            except (KeyError, TypeError, InvalidRequest):
-                log.warning("skipping a saved download that doesn't parse: %r", entry)
+                done = bytes_on_disk(self.models_dir, saved.repo, saved.option)
+            except InvalidRequest:  # names that would leave the models folder
+                log.warning("skipping a saved download outside the models folder: %r", saved)
                 continue
-            self._jobs[job.id] = job
+            self._jobs[saved.id] = _Job(saved.id, saved.repo, saved.option, state=saved.state,
+                                        error=saved.error, bytes_done=done)

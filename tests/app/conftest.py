@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +11,7 @@ import qasync
 from PySide6.QtWidgets import QApplication
 
 from app.launcher import http_server
+from app.main import finalize_async_generators_on_loop
 from backend.api import Hearth
 
 # Closed loops are kept until the session ends. qasync's close() only flags its timer object
@@ -30,15 +32,21 @@ def qasync_loop(qapp: QApplication) -> Iterator[qasync.QEventLoop]:
     loop = qasync.QEventLoop(qapp)
     asyncio.set_event_loop(loop)
     asyncio._set_running_loop(loop)
+    hooks = sys.get_asyncgen_hooks()
+    # As the app does (app.main): an HTTP stream left unfinished closes on this loop, not in
+    # the garbage collector outside any loop, where httpx printed tracebacks.
+    finalize_async_generators_on_loop(loop)
     try:
         yield loop
         pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
         for task in pending:
             task.cancel()
+        pending.append(loop.create_task(loop.shutdown_asyncgens()))
         deadline = loop.time() + 10
         while any(not task.done() for task in pending) and loop.time() < deadline:
             qapp.processEvents()
     finally:
+        sys.set_asyncgen_hooks(*hooks)
         asyncio._set_running_loop(None)
         asyncio.set_event_loop(None)
         loop.close()

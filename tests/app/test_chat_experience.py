@@ -14,7 +14,7 @@ import qasync
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.main import STARTER_MODEL
+from app.main import STARTER_MODEL, open_first_page
 from app.main_window import MainWindow
 from app.views.chat_page import ChatPage
 from app.views.chat_welcome import SUGGESTIONS
@@ -60,7 +60,11 @@ def _statuses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, float |
 def test_first_five_seconds_ctrl1_type_enter(qtbot: QtBot, window: MainWindow,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     chat, hearth = window.chat, window._hearth
-    window.chat.show_model_choice(STARTER_MODEL)  # what app.main does on a first run
+    assert hearth.settings.snapshot().default_model is None  # a fresh data folder
+    open_first_page(window, hearth)  # what app.main opens on
+    assert window.pages.currentWidget() is chat and chat.model_picker.currentData() == \
+        STARTER_MODEL
+    qtbot.waitUntil(chat.composer.hasFocus)
     window.show_page("models")
     qtbot.keyClick(window, Qt.Key.Key_1, Qt.KeyboardModifier.ControlModifier)
     assert window.pages.currentWidget() is chat

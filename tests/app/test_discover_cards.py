@@ -235,7 +235,7 @@ def test_every_control_on_the_models_page_has_a_name(page: ModelsPage,
 
 
 def test_a_failed_download_stays_listed_with_retry(
-        qtbot: QtBot, page: ModelsPage, hub_server: HubServer) -> None:
+        qtbot: QtBot, page: ModelsPage, hearth: Hearth, hub_server: HubServer) -> None:
     problems: list[str] = []
     page.problem.connect(problems.append)
     discover = page.discover
@@ -257,6 +257,18 @@ def test_a_failed_download_stays_listed_with_retry(
     assert problems == []  # the tab on screen says it; no banner on top
     assert downloads.download_model.index(0, 4).data() == "Failed"
 
+    page.shutdown()  # the app quits and starts again: the failure is still listed, with why
+    hearth.library.close()
+    hearth.library = LibraryService(hearth.settings, hardware=HARDWARE,  # type: ignore[misc]
+                                    download_options=FAST)
+    page = open_page(qtbot, hearth)
+    page.tabs.setCurrentIndex(2)
+    downloads = page.downloads
+    (listed,) = downloads.download_model.rows()
+    assert (listed.id, listed.state) == (failed.id, "failed")
+    downloads.select_download(listed.id)
+    assert downloads.retry_button.isEnabled() and downloads.cancel_button.isEnabled()
+    assert "checksum" in downloads.detail.text()
     hub_server.faults.corrupt.clear()
     qtbot.mouseClick(downloads.retry_button, Qt.MouseButton.LeftButton)
     done = wait_download(qtbot, page, lambda r: r.id == failed.id and r.state == "completed")

@@ -247,20 +247,26 @@ def test_a_reply_streams_on_while_another_chat_is_shown(qtbot: QtBot,
     assert stored[-1].state == "stopped" and stored[-1].content == live.text()
 
 
-def test_colours_follow_a_palette_change(qtbot: QtBot, bare_window: MainWindow) -> None:
-    """Light and dark follow the system: a new palette re-derives the window's colours."""
-    from PySide6.QtGui import QColor, QPalette
+def test_colours_follow_the_system_scheme(qtbot: QtBot, bare_window: MainWindow,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Light and dark follow the system by default: the desktop switching its colour scheme
+    re-applies the matching palette to the whole application."""
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
 
-    light = bare_window.styleSheet()
-    dark = QPalette()
-    for role, colour in ((QPalette.ColorRole.Window, "#202124"),
-                         (QPalette.ColorRole.Base, "#1b1b1d"),
-                         (QPalette.ColorRole.Text, "#e8eaed"),
-                         (QPalette.ColorRole.WindowText, "#e8eaed")):
-        dark.setColor(role, QColor(colour))
-    bare_window.setPalette(dark)
-    qtbot.waitUntil(lambda: bare_window.styleSheet() != light)
-    assert "#1b1b1d" in bare_window.styleSheet()
+    import app.theme as theme
+    from app.palette import DARK, LIGHT
+
+    assert bare_window.theme.controller.choice == "system"
+    try:
+        for dark, palette in ((True, DARK), (False, LIGHT)):
+            monkeypatch.setattr(theme, "system_prefers_dark", lambda _fallback=False, d=dark: d)
+            QGuiApplication.styleHints().colorSchemeChanged.emit(
+                Qt.ColorScheme.Dark if dark else Qt.ColorScheme.Light)
+            assert theme.current_palette() is palette
+            assert f"background: {palette.page}" in QApplication.instance().styleSheet()
+    finally:
+        theme.apply_theme(QApplication.instance(), LIGHT)
 
 
 def test_a_load_the_window_did_not_ask_for_is_shown(qtbot: QtBot, bare_window: MainWindow,

@@ -272,3 +272,22 @@ def test_the_system_prompt_shown_is_the_chats(qtbot: QtBot, panel: ParameterPane
     panel.flush()
     assert edited == ["This chat's prompt. More."]
     assert hearth.settings.snapshot().chat.system_prompt == "This chat's prompt. More."
+
+
+def test_speculative_decoding_is_set_in_the_panel(qtbot: QtBot, panel: ParameterPanel,
+                                                  hearth: Hearth) -> None:
+    """The mode applies to the next message; a draft model needs a reload (it is loaded
+    beside the model, and its vocabulary checked there)."""
+    mode = panel.engine.editor("speculative").editor
+    assert mode.currentData() == "auto"  # type: ignore[attr-defined]
+    with qtbot.assertNotEmitted(panel.load_settings_changed):
+        mode.setCurrentIndex(mode.findData("ngram"))  # type: ignore[attr-defined]
+    assert hearth.settings.snapshot().engine.speculative == "ngram"
+    draft = panel.engine.editor("draft_model")
+    assert draft.none_box is not None and draft.none_box.text() == "None"
+    assert draft.none_box.isChecked()
+    with qtbot.waitSignal(panel.load_settings_changed, timeout=1000):
+        draft.none_box.setChecked(False)
+        draft.editor.setText("qwen2.5:0.5b")  # type: ignore[attr-defined]
+        draft.editor.editingFinished.emit()  # type: ignore[attr-defined]
+    assert load_settings().engine.draft_model == "qwen2.5:0.5b"

@@ -279,6 +279,55 @@ def test_a_paused_download_stays_paused_across_restarts(hub_server: HubServer) -
         second.close()
 
 
+def test_a_failed_download_stays_listed_with_why_across_restarts(hub_server: HubServer) -> None:
+    (option,) = hub.list_quants(SPLIT_REPO)
+    hub_server.faults.corrupt.add(SPLIT_FILES[1])
+    first = DownloadManager(**FAST)  # type: ignore[arg-type]
+    failed = first.wait(first.add(SPLIT_REPO, option), timeout=30)
+    first.close()
+    assert failed.state == "failed"
+    hub_server.faults.corrupt.clear()
+    second = DownloadManager(**FAST)  # type: ignore[arg-type]
+    try:
+        again = second.progress(failed.id)  # listed, with the same sentence, not restarted
+        assert again.state == "failed" and isinstance(again.error, DownloadFailed)
+        assert again.error.user_message == failed.error.user_message  # type: ignore[union-attr]
+        time.sleep(0.3)
+        assert second.progress(failed.id).state == "failed"
+        second.resume(failed.id)  # Retry
+        assert second.wait(failed.id, timeout=30).state == "completed"
+    finally:
+        second.close()
+    saved = json.loads((hearth_paths().data_dir / "downloads.json").read_text())["downloads"]
+    assert saved == []  # done: nothing left to bring back
+
+
+def test_a_saved_full_disk_comes_back_as_one_and_cancel_forgets_it(
+        hub_server: HubServer) -> None:
+    option, _ = smollm2(hub_server)
+    state = hearth_paths().data_dir / "downloads.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"id": "abc", "repo": SMOLLM2_REPO, "state": "failed", "error": [
+        "DiskFull", "The disk filled up during the download. Free some space, then resume it."],
+        "option": {"quant": option.quant, "files": list(option.files),
+                   "sizes": list(option.sizes), "sha256s": list(option.sha256s),
+                   "total_size": option.total_size}}
+    hostile = [{"id": "x"}, "not an entry", {**entry, "id": "bad", "error": {"no": 1}}]
+    state.write_text(json.dumps({"version": 1, "downloads": [entry, *hostile]}))
+    manager = DownloadManager(**FAST)  # type: ignore[arg-type]
+    try:
+        assert isinstance(manager.progress("abc").error, DiskFull)
+        odd = manager.progress("bad")  # an unreadable reason: a generic one that says Retry
+        assert odd.state == "failed" and "Retry" in odd.error.user_message  # type: ignore[union-attr]
+        assert {d.id for d in manager.downloads()} == {"abc", "bad"}
+        manager.cancel("abc")
+        manager.cancel("bad")
+        assert manager.downloads()[0].state == "cancelled"
+    finally:
+        manager.close()
+    assert json.loads(state.read_text())["downloads"] == []
+
+
 @pytest.mark.parametrize(("repo", "name"), [
     ("../evil", "x.gguf"),
     ("owner/repo/extra", "x.gguf"),
