@@ -49,6 +49,18 @@ class InvalidRequest(BackendError):
     http_status = 400
 
 
+class ImageRejected(BackendError):
+    """An image that can't be used: unreadable, too large, too many, or a kind not supported."""
+
+    http_status = 400
+
+
+class VisionUnsupported(BackendError):
+    """Images were sent to a model that has no vision projector."""
+
+    http_status = 400
+
+
 class GenerationFailed(BackendError):
     http_status = 500
 

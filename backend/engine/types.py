@@ -6,9 +6,11 @@ nobody may mutate one after it was sent.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any, Literal
 
 from backend.errors import BackendError
@@ -17,9 +19,25 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 
 @dataclass(frozen=True)
+class ImageInput:
+    """One image attached to a message: the file's bytes as given (PNG, JPEG, WebP, GIF). The
+    engine decodes and resizes it as the model's projector requires; ``digest`` keys the
+    prompt cache, so a follow-up about the same image is not encoded again."""
+
+    data: bytes = field(repr=False)
+    media_type: str = ""  # as the sender declared it; the engine trusts the bytes, not this
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    # Images shown to the model with this message, placed before its text.
+    images: tuple[ImageInput, ...] = ()
     # OpenAI-style tool use: an assistant turn that called tools, and a tool's answer.
     tool_calls: tuple[dict[str, Any], ...] | None = None
     tool_call_id: str | None = None
@@ -182,6 +200,8 @@ class LoadPlan:
     # A small model with the same vocabulary that drafts tokens for this one (speculation);
     # its layers go to the GPU when this model's all do.
     draft_model_path: str | None = None
+    # The model's vision projector (mmproj GGUF): images can be sent to it when set.
+    mmproj_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -203,3 +223,4 @@ class LoadedModel:
     # Why this model can't speculate at all (a recurrent cache), or why the draft model
     # asked for was not loaded; empty when nothing was refused.
     speculation_note: str = ""
+    vision: bool = False  # a projector is loaded: messages may carry images

@@ -59,6 +59,8 @@ class LocalModel:
     # Why the files can't run, a sentence; None when they look usable. Set by listings; a
     # model made from a path by hand is unchecked (the engine checks before loading).
     problem: str | None = None
+    # The vision projector (mmproj GGUF) paired with this model; None for text-only models.
+    mmproj: Path | None = None
 
     @property
     def usable(self) -> bool:
