@@ -46,6 +46,12 @@ class Palette:
     error_bg: str  # the banner
     success: str
     warning: str
+    # The memory bar's four parts: told apart by hue and lightness, and each at least 3:1
+    # against the surface it is drawn on (a non-text graphic, WCAG 1.4.11).
+    chart_weights: str
+    chart_kv: str
+    chart_compute: str
+    chart_runtime: str
 
     def colours(self) -> dict[str, str]:
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "name"}
@@ -79,6 +85,10 @@ LIGHT = Palette(
     error_bg="#fbe4e1",
     success="#2e7d32",
     warning="#8a5300",
+    chart_weights="#3a6a9c",
+    chart_kv="#c0640f",
+    chart_compute="#3f8a3a",
+    chart_runtime="#8e5a88",
 )
 
 DARK = Palette(
@@ -109,6 +119,10 @@ DARK = Palette(
     error_bg="#4a2422",
     success="#81c784",
     warning="#e0b050",
+    chart_weights="#7aa7d6",
+    chart_kv="#f0a15a",
+    chart_compute="#7cc47a",
+    chart_runtime="#c99bc4",
 )
 
 PALETTES: dict[ThemeName, Palette] = {"light": LIGHT, "dark": DARK}

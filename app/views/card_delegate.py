@@ -22,7 +22,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QRectF, QS
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPalette, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from app.views.fit_badge import FIT_COLOURS
+from app.views.fit_badge import fit_hex, on_fill
 from app.views.model_cards import CARD_ROLE, ModelCard
 
 PADDING = 12
@@ -132,8 +132,8 @@ class CardDelegate(QStyledItemDelegate):
         if card.best is not None:
             label = card.best.fit.label
             badge_width = body.horizontalAdvance(label) + 2 * BADGE_PAD
-            colour = QColor(FIT_COLOURS.get(card.best.fit.kind, FIT_COLOURS["unknown"]))
-            on = QColor("#000000") if card.best.fit.kind == "partial" else QColor("#ffffff")
+            fill = fit_hex(card.best.fit.kind)
+            colour, on = QColor(fill), on_fill(fill)
             self._pill(painter, QRect(inner.right() - badge_width, y, badge_width,
                                       body.height() + 2), label, colour, on, option.font)
         painter.setPen(text if card.best is not None else muted)

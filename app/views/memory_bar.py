@@ -17,21 +17,24 @@ from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPalette, QPen
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from app.theme import current_palette
 from backend.api import OffloadPlan, Verdict
 
 MiB = 1024**2
 GiB = 1024**3
 BAR_HEIGHT = 16
 LEGEND_ROW = 18
-OVER_COLOR = QColor("#d62728")
-MARGIN_COLOR = QColor("#7f7f7f")
 
 
 @dataclass(frozen=True)
 class Segment:
     label: str
     bytes: int
-    color: str
+    role: str  # the palette colour it is drawn in, looked up at paint time (theme switches)
+
+    @property
+    def color(self) -> QColor:
+        return QColor(getattr(current_palette(), self.role))
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,10 @@ def bar_data(plan: OffloadPlan) -> BarData:
         device = "GPU memory" if hardware.unified_memory else "GPU"
     else:
         free, device = hardware.ram_available_bytes, "RAM"
-    segments = (Segment("Weights", use.weights, "#4c78a8"),
-                Segment("KV cache", use.kv_cache, "#f58518"),
-                Segment("Compute", use.compute, "#54a24b"),
-                Segment("Runtime", use.overhead, "#b279a2"))
+    segments = (Segment("Weights", use.weights, "chart_weights"),
+                Segment("KV cache", use.kv_cache, "chart_kv"),
+                Segment("Compute", use.compute, "chart_compute"),
+                Segment("Runtime", use.overhead, "chart_runtime"))
     return BarData(device, free, plan.gpu_budget if on_gpu else plan.cpu_budget, segments)
 
 
@@ -98,15 +101,15 @@ class _Canvas(QWidget):
         for seg in data.segments:
             width = seg.bytes * scale
             if width > 0:  # at least a hairline, so a small KV cache is still visible
-                painter.setBrush(QColor(seg.color))
+                painter.setBrush(seg.color)
                 painter.drawRect(QRectF(x, bar.top() + 1, max(width, 1.0), bar.height() - 2))
             x += width
         if 0 < data.budget < data.free:  # where the kept-free margin starts
-            painter.setPen(QPen(MARGIN_COLOR, 1, Qt.PenStyle.DashLine))
+            painter.setPen(QPen(QColor(current_palette().muted), 1, Qt.PenStyle.DashLine))
             mark = bar.left() + data.budget * scale
             painter.drawLine(int(mark), int(bar.top()), int(mark), int(bar.bottom()))
         if data.used > data.budget:
-            painter.setPen(QPen(OVER_COLOR, 2))
+            painter.setPen(QPen(QColor(current_palette().error), 2))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRoundedRect(bar.adjusted(1, 1, -1, -1), 3, 3)
         self._paint_legend(painter, data)
@@ -120,7 +123,7 @@ class _Canvas(QWidget):
             left = (i % 2) * column
             top = BAR_HEIGHT + 6 + (i // 2) * LEGEND_ROW
             painter.setPen(Qt.PenStyle.NoPen)
-            painter.setBrush(QColor(seg.color))
+            painter.setBrush(seg.color)
             painter.drawRect(QRectF(left, top + 4, 10, 10))
             painter.setPen(text_pen)
             text = painter.fontMetrics().elidedText(

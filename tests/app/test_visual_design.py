@@ -63,6 +63,29 @@ def test_palettes_keep_text_readable(palette) -> None:
         assert contrast(palette.focus, getattr(palette, background)) >= 3.0, background
     assert contrast(palette.accent, palette.accent_soft) >= 3.0  # the current page's icon
     assert set(LIGHT.colours()) == set(DARK.colours())
+    # Status text (fit verdicts) reads on the surfaces it is drawn on; chart parts are
+    # graphics: 3:1 against the bar's track.
+    for role in ("success", "warning", "error"):
+        for background in ("surface", "window", "page"):
+            assert contrast(getattr(palette, role), getattr(palette, background)) >= 4.5, \
+                (role, background)
+    for role in ("chart_weights", "chart_kv", "chart_compute", "chart_runtime"):
+        assert contrast(getattr(palette, role), palette.surface) >= 3.0, role
+
+
+def test_fit_and_memory_colours_come_from_the_theme(qapp: QApplication) -> None:
+    from app.views.fit_badge import fit_hex, on_fill
+    from app.views.memory_bar import Segment
+
+    for palette in PALETTES.values():
+        apply_theme(qapp, palette)
+        assert fit_hex("full_gpu") == palette.success
+        assert fit_hex("too_large") == palette.error
+        assert Segment("Weights", 1, "chart_weights").color.name() == palette.chart_weights
+        fill = fit_hex("partial")
+        label = on_fill(fill).name()
+        assert contrast(label, fill) >= 4.5
+    apply_theme(qapp, LIGHT)
 
 
 def test_the_stylesheet_takes_every_colour_from_the_palette() -> None:
