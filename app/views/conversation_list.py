@@ -23,23 +23,24 @@ from app.theme import current_palette
 from backend.api import Conversation
 
 _Index = QModelIndex | QPersistentModelIndex
-_dot: QIcon | None = None
+_dots: dict[str, QIcon] = {}
 
 
 def streaming_dot() -> QIcon:
-    """A small filled circle: this chat is writing a reply (made once, on first use)."""
-    global _dot
-    if _dot is None:
+    """A small filled circle in the current theme's colour: this chat is writing a reply
+    (one per colour, made on first use, so a theme switch gets its own)."""
+    colour = current_palette().success
+    if colour not in _dots:
         pixmap = QPixmap(12, 12)
         pixmap.fill(Qt.GlobalColor.transparent)
         painter = QPainter(pixmap)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setBrush(QColor(current_palette().success))
+        painter.setBrush(QColor(colour))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.drawEllipse(2, 2, 8, 8)
         painter.end()
-        _dot = QIcon(pixmap)
-    return _dot
+        _dots[colour] = QIcon(pixmap)
+    return _dots[colour]
 
 
 def relative_time(timestamp: float, now: float | None = None) -> str:

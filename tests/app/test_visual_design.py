@@ -74,6 +74,7 @@ def test_palettes_keep_text_readable(palette) -> None:
 
 
 def test_fit_and_memory_colours_come_from_the_theme(qapp: QApplication) -> None:
+    from app.views.conversation_list import streaming_dot
     from app.views.fit_badge import fit_hex, on_fill
     from app.views.memory_bar import Segment
 
@@ -82,6 +83,8 @@ def test_fit_and_memory_colours_come_from_the_theme(qapp: QApplication) -> None:
         assert fit_hex("full_gpu") == palette.success
         assert fit_hex("too_large") == palette.error
         assert Segment("Weights", 1, "chart_weights").color.name() == palette.chart_weights
+        dot = streaming_dot().pixmap(12, 12).toImage().pixelColor(6, 6)
+        assert dot.name() == palette.success
         fill = fit_hex("partial")
         label = on_fill(fill).name()
         assert contrast(label, fill) >= 4.5
