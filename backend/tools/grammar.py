@@ -84,11 +84,15 @@ def tool_call_grammar(tools: Sequence[dict[str, Any]], fmt: ToolFormat) -> LazyG
         root = block if fmt.listed else f"{block} ({_WS} {block}){{0,{more}}}"
         # Where the opener is several tokens (a model without it as a special token), a
         # small model may start it and wander off (``<tool_buy_milk>``): trigger as soon as
-        # its distinctive head is written, so the grammar finishes the opener too.
+        # its distinctive head is written, so the grammar finishes the opener too — but only
+        # where a call starts (the reply's start or a line's), so prose that mentions
+        # ``<tool_`` mid-sentence stays prose. The whole opener triggers anywhere.
         head = _opener_head(fmt.opener)
         rest = [re.escape(c) for c in fmt.opener[len(head):]] + _head(fmt.listed)
-        trigger = "(" + re.escape(head) + "(?:" + _optional_chain(rest) + ")?)$"
-        triggers: tuple[str, ...] = (_std_regex(trigger),)
+        at_line_start = ("(?:^|\n)[ \t]*(" + re.escape(head) + "(?:"
+                         + _optional_chain(rest) + ")?)$")
+        whole = "(" + re.escape(fmt.opener) + "(?:" + _optional_chain(_head(fmt.listed)) + ")?)$"
+        triggers: tuple[str, ...] = (_std_regex(at_line_start), _std_regex(whole))
     else:
         # No opener: the reply *is* the call, so it triggers only at the reply's start.
         root = body

@@ -109,7 +109,7 @@ def test_triggers_match_only_what_the_grammar_reads_next(fmt: object) -> None:
     the grammar refuses would abort the engine. So the triggers are $-anchored and match the
     opener (or a call's start) followed only by a prefix of what the grammar accepts."""
     lazy = tool_call_grammar([NOTE], fmt)  # type: ignore[arg-type]
-    (trigger,) = lazy.triggers
+    trigger = "|".join(f"(?:{t})" for t in lazy.triggers)
     opener = {"hermes": "<tool_call>", "mistral": "[TOOL_CALLS]", "phi4": "<|tool_call|>",
               "llama3": ""}[fmt.name]  # type: ignore[attr-defined]
     head = "[" if fmt.listed else ""  # type: ignore[attr-defined]
@@ -120,3 +120,17 @@ def test_triggers_match_only_what_the_grammar_reads_next(fmt: object) -> None:
         assert not re.search(trigger, text), text
     assert lazy.gbnf.startswith("root ::= ")
     assert "hearth-tool-call ::= " in lazy.gbnf and "\nroot ::= " not in lazy.gbnf
+
+
+def test_an_opener_s_head_triggers_only_where_a_call_starts() -> None:
+    """A small model may write ``<tool_`` and wander off, so the head alone triggers the
+    grammar — at the reply's or a line's start; prose that mentions it mid-sentence stays
+    prose. The whole opener triggers anywhere."""
+    triggers = tool_call_grammar([NOTE], HERMES).triggers
+
+    def fires(text: str) -> bool:
+        return any(re.search(t, text) for t in triggers)
+
+    assert fires("<tool_") and fires("Sure.\n<tool_") and fires("Sure.\n  <tool_ca")
+    assert fires("Sure. <tool_call>") and fires('Sure. <tool_call>{"name": "')
+    assert not fires("Wrap it in a <tool_") and not fires("the `<tool_ca")
