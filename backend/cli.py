@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -59,6 +60,7 @@ from backend.cli_repl import (
 from backend.errors import BackendError, InvalidRequest
 
 EXIT_ERROR = 1
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that left
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -239,6 +241,12 @@ def main(argv: Sequence[str] | None = None, *, server: ServerFactory | None = No
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`hearth list | head`): stop quietly, as coreutils do. Point
+        # stdout at /dev/null so the interpreter's final flush doesn't fail a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return 0
 
 

@@ -141,3 +141,13 @@ def test_a_one_shot_reply_is_not_saved(hearth_home: Path) -> None:
         assert store.list_conversations() == []
     finally:
         store.close()
+
+
+def test_a_reader_that_leaves_early_ends_quietly() -> None:
+    """`hearth show MODEL --json | head -1`: no BrokenPipeError traceback, SIGPIPE's status."""
+    proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "show", "smollm2:135m",
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
