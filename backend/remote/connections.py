@@ -7,15 +7,14 @@ server its usual address and say which sampling fields beyond OpenAI's it unders
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-log = logging.getLogger(__name__)
+from backend.settings_lists import keep_valid_entries
 
 ConnectionKind = Literal["vllm", "tgi", "ollama", "lmstudio", "llama-server", "hearth", "openai"]
 
@@ -108,28 +107,9 @@ class RemoteConnection(BaseModel):
         return self.api_key_ref or f"connection:{self.name}"
 
 
-def _drop_invalid(value: Any) -> Any:
-    """Skip (and log) a damaged entry instead of failing the whole settings file, which
-    ``load_settings`` would then set aside with every other setting in it."""
-    if not isinstance(value, list | tuple):
-        return value
-    kept, names = [], set()
-    for raw in value:
-        try:
-            conn = RemoteConnection.model_validate(raw)
-        except ValidationError as exc:
-            log.warning("ignoring an invalid remote connection in settings: %s", exc)
-            continue
-        if conn.name in names:
-            log.warning("ignoring a second remote connection named %r", conn.name)
-            continue
-        names.add(conn.name)
-        kept.append(conn)
-    return kept
-
-
 # The type of ``Settings.connections``.
-ConnectionList = Annotated[tuple[RemoteConnection, ...], BeforeValidator(_drop_invalid)]
+ConnectionList = Annotated[tuple[RemoteConnection, ...], BeforeValidator(
+    keep_valid_entries(RemoteConnection, "remote connection"))]
 
 
 def connection_for_url(base_url: str, *, kind: ConnectionKind = "openai",

@@ -14,11 +14,10 @@ connections' keys do.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -32,8 +31,7 @@ from pydantic import (
 )
 
 from backend.errors import InvalidRequest
-
-log = logging.getLogger(__name__)
+from backend.settings_lists import keep_valid_entries
 
 Transport = Literal["stdio", "http"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -128,26 +126,8 @@ class McpServer(BaseModel):
         return f"mcp:{self.name}:header:{key.lower()}"
 
 
-def _drop_invalid(value: Any) -> Any:
-    """Skip (and log) a damaged entry instead of failing the whole settings file."""
-    if not isinstance(value, list | tuple):
-        return value
-    kept, names = [], set()
-    for raw in value:
-        try:
-            server = McpServer.model_validate(raw)
-        except ValidationError as exc:
-            log.warning("ignoring an invalid MCP server in settings: %s", exc)
-            continue
-        if server.name in names:
-            log.warning("ignoring a second MCP server named %r", server.name)
-            continue
-        names.add(server.name)
-        kept.append(server)
-    return kept
-
-
-McpServerList = Annotated[tuple[McpServer, ...], BeforeValidator(_drop_invalid)]
+McpServerList = Annotated[tuple[McpServer, ...],
+                          BeforeValidator(keep_valid_entries(McpServer, "MCP server"))]
 
 
 class ToolSettings(BaseModel):
