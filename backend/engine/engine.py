@@ -39,6 +39,7 @@ from backend.engine.types import (
     LoadedModel,
     LoadPlan,
 )
+from backend.engine.vision import VisionContext, check_projector_file, probe_image_tokens
 from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
 from backend.library.local import LocalModel
 
@@ -72,7 +73,10 @@ class Engine:
             PREPARE_THREADS, thread_name_prefix="hearth-prepare")
         # Told the fraction loaded as tensors load (engine thread); ModelHost sets it.
         self.on_load_progress: Callable[[float], None] | None = None
-        self.embeddings = Embeddings(self._scheduler.call, self._prepare_pool)
+        # Embedding batches stay short while some chat is generating (engine thread).
+        self.embeddings = Embeddings(self._scheduler.call, self._prepare_pool, streaming=lambda: (
+            self._scheduler.state is not None
+            and any(slot.busy for slot in self._scheduler.state.slots)))
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -198,16 +202,30 @@ class Engine:
     def _load_on_engine_thread(self, model_id: str, path: Path, plan: LoadPlan) -> LoadedModel:
         # A file that can't load must not cost the working model: check it before unloading.
         check_gguf_file(path)
+        mmproj = Path(plan.mmproj_path) if plan.mmproj_path else None
+        if mmproj is not None:
+            check_projector_file(path, mmproj)
         self._unload_on_engine_thread()
         model = NativeModel(path, n_gpu_layers=plan.n_gpu_layers, use_mmap=plan.use_mmap,
                             on_progress=self._note_load_progress)
+        vision: VisionContext | None = None
         try:
             threads = plan.n_threads or physical_cores()
             n_ctx = min(plan.n_ctx, model.n_ctx_train) if model.n_ctx_train > 0 else plan.n_ctx
+            n_batch, n_ubatch = plan.n_batch, min(plan.n_ubatch, plan.n_batch)
+            if mmproj is not None:
+                vision = VisionContext(model, mmproj, n_threads=threads,
+                                       use_gpu=plan.n_gpu_layers > 0)
+                image_tokens, whole = probe_image_tokens(vision)
+                if whole and image_tokens > n_ubatch:
+                    # Bidirectional image attention (Gemma 3): llama.cpp needs a whole image
+                    # in one micro-batch, or it aborts the process.
+                    n_ubatch = image_tokens
+                    n_batch = max(n_batch, n_ubatch)
             config = ContextConfig(
                 n_ctx=n_ctx * plan.n_parallel,
-                n_batch=plan.n_batch,
-                n_ubatch=min(plan.n_ubatch, plan.n_batch),
+                n_batch=n_batch,
+                n_ubatch=n_ubatch,
                 n_seq_max=plan.n_parallel,
                 n_threads=threads,
                 n_threads_batch=plan.n_threads_batch or threads,
@@ -225,6 +243,8 @@ class Engine:
                 eos_token=model.token_text(model.eos_id))
             draft, speculation_note = speculation_for(model, plan, config)
         except BaseException:
+            if vision is not None:
+                vision.close()
             model.close()
             raise
         source = ("override" if plan.chat_template_override
@@ -236,13 +256,13 @@ class Engine:
             backend_sampling=config.backend_sampling,
             supports_tools="tools" in template.source,
             draft_model=draft.name if draft is not None else None,
-            speculation_note=speculation_note)
+            speculation_note=speculation_note, vision=vision is not None)
         self._scheduler.forget_costs()
         self._scheduler.state = LoadedState(
             model=model, ctx=ctx, template=template, info=info,
             slots=[Slot(i) for i in range(plan.n_parallel)],
             prompts=PromptTokenizer(model, capacity=plan.n_parallel + 4),
-            draft=draft, speculation_ok=not cannot_speculate(model))
+            draft=draft, speculation_ok=not cannot_speculate(model), vision=vision)
         return info
 
     def _unload_on_engine_thread(self) -> None:

@@ -50,3 +50,20 @@ def is_out_of_memory(reason: str) -> bool:
     lowered = reason.lower()
     return any(s in lowered for s in ("out of memory", "failed to allocate", "alloc_buffer",
                                       "cudamalloc", "unable to allocate"))
+
+
+_mtmd_routed = False
+
+
+def route_mtmd_log() -> None:
+    """Send libmtmd's log (the vision projector's) to the same callback: chatter silenced,
+    errors kept for ``take_recent_errors``. Loads libmtmd, so only called for a projector."""
+    global _mtmd_routed
+    with _log_lock:
+        if _mtmd_routed:
+            return
+        _mtmd_routed = True
+    import llama_cpp.mtmd_cpp as M
+
+    M.mtmd_log_set(_on_llama_log, ctypes.c_void_p(0))
+    M.mtmd_helper_log_set(_on_llama_log, ctypes.c_void_p(0))

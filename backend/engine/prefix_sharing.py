@@ -7,6 +7,8 @@ clearly less than computing the prefix again.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from backend.engine.slot import Slot, common_prefix_length
 from backend.engine.state import LoadedState
 
@@ -19,7 +21,8 @@ GPU_COPY_BYTES_PER_S = 200e9
 
 
 def share_prefix(state: LoadedState, slot: Slot, prompt: list[int], reused: int,
-             s_per_prompt_token: float) -> int:
+                 s_per_prompt_token: float, retreat: Callable[[int], int] | None = None
+                 ) -> int:
     """Take a longer cached prefix of ``prompt`` from another slot, busy or not.
 
     llama-server keeps a RAM cache of prompts for this; with a unified KV cache the cells
@@ -31,6 +34,8 @@ def share_prefix(state: LoadedState, slot: Slot, prompt: list[int], reused: int,
         if other is slot or not other.cached:
             continue
         n = min(common_prefix_length(other.cached, prompt), len(prompt) - 1)
+        if retreat is not None:  # never share half an image
+            n = retreat(n)
         if n > shared:
             donor, shared = other, n
     if donor is None or shared < reused + MIN_SHARED_PREFIX:

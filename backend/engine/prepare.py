@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 
 from backend.engine.chat_template import select_template, strip_leading_bos
+from backend.engine.image_prompt import has_images, prepare_image_prompt
 from backend.engine.overflow import fit_messages, fit_tokens, prompt_budget
 from backend.engine.prepared import PreparedPrompt
 from backend.engine.state import LoadedState
@@ -93,15 +94,22 @@ def prepare_prompt(state: LoadedState, request: GenerationRequest) -> PreparedPr
         # don't hash).
         last: dict[tuple[int, ...], list[int]] = {}
 
-        def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
-            key = tuple(map(id, messages))
-            if key in last:
-                return last[key]
+        def render(messages: Sequence[ChatMessage]) -> str:
             text = template.render(
                 messages, add_generation_prompt=request.add_generation_prompt,
                 tools=list(request.tools) if request.tools else None)
             if add_bos:
                 text, _ = strip_leading_bos(text, template.bos_token)
+            return text
+
+        if has_images(request):  # images go through the projector's tokenizer (mtmd)
+            return prepare_image_prompt(state, request, render, budget)
+
+        def tokens_of(messages: Sequence[ChatMessage]) -> list[int]:
+            key = tuple(map(id, messages))
+            if key in last:
+                return last[key]
+            text = render(messages)
             last.clear()
             last[key] = _tokenize(state, text)
             return last[key]

@@ -13,3 +13,6 @@ class PreparedPrompt:
     # was loaded since, they mean nothing to it (typed ``object`` so that slots and jobs
     # need not know the engine's state).
     state: object
+    # The prompt's images (``image_prompt.ImageSpans``): where they sit among ``tokens``, as
+    # runs of negative pseudo-token ids, and their mtmd chunks. None: text only.
+    images: object | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -19,12 +20,15 @@ from typing import Any, TypeVar
 
 from backend.engine.chains import sampler_for
 from backend.engine.failures import failure_for
+from backend.engine.image_feed import ImageFeeder
+from backend.engine.image_prompt import ImageSpans
 from backend.engine.prefix_sharing import share_prefix
 from backend.engine.slot import Job, Slot, choose_slot, common_prefix_length
 from backend.engine.speculator import Speculator
 from backend.engine.state import LoadedState, StalePrompt
 from backend.engine.step_batch import fill_batch, on_token
 from backend.engine.step_costs import MIN_PREFILL_CHUNK, StepCosts
+from backend.engine.types import SpeculationParams
 from backend.errors import BackendError, ModelNotLoaded
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,7 @@ class Scheduler:
         self.state: LoadedState | None = None  # engine thread only
         self._costs = StepCosts()  # engine thread only
         self._speculator = Speculator()  # engine thread only
+        self.images = ImageFeeder()  # engine thread only
         self._thread = threading.Thread(target=self._run, name="hearth-engine", daemon=True)
         self._thread.start()
 
@@ -160,22 +165,30 @@ class Scheduler:
             # Prepared for a model that was unloaded or replaced since: prepare it again.
             raise StalePrompt()
         prompt, dropped = prepared.tokens, prepared.dropped
+        images = prepared.images if isinstance(prepared.images, ImageSpans) else ImageSpans()
+        request = job.request
+        if images.spans:  # drafts can't come from (or run into) image positions
+            request = dataclasses.replace(request, speculation=SpeculationParams(mode="off"))
         slot = choose_slot(free, prompt)
         try:
-            sampler = sampler_for(state, slot, job.request)
-            reused = min(common_prefix_length(slot.cached, prompt), len(prompt) - 1)
+            sampler = sampler_for(state, slot, request)
+            # A cached prefix ending inside an image is cut back to its start: an image is
+            # read whole or not at all.
+            reused = images.retreat(min(common_prefix_length(slot.cached, prompt),
+                                        len(prompt) - 1))
             if reused < len(slot.cached) and not state.ctx.seq_remove(slot.seq_id, reused):
                 # Sliding-window caches can't drop a suffix: start this sequence afresh.
                 state.ctx.seq_remove(slot.seq_id, -1, -1)
                 reused = 0
-            reused = share_prefix(state, slot, prompt, reused, self._costs.per_prompt_token)
+            reused = share_prefix(state, slot, prompt, reused, self._costs.per_prompt_token,
+                                  images.retreat)
         except BaseException:
             # Whatever the slot's cache holds now is not known for sure: start it afresh.
             state.ctx.seq_remove(slot.seq_id, -1, -1)
             slot.cached = []
             raise
-        slot.start(job, prompt, reused, sampler, dropped)
-        self._speculator.begin(state, slot, job.request)
+        slot.start(job, prompt, reused, sampler, dropped, images)
+        self._speculator.begin(state, slot, request)
 
     def _refuse(self, job: Job, exc: Exception) -> None:
         """End a request that could not start; always answered, so it leaves every queue."""
@@ -189,6 +202,7 @@ class Scheduler:
 
     def _decode_one_step(self, state: LoadedState) -> None:
         ctx = state.ctx
+        self.images.feed(state, self._fail_slot)  # an image reached: its own decode call
         ctx.batch_clear()
         generating = [s for s in state.slots if s.busy and s.pending_token is not None]
         drafts = self._speculator.propose(state, generating, self._costs)
@@ -290,6 +304,7 @@ class Scheduler:
         """Engine thread: a model was loaded; what was learnt about the last one is void."""
         self._costs = StepCosts()
         self._speculator.reset()
+        self.images.cache.clear()
 
     def drop_graph_samplers(self) -> None:
         """Engine thread: free the chains kept attached to the context (before it goes)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from backend.engine.delivery import EventSink
+from backend.engine.image_prompt import ImageSpans
 from backend.engine.prepared import PreparedPrompt
 from backend.engine.sampler import NativeSampler
 from backend.engine.stop_strings import StopMatcher
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 # A request goes to the slot whose cache it continues for at least this fraction.
 SLOT_SIMILARITY = 0.5
+NO_IMAGES = ImageSpans()
 
 
 @dataclass
@@ -91,6 +93,7 @@ class Slot:
         self.draft_rows: list[int] = []
         self.n_drafted = 0
         self.n_accepted = 0
+        self.images = NO_IMAGES  # where the prompt's images are (image_prompt.py)
 
     # -- lifecycle -------------------------------------------------------------------------
     @property
@@ -102,8 +105,9 @@ class Slot:
         return self.job is not None and self.n_fed < len(self.prompt)
 
     def start(self, job: Job, prompt: list[int], reused: int, sampler: NativeSampler,
-              messages_dropped: int) -> None:
+              messages_dropped: int, images: ImageSpans = NO_IMAGES) -> None:
         self._reset_request_state()
+        self.images = images
         self.job = job
         self.prompt = prompt
         self.n_fed = reused

@@ -18,6 +18,7 @@ from backend.engine.native import NativeContext, NativeModel
 from backend.engine.prompt_tokens import PromptTokenizer
 from backend.engine.slot import Slot
 from backend.engine.types import LoadedModel
+from backend.engine.vision import VisionContext
 
 
 @dataclass(eq=False)  # compared by identity: "the tokens were made for this load"
@@ -30,6 +31,7 @@ class LoadedState:
     prompts: PromptTokenizer  # remembers recent prompts' tokens: a new turn tokenizes its tail
     draft: DraftModel | None = None  # the draft model for speculation, when one is loaded
     speculation_ok: bool = True  # False: this model's cache can't take guesses back out
+    vision: VisionContext | None = None  # the projector, when images can be sent
     lock: threading.Lock = field(default_factory=threading.Lock)
     closed: bool = False  # set under ``lock`` before the model is freed
 
@@ -39,6 +41,8 @@ class LoadedState:
             self.closed = True
         if self.draft is not None:
             self.draft.close()
+        if self.vision is not None:
+            self.vision.close()
         self.ctx.close()
         self.model.close()
 

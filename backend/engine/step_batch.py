@@ -57,7 +57,12 @@ def fill_batch(state: LoadedState, generating: list[Slot], drafts: dict[Slot, li
             break
         if not slot.prefilling:
             continue
-        end = min(len(slot.prompt), slot.n_fed + room)
+        # Text up to the next image only: an image is read by its own decode call (the
+        # scheduler's, before this batch), as token and embedding rows can't share a batch.
+        stop = slot.images.next_start(slot.n_fed, len(slot.prompt))
+        if stop == slot.n_fed:
+            continue
+        end = min(stop, slot.n_fed + room)
         if end == len(slot.prompt) and end - slot.n_fed > 1 and isolate_last:
             end -= 1  # the last prompt token gets a step of its own
         chunk = slot.prompt[slot.n_fed:end]
@@ -96,7 +101,7 @@ def on_token(state: LoadedState, slot: Slot, token: int, now: float) -> None:
             return
     if slot.max_tokens is not None and slot.n_generated >= slot.max_tokens:
         slot.finish("length")
-    elif len(slot.cached) + 1 >= state.info.n_ctx:
+    elif len(slot.cached) + slot.images.extra_cells + 1 >= state.info.n_ctx:
         slot.finish("length")  # the context window is full
     else:
         slot.pending_token = token
