@@ -10,7 +10,16 @@ import json
 import sys
 from typing import Any
 
-from backend.api import Hardware, Hearth, PlanRequest, parse_size, plan_offload, resolve_pull
+from backend.api import (
+    Hardware,
+    Hearth,
+    PlanRequest,
+    capabilities,
+    parse_size,
+    plan_offload,
+    read_projector,
+    resolve_pull,
+)
 from backend.errors import InvalidRequest
 
 
@@ -29,12 +38,18 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
                       help="pretend a GPU with this much free memory, e.g. 8GiB")
     show.add_argument("--parallel", type=int, default=1)
     show.add_argument("--json", action="store_true")
+    imp = sub.add_parser("import", help="add a GGUF file to the library (used in place), "
+                         "with its vision projector: import MODEL.gguf --mmproj PROJ.gguf")
+    imp.add_argument("file", help="the model's .gguf file")
+    imp.add_argument("--mmproj", default=None, metavar="PROJ.gguf",
+                     help="the model's vision projector (mmproj .gguf): the model can then "
+                     "see images")
     add_hardware_command(sub)
 
 
 def run_library_command(args: argparse.Namespace, hearth: Hearth) -> int | None:
     """Runs the command if it is one of ours; None otherwise."""
-    handler = {"pull": _pull, "list": _list, "rm": _rm, "show": _show,
+    handler = {"pull": _pull, "list": _list, "rm": _rm, "show": _show, "import": _import,
                "hardware": run_hardware_command}.get(args.command)
     return handler(args, hearth) if handler else None
 
@@ -52,13 +67,16 @@ def _list(args: argparse.Namespace, hearth: Hearth) -> int:
     if args.json:
         print(json.dumps([{"id": m.id, "path": str(m.path), "size": m.size_bytes,
                            "source": m.source, "repo": m.repo, "quant": m.quant,
-                           "usable": m.usable, "problem": m.problem}
+                           "usable": m.usable, "problem": m.problem,
+                           "mmproj": str(m.mmproj) if m.mmproj else None,
+                           "vision": m.mmproj is not None}
                           for m in models], indent=1))
         return 0
     width = max([len(m.id) for m in models] + [4])
     print(f"{'NAME':<{width}}  {'SIZE':>9}  {'SOURCE':<8}  PATH")
     for m in models:
-        print(f"{m.id:<{width}}  {_human(m.size_bytes):>9}  {m.source:<8}  {m.path}")
+        seen = "  (vision)" if m.mmproj else ""
+        print(f"{m.id:<{width}}  {_human(m.size_bytes):>9}  {m.source:<8}  {m.path}{seen}")
         if m.problem:
             print(f"{'':<{width}}  BROKEN: {m.problem}")
     return 0
@@ -76,7 +94,9 @@ def _rm(args: argparse.Namespace, hearth: Hearth) -> int:
 
 def _pull(args: argparse.Namespace, hearth: Hearth) -> int:
     # hearth.hardware probes only if asked: when the name picks no quant and Q4_K_M is missing.
-    repo, option = resolve_pull(args.model, lambda size: _fits(size, hearth.hardware))
+    # A vision model's projector comes too: f16 unless the planner says it won't fit here.
+    repo, option = resolve_pull(args.model, lambda size: _fits(size, hearth.hardware),
+                                hearth.library.fits_with_projector)
     manager = hearth.library.downloads
 
     def on_progress(event: Any) -> None:  # a worker thread
@@ -103,8 +123,17 @@ def _pull(args: argparse.Namespace, hearth: Hearth) -> int:
         error = final.error.user_message if final.error else f"the download {final.state}"
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"Pulled {repo}:{option.quant} ({_human(option.total_size)}) to {final.path}. "
-          f"Chat with it: hearth run {repo}:{option.quant}")
+    seen = f" with its vision projector {option.mmproj}" if option.mmproj else ""
+    print(f"Pulled {repo}:{option.quant}{seen} ({_human(option.total_size)}) to "
+          f"{final.path}. Chat with it: hearth run {repo}:{option.quant}")
+    return 0
+
+
+def _import(args: argparse.Namespace, hearth: Hearth) -> int:
+    model = hearth.import_model(args.file, args.mmproj)
+    seen = f", seeing images through {model.mmproj.name}" if model.mmproj else ""
+    print(f"Imported {model.id} (used in place at {model.path}{seen}). Chat with it: "
+          f"hearth run {model.id}")
     return 0
 
 
@@ -118,14 +147,22 @@ def _fits(size: int, hw: Hardware) -> bool:
 def _show(args: argparse.Namespace, hearth: Hearth) -> int:
     model = hearth.find_model(args.model, allow_paths=True)  # a path: the person typed it
     meta = hearth.header(model)
-    info: dict[str, Any] = {"id": model.id, "path": str(model.path), "source": model.source,
-                            "size": model.size_bytes, "metadata": _jsonable(meta)}
+    info: dict[str, Any] = {
+        "id": model.id, "path": str(model.path), "source": model.source,
+        "size": model.size_bytes, "mmproj": str(model.mmproj) if model.mmproj else None,
+        "capabilities": list(capabilities(None, meta.chat_template,
+                                          embedding_only=meta.embedding_only,
+                                          vision=model.mmproj is not None)),
+        "metadata": _jsonable(meta)}
     if args.plan:
-        info["plan"] = _plan(meta, args, hearth)
+        info["plan"] = _plan(meta, args, hearth, model.mmproj)
     if args.json:
         print(json.dumps(info, indent=1, default=str))
         return 0
     print(f"{model.id}  ({model.source}, {_human(model.size_bytes)})\n  {model.path}")
+    print(f"  {'capabilities':<22} {', '.join(info['capabilities'])}")
+    if model.mmproj:
+        print(f"  {'projector':<22} {model.mmproj}")
     for key, value in info["metadata"].items():
         if key not in ("chat_template",) and value not in (None, "", [], {}):
             print(f"  {key:<22} {value}")
@@ -148,7 +185,8 @@ def _jsonable(meta: Any) -> dict[str, Any]:
     return data
 
 
-def _plan(meta: Any, args: argparse.Namespace, hearth: Hearth) -> dict[str, Any]:
+def _plan(meta: Any, args: argparse.Namespace, hearth: Hearth, mmproj: Any = None
+          ) -> dict[str, Any]:
     from dataclasses import asdict, is_dataclass
 
     hardware = hearth.probe_hardware()
@@ -157,7 +195,9 @@ def _plan(meta: Any, args: argparse.Namespace, hearth: Hearth) -> dict[str, Any]
             hardware = hardware.with_gpu_override(parse_size(args.gpu_memory))
         except ValueError as exc:
             raise InvalidRequest(f"--gpu-memory: {exc}") from None
-    plan = plan_offload(meta, hardware, PlanRequest(n_ctx=args.ctx, n_parallel=args.parallel))
+    projector = read_projector(mmproj) if mmproj else None  # its weights and compute count
+    plan = plan_offload(meta, hardware, PlanRequest(n_ctx=args.ctx, n_parallel=args.parallel,
+                                                    projector=projector))
     data = asdict(plan) if is_dataclass(plan) else dict(vars(plan))
     data.pop("inputs", None)  # the metadata and hardware, shown elsewhere
     for side in ("gpu", "cpu"):

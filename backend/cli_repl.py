@@ -35,6 +35,7 @@ from backend.api import (
     GenerationEvent,
     Grounding,
     Hearth,
+    ImageInput,
     LoadedModel,
     LoadFinished,
     OverflowPolicy,
@@ -78,6 +79,9 @@ def add_run_command(sub: Any) -> None:
     run.add_argument("--verbose", action="store_true", help="print speed figures after replies")
     run.add_argument("--tools", action="store_true", help="let the model call the tools of "
                      "the enabled MCP servers (`hearth mcp`); each call asks you first")
+    run.add_argument("--image", action="append", metavar="FILE", default=None,
+                     help="an image the model sees with the prompt (or a chat's first turn): "
+                     "PNG, JPEG, WebP or GIF; repeat for more; needs a vision model")
     add_speculative_flag(run)
     add_remote_run_flags(run)
     add_docs_flag(run)
@@ -131,6 +135,8 @@ def _open_hearth(args: argparse.Namespace) -> Hearth:
 async def run_command(args: argparse.Namespace) -> int:
     hearth = _open_hearth(args)
     try:
+        # Read first: a missing or unreadable image is said before a model loads.
+        images = tuple(hearth.images.from_file(p) for p in args.image or ())
         target = remote_target(args, hearth)
         preset: str | None = None
         if target is None:  # a local model: loaded first, so a missing or broken file is
@@ -146,7 +152,7 @@ async def run_command(args: argparse.Namespace) -> int:
         else:
             shown = target.model if isinstance(target, UrlModel) else target
         reply = Replier(hearth, target, preset, request_options(args), args.verbose,
-                        tools=args.tools, docs=tuple(args.docs or ()))
+                        tools=args.tools, docs=tuple(args.docs or ()), images=images)
         if args.prompt is not None:
             return 0 if await reply.once(args.prompt) else EXIT_ERROR
         return await chat_loop(reply, _history(hearth), shown)
@@ -167,8 +173,9 @@ class Replier:
 
     def __init__(self, hearth: Hearth, model: str | UrlModel, preset: str | None,
                  options: RequestOptions, verbose: bool, *, tools: bool = False,
-                 docs: tuple[str, ...] = ()) -> None:
+                 docs: tuple[str, ...] = (), images: tuple[ImageInput, ...] = ()) -> None:
         self._hearth = hearth
+        self._images = images  # go with the prompt, or the chat's first turn
         self._model = model
         self._preset = preset
         self._options = options
@@ -190,11 +197,12 @@ class Replier:
         """One reply, printed; whether it ended without an error."""
         if self._tools:
             chat = tool_chat(self._hearth, self._model, self._preset,
-                             (ChatMessage("user", prompt),), self._options)
+                             (ChatMessage("user", prompt, images=self._images),),
+                             self._options)
             async with chat:
                 ended = await print_tool_reply(chat)
             return ended is not None and ended.error is None
-        generation = await self._start((ChatMessage("user", prompt),))
+        generation = await self._start((ChatMessage("user", prompt, images=self._images),))
         async with generation:
             final = await print_reply(generation, self._verbose)
         if self._grounding is not None:
@@ -205,14 +213,17 @@ class Replier:
                    ) -> None:
         """Add ``text`` to the conversation, then stream and record the reply to it. A turn
         refused before any text (too long, a bad key…) is taken back out and raised."""
-        sent = store.add_message(conversation_id, "user", text)
+        sent = store.add_message(conversation_id, "user", text,
+                                 images=[image.data for image in self._images])
         if self._tools:
+            self._images = ()  # kept in the history from now on
             return await self._tool_turn(store, conversation_id, sent.id, model)
         try:
             generation = await self._start(prompt_messages(store.messages(conversation_id)))
         except BaseException:
             store.delete_message(sent.id)
             raise
+        self._images = ()  # kept in the history from now on
         placeholder = store.add_message(conversation_id, "assistant", "", state="streaming")
         recorder = ReplyRecorder(store, placeholder.id)
         state = "error"  # unless it ends properly, or is stopped

@@ -60,7 +60,8 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
                     n_parallel=engine.parallel, n_threads=engine.threads,
                     flash_attn=engine.flash_attn, kv_cache_type=engine.kv_cache_type,
                     backend_sampling=engine.backend_sampling,
-                    draft_model_path=draft_model_path(engine))
+                    draft_model_path=draft_model_path(engine),
+                    mmproj_path=str(model.mmproj) if model.mmproj else None)
     from backend.engine.model_file import check_gguf_file
     from backend.hardware.planner import next_smaller_plan, plan_offload
     from backend.hardware.probe import probe_hardware
@@ -78,11 +79,11 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
         yield PlannedLoad(base, "Loading with your settings (this computer's memory could not "
                           "be measured).")
         return
-    offload = plan_offload(meta, hardware, plan_request(engine))
+    offload = plan_offload(meta, hardware, plan_request(engine, model.mmproj))
     if offload.verdict == "too_large":
         raise InsufficientMemory(offload.reason)
     remembered = _remembered().get(str(model.path))
-    plan = _with_settings(offload.to_load_plan(), engine)
+    plan = _with_settings(offload.to_load_plan(), engine, model)
     if remembered and engine.gpu_layers is None and \
             remembered["n_gpu_layers"] < plan.n_gpu_layers:
         plan = replace(plan, n_gpu_layers=remembered["n_gpu_layers"],
@@ -93,21 +94,24 @@ def planned_loads(model: LocalModel, engine: EngineSettings) -> Iterator[Planned
         yield PlannedLoad(plan, offload.reason, offload)
     current = offload
     while (current := next_smaller_plan(current)) is not None:
-        yield PlannedLoad(_with_settings(current.to_load_plan(), engine),
+        yield PlannedLoad(_with_settings(current.to_load_plan(), engine, model),
                           f"Retrying with less memory: {current.reason}", current)
 
 
-def plan_request(engine: EngineSettings) -> PlanRequest:
-    """What the planner is asked, from the user's engine settings (loads and the GUI's bar)."""
+def plan_request(engine: EngineSettings, mmproj: Path | None = None) -> PlanRequest:
+    """What the planner is asked, from the user's engine settings (loads and the GUI's bar),
+    with the model's vision projector (``LocalModel.mmproj``) when it has one."""
     from backend.hardware.planner import PlanRequest
     from backend.library.gguf_meta import read_gguf_metadata
+    from backend.library.projector import read_projector
 
     draft = draft_model_path(engine)
     return PlanRequest(
         n_ctx=engine.n_ctx, kv_cache_type=engine.kv_cache_type,
         flash_attn=engine.flash_attn, n_parallel=engine.parallel,
         n_gpu_layers=engine.gpu_layers, margin_bytes=engine.memory_margin_mib << 20,
-        draft=read_gguf_metadata(Path(draft)) if draft else None)
+        draft=read_gguf_metadata(Path(draft)) if draft else None,
+        projector=read_projector(mmproj) if mmproj else None)
 
 
 def draft_model_path(engine: EngineSettings) -> str | None:
@@ -125,7 +129,8 @@ def draft_model_path(engine: EngineSettings) -> str | None:
         return None
 
 
-def _with_settings(plan: LoadPlan, engine: EngineSettings) -> LoadPlan:
+def _with_settings(plan: LoadPlan, engine: EngineSettings, model: LocalModel) -> LoadPlan:
     # Flash attention is the plan's: it honours the setting and decides when that is empty.
     return replace(plan, n_threads=engine.threads, backend_sampling=engine.backend_sampling,
-                   draft_model_path=draft_model_path(engine))
+                   draft_model_path=draft_model_path(engine),
+                   mmproj_path=str(model.mmproj) if model.mmproj else None)

@@ -16,9 +16,9 @@ import logging
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from backend.engine.types import OverflowPolicy
 from backend.knowledge.settings import KnowledgeSettings
@@ -111,6 +111,38 @@ class LibrarySettings(BaseModel):
     extra_folders: tuple[str, ...] = Field((), description="Folders of GGUF files used in "
                                            "place.")
     extra_files: tuple[str, ...] = Field((), description="Single GGUF files used in place.")
+    projectors: tuple[tuple[str, str], ...] = Field(
+        (), description="Vision projectors paired by hand (hearth import --mmproj): "
+        "(model file, mmproj file) pairs; a projector beside a model is paired without one.")
+
+    @field_validator("projectors", mode="before")
+    @classmethod
+    def _valid_pairs(cls, value: Any) -> Any:
+        # A hand-edited entry that is not two paths is dropped, not the whole settings file.
+        if not isinstance(value, list | tuple):
+            return ()
+        return tuple(tuple(p) for p in value if isinstance(p, list | tuple) and len(p) == 2
+                     and all(isinstance(x, str) for x in p))
+
+
+class ImageSettings(BaseModel):
+    """Images in chats: limits every front end gets, and whether the server may fetch one."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    allow_remote_urls: bool = Field(
+        False, description="Let API clients send http(s) image URLs for Hearth to fetch. Off: "
+        "only images sent inline (data URLs, base64) are accepted, so the server can't be "
+        "used to reach other hosts. Even when on, loopback and private-network hosts are "
+        "refused.")
+    # The engine's own ceilings (engine/image_decode.py) are 16 images and 20 MiB. A chat
+    # sends its earlier turns' images again with every turn, so the default is the ceiling.
+    max_images: int = Field(16, ge=1, le=16, description="Images one request may carry "
+                            "(a chat's earlier images count: each turn sends them again).")
+    max_image_bytes: int = Field(20 << 20, ge=1024, le=20 << 20, description="Largest image "
+                                 "file accepted, in bytes.")
+    fetch_timeout_s: float = Field(10.0, gt=0, le=120, description="How long fetching one "
+                                   "remote image may take.")
 
 
 class ChatSettings(BaseModel):
@@ -143,6 +175,8 @@ class Settings(BaseModel):
         "live in the keyring, not here).")
     chat: ChatSettings = Field(default_factory=ChatSettings)
     appearance: AppearanceSettings = Field(default_factory=AppearanceSettings)
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Images in "
+                                  "chats: limits, and remote image URLs.")
     tools: ToolSettings = Field(default_factory=ToolSettings, description="MCP servers "
                                 "(their secrets live in the keyring) and tool calls in chats.")
     knowledge: KnowledgeSettings = Field(default_factory=KnowledgeSettings, description=

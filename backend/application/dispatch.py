@@ -2,9 +2,11 @@
 
 ``Dispatcher.generate`` is the one path from "this model, this conversation, these options"
 to a running ``Generation``: the request builder resolves the request; a local model is leased
-(loaded first when allowed), a connection's model is reached through its remote engine; the
-one capability check runs; API requests count toward the queue limit. ``stop`` works from the
-moment the request id exists, before the request reaches any engine.
+(loaded first when allowed; a request with images for a model without a projector is refused
+before any load, naming the installed models that can see), a connection's model is reached
+through its remote engine; the one capability check runs; API requests count toward the queue
+limit. ``stop`` works from the moment the request id exists, before the request reaches any
+engine.
 
 Threading: ``generate`` runs on the caller's loop (the GUI's, the server's, a CLI's); the
 counters are shared between them behind a lock.
@@ -18,11 +20,16 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backend.application.capabilities import check_can_chat, check_capabilities
+from backend.application.capabilities import (
+    check_can_chat,
+    check_capabilities,
+    check_vision,
+    has_images,
+)
 from backend.application.generation import Generation, cancelled_before_start
 from backend.application.requests import NO_OPTIONS, RequestOptions, build_request
 from backend.engine.types import ChatMessage, GenerationEvent, GenerationRequest
-from backend.errors import BackendError, ServerBusy
+from backend.errors import BackendError, ServerBusy, VisionUnsupported
 from backend.host import ModelHost
 from backend.library.presets import Preset, find_preset
 from backend.settings_store import SettingsStore
@@ -105,6 +112,9 @@ class Dispatcher:
             self.model_template, name)
         request = build_request(messages=messages, prompt=prompt, options=options,
                                 settings=settings, preset=chosen, model_template=template)
+        if remote and has_images(request):
+            raise VisionUnsupported("Images can't be sent to a model on another server yet; "
+                                    "pick a model on this computer that reads images.")
         if limit_queue:
             self._admit()
         release = self._release if limit_queue else None
@@ -126,6 +136,8 @@ class Dispatcher:
         hosted = self._host.current()
         if hosted is None or hosted.name != model:  # the loaded one passed this at its load
             await asyncio.to_thread(self._check_can_chat, model)
+        if has_images(request):  # before a load: a text-only model is refused, not loaded
+            await asyncio.to_thread(self._check_vision, model)
         lease = self._host.lease(model, load_if_needed=load_if_needed)
         await lease.__aenter__()
         try:
@@ -170,6 +182,20 @@ class Dispatcher:
         found = resolve_model(model, models=list_models(self._settings.snapshot()))
         if found.usable and found.path.is_file():
             check_can_chat(found.id, read_gguf_metadata(found.path).embedding_only)
+
+    def _check_vision(self, model: str) -> None:
+        """Blocking (the model list). Images need a projector: the loaded model's, or the
+        one paired with the model a lease would load."""
+        from backend.library.local import list_models, resolve_model
+
+        models = list_models(self._settings.snapshot())
+        found = self._host.named(model) or resolve_model(model, models=models)
+        loaded, hosted = self._host.engine.loaded, self._host.current()
+        if loaded is not None and hosted is not None and loaded.path == str(found.path):
+            can_see = loaded.vision
+        else:
+            can_see = found.mmproj is not None
+        check_vision(found.id, can_see, [m.id for m in models if m.mmproj and m.usable])
 
     def _remote_stream(self, model: str | UrlModel, request: GenerationRequest
                        ) -> AsyncIterator[GenerationEvent]:

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.application.dispatch import Dispatcher, UrlModel
 from backend.application.embeddings import EmbeddingService
 from backend.application.generation import Generation
+from backend.application.images import ImageIntake
 from backend.application.presets import PresetBook
 from backend.application.request_log import RequestLogEntry
 from backend.application.requests import NO_OPTIONS, RequestOptions
@@ -114,7 +116,10 @@ class Hearth:
     def _plans(self, model: LocalModel) -> Iterator[PlannedLoad]:
         if self._explicit_plan is not None:  # the caller said exactly how: no planner
             self._loaded_with[str(model.path)] = None
-            yield PlannedLoad(self._explicit_plan, "Loaded with the requested settings.")
+            plan = self._explicit_plan
+            if plan.mmproj_path is None and model.mmproj is not None:  # it can still see
+                plan = replace(plan, mmproj_path=str(model.mmproj))
+            yield PlannedLoad(plan, "Loaded with the requested settings.")
             return
         engine = self._engine_settings or self.settings.snapshot().engine
         self._loaded_with[str(model.path)] = engine
@@ -163,7 +168,19 @@ class Hearth:
         from backend.load_plans import plan_request
 
         engine = self._engine_settings or self.settings.snapshot().engine
-        return plan_offload(self.header(model), self.hardware, plan_request(engine))
+        found = self.find_model(model)
+        return plan_offload(self.header(found), self.hardware,
+                            plan_request(engine, found.mmproj))
+
+    def import_model(self, path: str | Path, mmproj: str | Path | None = None) -> LocalModel:
+        """Blocking. List a GGUF file in place, paired with a vision projector when given
+        (both headers checked; see ``LibraryService.import_file``)."""
+        return self.library.import_file(path, mmproj)
+
+    @functools.cached_property
+    def images(self) -> ImageIntake:
+        """Images from data URLs, base64, files and (when allowed) http(s) URLs, checked."""
+        return ImageIntake(lambda: self.settings.snapshot().images)
 
     def header(self, model: str | LocalModel) -> GgufMetadata:
         """What the model file's header says (shape, sizes, template). Blocking; cached."""

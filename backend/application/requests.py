@@ -17,7 +17,8 @@ preset's. Structured output (a JSON schema, JSON mode, a required tool call) bec
 here; so do tools the model may call, as a lazy grammar in its family's call syntax (read from
 the template it runs with) that constrains a call only once the model starts one. The result
 is checked once against the engine's limits (``check_request``), so no front end can send what
-the engine can't honour.
+the engine can't honour; images on the messages against the image settings (how many, how
+big: ``images.check_images``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from backend.application.images import check_images
 from backend.engine.grammars import JSON_OBJECT_GRAMMAR, grammar_for_json_schema
 from backend.engine.prepare import check_request
 from backend.engine.types import (
@@ -126,6 +128,7 @@ def build_request(*, messages: Sequence[ChatMessage] | None = None, prompt: str 
     calls when neither the options nor the preset replace it (only read with tools)."""
     if (messages is None) == (prompt is None):
         raise InvalidRequest("Send either messages or a prompt.")
+    check_images(messages, settings.images)  # how many, how big: the same for every front end
     params = preset.parameters if preset is not None else {}
 
     sampling = saved_sampling(settings)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from backend.errors import InvalidRequest
 from backend.hardware.probe import GiB, Hardware
 from backend.library.gguf_meta import GgufMetadata
+from backend.library.projector import ProjectorInfo
 
 MiB = 1024**2
 CTX_ALIGN = 256  # llama.cpp pads every context (and each slot's share) to 256 cells
@@ -49,6 +50,9 @@ class PlanRequest:
     # A draft model loaded beside (speculative decoding): all on the GPU when the model is,
     # else on the CPU, with a context of the same length.
     draft: GgufMetadata | None = None
+    # A vision projector loaded beside (images): its weights and its encoder's compute
+    # buffer, on the GPU when any of the model's layers are, else in system RAM.
+    projector: ProjectorInfo | None = None
 
     def __post_init__(self) -> None:
         if self.kv_cache_type not in KV_BYTES_PER_ELEMENT:
@@ -67,7 +71,7 @@ def embedding_request(meta: GgufMetadata, req: PlanRequest) -> PlanRequest:
     window = min(meta.n_ctx_train or 512, EMBED_BATCH_TOKENS)
     tokens = max(window, min(EMBED_BATCH_TOKENS, 4 * window))
     return replace(req, n_ctx=tokens, default_ctx=tokens, min_ctx=tokens, n_parallel=1,
-                   n_batch=tokens, n_ubatch=tokens, draft=None, swa_full=True)
+                   n_batch=tokens, n_ubatch=tokens, draft=None, swa_full=True, projector=None)
 
 
 def pad_cells(n: int, align: int = CTX_ALIGN) -> int:
@@ -123,8 +127,12 @@ def compute_bytes(meta: GgufMetadata, n_ctx: int, req: PlanRequest, flash: bool,
 # decode tok/s with flash attention on / off at 2,048 tokens of context: head dim 64 38 / 62
 # (SmolLM2-135M 22 / 47), 128 65 / 64, 256 68 / 64; its prefill is 10-25% faster with it on.
 # A chat spends its time decoding, so a machine without a GPU loads narrow-headed models
-# (SmolLM2, Llama 3.2 1B, Qwen2.5 0.5B) without it. Widths between 64 and 128 (Phi's 80 and
-# 96) are unmeasured and keep llama.cpp's choice.
+# (SmolLM2, Llama 3.2 1B, Qwen2.5 0.5B) without it. The prefill it gives up is real (a
+# 3,100-token first turn 1.25x faster with it on), but so is the loss at depth: on a bare
+# context (bench/prefill_bench.py --kernels) a 25-token follow-up chunk at that depth took
+# 6x longer with it on and a decode step 2.8x, the same in llama-server: that, not the prompt
+# cache, is why follow-up turns went 216 -> 1,174 ms with it on. Widths between 64 and 128
+# (Phi's 80 and 96) are unmeasured and keep llama.cpp's choice.
 CPU_SLOW_FLASH_ATTN_HEAD_DIM = 64
 
 
@@ -149,3 +157,9 @@ def draft_model_bytes(req: PlanRequest, n_ctx: int, flash: bool) -> int:
                         swa_full=req.swa_full, n_ubatch=req.n_ubatch)
     compute = compute_bytes(d, n_ctx, req, flash, logits_rows=req.n_parallel, attention=True)
     return weights + kv + compute + VOCAB_BYTES_PER_TOKEN * d.n_vocab
+
+
+def projector_bytes(req: PlanRequest) -> int:
+    """What a vision projector adds where it runs: weights plus one image's compute buffer
+    (``ProjectorInfo.memory_bytes``); 0 without one."""
+    return req.projector.memory_bytes if req.projector is not None else 0

@@ -11,6 +11,8 @@ move layers to the CPU, back to front. Byte estimates follow what llama.cpp allo
 * KV cache: per layer n_head_kv × (k_dim + v_dim) × bytes/element × cells, where cells is the
   context rounded up to 256, times the parallel slots (each slot has its own context); with
   ``swa_full=False`` a sliding-window layer keeps only window + n_ubatch cells per slot.
+* a vision projector (``PlanRequest.projector``): its weights and one image's encoder compute
+  buffer, on the GPU when any layer is (libmtmd loads it there), else in system RAM.
 * compute buffer: the larger of the logits stage (n_vocab floats per token of a micro-batch)
   and, without flash attention, the attention stage (an n_ctx × n_ubatch float matrix per
   head). Checked against llama.cpp's own "compute buffer size" lines; see the constants.
@@ -42,6 +44,7 @@ from backend.hardware.memory_model import (
     embedding_request,
     flash_attention_for,
     kv_cache_bytes_per_layer,
+    projector_bytes,
 )
 from backend.hardware.probe import GiB, Hardware
 from backend.library.gguf_meta import GgufMetadata
@@ -124,12 +127,14 @@ def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUs
     cpu_overhead = CPU_RUNTIME_BYTES + (4 * req.n_parallel + VOCAB_BYTES_PER_TOKEN) * meta.n_vocab
     # A draft model goes where the whole model is: the GPU when every layer is there.
     draft = draft_model_bytes(req, n_ctx, flash)
+    # The projector runs on the GPU whenever the model uses one (libmtmd's use_gpu).
+    projector = projector_bytes(req)
     if n_gpu == 0:
         cpu_weights += meta.output_bytes + meta.other_bytes
         cpu = MemoryUse(cpu_weights, sum(kv),
                         compute_bytes(meta, n_ctx, req, flash, logits_rows=req.n_parallel,
                                        attention=True),
-                        cpu_overhead + draft)
+                        cpu_overhead + draft + projector)
         return MemoryUse(), cpu
     n_devices = max(1, len(inp.hardware.usable_gpus))
     gpu = MemoryUse(
@@ -139,7 +144,8 @@ def _estimate(inp: _Inputs, n_gpu: int, n_ctx: int) -> tuple[MemoryUse, MemoryUs
         compute=n_devices * compute_bytes(meta, n_ctx, req, flash,
                                            logits_rows=min(req.n_ubatch, req.n_batch),
                                            attention=bool(on_gpu)),
-        overhead=GPU_RUNTIME_BYTES * n_devices + (draft if n_gpu > meta.n_layer else 0))
+        overhead=GPU_RUNTIME_BYTES * n_devices + projector
+        + (draft if n_gpu > meta.n_layer else 0))
     cpu = MemoryUse(
         weights=cpu_weights, kv_cache=sum(kv[i] for i in on_cpu),
         compute=compute_bytes(meta, n_ctx, req, flash, logits_rows=0,

@@ -159,6 +159,7 @@ class DownloadManager:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._subscribers: list[Callable[[DownloadProgress], None]] = []
+        self._file_locks: dict[Path, threading.Lock] = {}
         self._closed = False
         self._load()
         self._pump()
@@ -291,10 +292,18 @@ class DownloadManager:
             for name, size, sha in zip(job.option.files, job.option.sizes, job.option.sha256s,
                                        strict=True):
                 dest = destination(self.models_dir, job.repo, name)
-                if dest.exists() and dest.stat().st_size == size and not part_path(dest).exists():
-                    continue  # moved in by an earlier run that stopped before the next shard
-                fetch(RemoteFile(job.repo, job.option.revision, name, size, sha), part_path(dest),
-                      report=report, policy=self._policy, hashes=job.hashes, token=self._token)
+                # A projector is shared by every quant of its repo: two downloads of the same
+                # repo take turns on it, and it goes into place as soon as it is verified.
+                with self._file_lock(dest) if name == job.option.mmproj else \
+                        contextlib.nullcontext():
+                    if dest.exists() and dest.stat().st_size == size and \
+                            not part_path(dest).exists():
+                        continue  # moved in by an earlier run, or by another download
+                    fetch(RemoteFile(job.repo, job.option.revision, name, size, sha),
+                          part_path(dest), report=report, policy=self._policy,
+                          hashes=job.hashes, token=self._token)
+                    if name == job.option.mmproj:
+                        part_path(dest).replace(dest)
             self._set(job, "completed", path=install(self.models_dir, job.repo, job.option))
         except Stopped as stop:
             if stop.args[0] == "cancel":
@@ -318,6 +327,10 @@ class DownloadManager:
             with self._lock:
                 job.thread = None
             self._pump()
+
+    def _file_lock(self, dest: Path) -> threading.Lock:
+        with self._lock:
+            return self._file_locks.setdefault(dest, threading.Lock())
 
     def _discard(self, job: _Job) -> None:
         discard(self.models_dir, job.repo, job.option)

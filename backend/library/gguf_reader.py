@@ -44,7 +44,8 @@ _SCALAR_SIZE = {t: struct.calcsize("<" + f) for t, f in _SCALARS.items()}
 _U32, _U64 = struct.Struct("<I"), struct.Struct("<Q")
 DEFAULT_ALIGNMENT = 32
 TOKENS_KEY = "tokenizer.ggml.tokens"
-_TEXT_KEYS = frozenset({"general.architecture", "general.name", "tokenizer.chat_template"})
+_TEXT_KEYS = frozenset({"general.architecture", "general.name", "tokenizer.chat_template",
+                        "clip.projector_type"})
 MAX_LAYERS = 10_000  # 20x the most llama.cpp accepts: more is a damaged header
 # Per-layer arrays (up to MAX_LAYERS) are kept; vocab-sized score/type arrays are skipped.
 _KEEP_ARRAY_MAX = MAX_LAYERS
@@ -231,6 +232,7 @@ class Tensor:
     n_elements: int
     n_bytes: int
     type_id: int
+    dims: tuple[int, ...] = ()  # ggml order: ne[0] (the row length) first
 
 
 @functools.cache
@@ -309,7 +311,7 @@ def _read_tensors(cur: _Cursor, n_tensors: int, alignment: int) -> tuple[list[Te
                            f"instead of {expected:,}")
         data_end = offset + n_bytes
         expected = -(-data_end // alignment) * alignment
-        tensors.append(Tensor(name, n_elements, n_bytes, type_id))
+        tensors.append(Tensor(name, n_elements, n_bytes, type_id, tuple(dims)))
     return tensors, data_end
 
 

@@ -62,7 +62,7 @@ from backend.errors import (
     InvalidRequest,
     ModelNotFound,
 )
-from backend.library.quants import QuantOption, RemoteFile, group_quants, is_model_gguf
+from backend.library.quants import QuantOption, RemoteFile, group_quants
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 ENDPOINT_ENV = "HF_ENDPOINT"
@@ -269,9 +269,9 @@ def search_models(query: str, sort: SortKey = "downloads", limit: int = 20, *,
         ]
 
 
-def list_quants(repo_id: str, revision: str = "main", *,
-                token: str | None = None) -> list[QuantOption]:
-    """The repo's model variants with sizes and LFS sha256, pinned to the commit listed."""
+def list_files(repo_id: str, revision: str = "main", *,
+               token: str | None = None) -> tuple[list[RemoteFile], str]:
+    """Every file of the repo with its size and LFS sha256, and the commit listed."""
     api = _api(token)
     with _hub_errors(repo_id, token=token):
         info = api.model_info(repo_id, revision=revision, files_metadata=True,
@@ -280,11 +280,19 @@ def list_quants(repo_id: str, revision: str = "main", *,
         siblings = info.siblings or []
         files = [RemoteFile(s.rfilename, s.size or 0, s.lfs.sha256 if s.lfs else None)
                  for s in siblings]
-        if any(s.size is None for s in siblings if is_model_gguf(s.rfilename)):
+        if any(s.size is None for s in siblings if s.rfilename.lower().endswith(".gguf")):
             # A server that ignores ?blobs=true lists names only; the tree has sizes and LFS.
             files = [RemoteFile(e.path, e.size, e.lfs.sha256 if e.lfs else None)
                      for e in api.list_repo_tree(repo_id, recursive=True, revision=commit)
                      if isinstance(e, RepoFile)]
+    return files, commit
+
+
+def list_quants(repo_id: str, revision: str = "main", *,
+                token: str | None = None) -> list[QuantOption]:
+    """The repo's model variants with sizes and LFS sha256, pinned to the commit listed;
+    each with the repo's vision projector (f16 first) when it has one."""
+    files, commit = list_files(repo_id, revision, token=token)
     return group_quants(files, revision=commit)
 
 

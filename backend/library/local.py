@@ -7,6 +7,9 @@ Sources, rebuilt from disk on every listing (there is no index to go stale):
   * the Hugging Face cache (GGUFs other tools downloaded), used in place;
   * folders and single files the user added, used in place.
 
+Vision projectors (mmproj GGUFs) are not listed as models: ``pairing`` sets each model's
+``mmproj`` to the projector recorded for it or found beside it.
+
 Names are looked up, never joined into paths, so a name can't escape the models folder. A path
 to a ``.gguf`` file is accepted only where the caller allows it (the CLI), never from the API.
 
@@ -33,8 +36,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from backend.errors import InvalidRequest, ModelLoadFailed, ModelNotFound
 from backend.library.catalog import find_entry
 from backend.library.gguf_meta import read_gguf_metadata
+from backend.library.pairing import drop_orphan_projectors, find_projector
 from backend.library.presets import find_preset
-from backend.library.quants import parse_quant, parse_split
+from backend.library.quants import is_model_gguf, parse_quant, parse_split
 from backend.paths import hearth_paths
 
 if TYPE_CHECKING:
@@ -157,6 +161,11 @@ def _repo_models(root: Path, files: Iterable[Path], source: Source, repo_of: Rep
     return found
 
 
+def _model_files(root: Path) -> list[Path]:
+    """The model GGUFs under ``root``: vision projectors are paired with models, not listed."""
+    return [p for p in root.rglob("*.gguf") if is_model_gguf(p.name)]
+
+
 def _downloaded(root: Path) -> list[LocalModel]:
     if not root.is_dir():
         return []
@@ -166,7 +175,7 @@ def _downloaded(root: Path) -> list[LocalModel]:
             return f"{rel.parts[0]}/{rel.parts[1]}", Path(*rel.parts[2:])
         return None, rel
 
-    return _repo_models(root, root.rglob("*.gguf"), "library", repo_of)
+    return _repo_models(root, _model_files(root), "library", repo_of)
 
 
 def hf_cache_dir() -> Path:
@@ -188,7 +197,7 @@ def _hf_cache() -> list[LocalModel]:
         snapshots = sorted((repo_dir / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime)
         if not snapshots:
             continue
-        found += _repo_models(snapshots[-1], snapshots[-1].rglob("*.gguf"), "hf-cache",
+        found += _repo_models(snapshots[-1], _model_files(snapshots[-1]), "hf-cache",
                               lambda rel, repo=owner_repo: (repo, rel))
     return found
 
@@ -197,7 +206,7 @@ def _user_added(folders: Iterable[Path], files: Iterable[Path]) -> list[LocalMod
     found = []
     for folder in folders:
         if folder.is_dir():
-            for first, parts in _group_files(folder.rglob("*.gguf")):
+            for first, parts in _group_files(_model_files(folder)):
                 found.append(LocalModel(first.stem, first, "folder", parts=parts))
     for file in files:
         if file.is_file():
@@ -233,13 +242,13 @@ def list_models(settings: Settings | None = None) -> list[LocalModel]:
         if m.id not in seen:
             seen.add(m.id)
             unique.append(m)
-    return _with_problems(unique)
+    return _with_problems(unique, dict(library.projectors))
 
 
 # --- header checks, remembered per file version ----------------------------------------------
 
 _checks_lock = threading.Lock()  # one listing at a time reads and rewrites the cache file
-_CHECKS_FORMAT = 1  # bump when gguf_meta's checks change: verdicts saved before are redone
+_CHECKS_FORMAT = 2  # bump when gguf_meta's checks change: verdicts saved before are redone
 
 
 def _checks_path() -> Path:
@@ -258,7 +267,8 @@ def _file_verdict(path: Path, first: bool, cache: dict[str, Any]) -> str | None:
     if not (isinstance(entry, dict) and entry.get("version") == version):
         try:
             meta = read_gguf_metadata(path)
-            entry = {"version": version, "error": None, "problem": meta.problem}
+            entry = {"version": version, "error": None, "problem": meta.problem,
+                     "n_embd": meta.n_embd}
         except ModelLoadFailed as exc:
             entry = {"version": version, "error": exc.user_message, "problem": None}
         cache[str(path)] = entry
@@ -281,9 +291,12 @@ def _model_problem(model: LocalModel, cache: dict[str, Any]) -> str | None:
     return None
 
 
-def _with_problems(models: list[LocalModel]) -> list[LocalModel]:
-    """``models`` with ``problem`` set, from the cached verdicts; the cache file keeps only
-    the files listed now and is rewritten only when a verdict changed."""
+def _with_problems(models: list[LocalModel], projectors: dict[str, str] | None = None
+                   ) -> list[LocalModel]:
+    """``models`` with ``problem`` and ``mmproj`` set, from the cached verdicts (``pairing``
+    pairs a model with a projector recorded for it in ``projectors``, or beside it); the
+    cache file keeps only the files listed now and is rewritten only when a verdict
+    changed."""
     with _checks_lock:
         path = _checks_path()
         try:
@@ -292,8 +305,20 @@ def _with_problems(models: list[LocalModel]) -> list[LocalModel]:
             loaded = {}
         old = loaded if isinstance(loaded, dict) else {}
         cache = dict(old)
-        checked = [replace(m, problem=_model_problem(m, cache)) for m in models]
-        listed = {str(p) for m in models for p in (m.parts or (m.path,))}
+        checked = []
+        folders: dict[Path, list[Path]] = {}  # projectors per folder, read once per listing
+        for m in models:
+            problem = _model_problem(m, cache)
+            entry = cache.get(str(m.path))
+            n_embd = entry.get("n_embd") if isinstance(entry, dict) and not problem else None
+            mmproj = find_projector(m.path, m.source, n_embd if isinstance(n_embd, int)
+                                    else None, projectors or {}, cache, _CHECKS_FORMAT,
+                                    folders)
+            checked.append(replace(m, problem=problem, mmproj=mmproj))
+        listed = {str(p) for m in checked for p in (*(m.parts or (m.path,)),
+                                                     *((m.mmproj,) if m.mmproj else ()))}
+        listed |= {k for k, v in cache.items() if isinstance(v, dict) and "projection_dim" in v
+                   and Path(k).exists()}
         cache = {k: v for k, v in cache.items() if k in listed}
         if cache != old:
             from backend.settings import write_json_atomic  # settings import engine types
@@ -366,6 +391,7 @@ def delete_model(name: str, settings: Settings | None = None) -> LocalModel:
         if root not in resolved.parents:  # belt and braces: never delete outside the folder
             raise InvalidRequest(f"Refusing to delete {part}: it is outside {root}.")
         resolved.unlink(missing_ok=True)
+    drop_orphan_projectors(model.mmproj, root)
     folder = model.path.parent
     while folder != root and root in folder.parents and not any(folder.iterdir()):
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,4 +1,5 @@
-"""What ``hearth pull NAME`` (and Ollama's /api/pull) fetches: name → repo and quant."""
+"""What ``hearth pull NAME`` (and Ollama's /api/pull) fetches: name → repo and quant (and a
+vision model's projector)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Callable
 from backend.errors import InvalidRequest
 from backend.library import hub
 from backend.library.catalog import find_entry
-from backend.library.quants import QuantOption
+from backend.library.quants import QuantOption, choose_projector, group_quants, with_projector
 
 DEFAULT_QUANT = "Q4_K_M"
 
@@ -43,7 +44,17 @@ def choose_quant(options: list[QuantOption], quant: str | None,
     return fitting[-1] if fitting else by_size[0]
 
 
-def resolve_pull(name: str, fits: Callable[[int], bool] | None = None
+def resolve_pull(name: str, fits: Callable[[int], bool] | None = None,
+                 plan_fits: Callable[[str, QuantOption], bool] | None = None
                  ) -> tuple[str, QuantOption]:
+    """The repo and the variant to download for ``name``. A vision model's projector comes
+    with it: f16, unless ``plan_fits(repo, option)`` (the planner's verdict on the model
+    with that projector on this machine) says no, then the best smaller one that fits."""
     repo, quant = parse_pull_name(name)
-    return repo, choose_quant(hub.list_quants(repo), quant, fits)
+    files, commit = hub.list_files(repo)
+    option = choose_quant(group_quants(files, revision=commit), quant, fits)
+    if option.mmproj is not None and plan_fits is not None and not plan_fits(repo, option):
+        projector = choose_projector(
+            files, lambda f: plan_fits(repo, with_projector(option, f)))
+        option = with_projector(option, projector)
+    return repo, option

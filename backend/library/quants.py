@@ -9,8 +9,9 @@ with every shard, its size and its LFS sha256. Pure functions, no I/O: ``hub.py`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Smallest/lowest quality first. The order is what a picker shows and what "a smaller quant"
 # means in messages; it follows llama.cpp's bits per weight, not alphabetical order.
@@ -73,10 +74,23 @@ class QuantOption:
     sha256s: tuple[str | None, ...]
     total_size: int
     revision: str = "main"  # hub.list_quants pins the commit it listed, so shards can't mix
+    # The vision projector downloaded with the model (the last of ``files``), or None for a
+    # text-only model. It lands in the same folder, where the local listing pairs them.
+    mmproj: str | None = None
+
+    @property
+    def model_files(self) -> tuple[str, ...]:
+        """The model's own files (every shard), without its projector."""
+        return tuple(f for f in self.files if f != self.mmproj)
+
+    @property
+    def model_size(self) -> int:
+        """Bytes of the model's own files, without its projector."""
+        return sum(s for f, s in zip(self.files, self.sizes, strict=True) if f != self.mmproj)
 
     @property
     def is_split(self) -> bool:
-        return len(self.files) > 1
+        return len(self.model_files) > 1
 
     @property
     def primary_file(self) -> str:
@@ -126,15 +140,31 @@ def quant_sort_key(quant: str) -> tuple[int, str]:
 def is_model_gguf(name: str) -> bool:
     """A GGUF holding a language model: not a vision projector, not an imatrix dump."""
     base = name.rsplit("/", 1)[-1].lower()
-    return base.endswith(".gguf") and not base.startswith("mmproj") and "imatrix" not in base
+    return base.endswith(".gguf") and "mmproj" not in base and "imatrix" not in base
+
+
+def with_projector(option: QuantOption, projector: RemoteFile | None) -> QuantOption:
+    """``option`` downloading ``projector`` beside it (replacing one it had); None: none."""
+    files, sizes, shas = (list(t) for t in zip(
+        *[(f, s, h) for f, s, h in zip(option.files, option.sizes, option.sha256s, strict=True)
+          if f != option.mmproj], strict=True))
+    if projector is not None:
+        files.append(projector.name)
+        sizes.append(projector.size)
+        shas.append(projector.sha256.lower() if projector.sha256 else None)
+    return QuantOption(option.quant, tuple(files), tuple(sizes), tuple(shas), sum(sizes),
+                       option.revision, projector.name if projector is not None else None)
 
 
 def group_quants(files: Iterable[RemoteFile], revision: str = "main") -> list[QuantOption]:
-    """Every complete model variant in a repo's file list, smallest quant first.
+    """Every complete model variant in a repo's file list, smallest quant first, each with
+    the repo's preferred vision projector (f16) when it has any (``projector``).
 
     A split model whose shards are not all listed is left out: downloading it would give a
     model llama.cpp can't open.
     """
+    files = list(files)
+    projector = choose_projector(files)
     singles: list[tuple[str, list[RemoteFile]]] = []
     splits: dict[tuple[str, int], dict[int, RemoteFile]] = {}
     for file in files:
@@ -162,6 +192,7 @@ def group_quants(files: Iterable[RemoteFile], revision: str = "main") -> list[Qu
         )
         for _, members in groups
     ]
+    options = [with_projector(o, projector) for o in options] if projector else options
     return sorted(options, key=lambda o: (*quant_sort_key(o.quant), o.files[0]))
 
 
@@ -174,3 +205,56 @@ def pick_quant(options: list[QuantOption], quant: str | None) -> QuantOption | N
         return next((o for o in options if o.quant == wanted), None)
     preferred = next((o for o in options if o.quant == "Q4_K_M"), None)
     return preferred or options[len(options) // 2]
+
+
+# --- vision projectors (mmproj files) beside a repo's models --------------------------------
+
+# The order projectors are preferred in, best first: f16 is what llama.cpp's converter
+# writes and what model cards recommend; bf16 is as good where supported; q8_0 loses little.
+_PREFERRED = ("F16", "BF16", "Q8_0")
+
+
+def is_projector_file(name: str) -> bool:
+    """A GGUF whose name says it is a vision projector ("mmproj-…", "…-mmproj-f16.gguf")."""
+    base = name.rsplit("/", 1)[-1].lower()
+    return base.endswith(".gguf") and "mmproj" in base
+
+
+
+def projector_quant(name: str) -> str:
+    """The precision a projector's file name says ("F16", "Q8_0"); "F16" when it says none
+    (llama.cpp's converter writes f16 unless told otherwise)."""
+    return parse_quant(name.rsplit("/", 1)[-1]) or "F16"
+
+
+def _preference(quant: str) -> tuple[int, tuple[int, str]]:
+    """Sort key, best first: the preferred precisions in order, then the rest by size
+    descending (F32 last of all: twice f16's memory for nothing visible)."""
+    if quant in _PREFERRED:
+        return (_PREFERRED.index(quant), (0, ""))
+    if quant == "F32":
+        return (len(_PREFERRED) + 1, (0, ""))
+    rank, name = quant_sort_key(quant)
+    return (len(_PREFERRED), (-rank, name))
+
+
+def choose_projector(files: Iterable[RemoteFile],
+                     fits: Callable[[RemoteFile], bool] | None = None) -> RemoteFile | None:
+    """The projector to download beside a model: f16 by default; when ``fits`` (the
+    planner's verdict on the model with that projector) refuses it, the best smaller one
+    that fits; when none fits, the smallest. None when the repo has no projector."""
+    found = sorted((f for f in files if is_projector_file(f.name)),
+                   key=lambda f: (_preference(projector_quant(f.name)), f.name))
+    if not found:
+        return None
+    if fits is None or fits(found[0]):
+        return found[0]
+    smaller = sorted((f for f in found if f.size < found[0].size), key=lambda f: -f.size)
+    fitting = next((f for f in smaller if fits(f)), None)
+    return fitting or min(found, key=lambda f: f.size)
+
+
+def pick_local_projector(candidates: Iterable[Path]) -> Path | None:
+    """Of the projector files beside a model, the one a load uses: the preferred precision."""
+    found = sorted(candidates, key=lambda p: (_preference(projector_quant(p.name)), p.name))
+    return found[0] if found else None

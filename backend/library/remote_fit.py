@@ -6,6 +6,7 @@ from __future__ import annotations
 from backend.hardware.planner import OffloadPlan, PlanRequest, plan_offload
 from backend.hardware.probe import Hardware, probe_hardware
 from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata_from_range
+from backend.library.projector import ProjectorInfo, read_projector_from_range
 from backend.library.quants import QuantOption
 
 
@@ -31,6 +32,19 @@ def remote_metadata(repo_id: str, option: QuantOption) -> tuple[GgufMetadata, in
 
     meta = read_gguf_metadata_from_range(fetch, size)
     return meta, fetched
+
+
+def remote_projector(repo_id: str, option: QuantOption) -> ProjectorInfo | None:
+    """The header of the projector ``option`` downloads with the model, or None."""
+    if option.mmproj is None:
+        return None
+    size = option.sizes[option.files.index(option.mmproj)]
+
+    def fetch(start: int, stop: int) -> bytes:
+        return _hub().fetch_range(repo_id, option.mmproj, start, min(stop, size),
+                                  revision=option.revision)
+
+    return read_projector_from_range(fetch, size)
 
 
 def remote_fit(repo_id: str, option: QuantOption, hardware: Hardware | None = None,

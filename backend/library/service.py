@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,14 +42,16 @@ from backend.library.picks import (
     best_quant,
     pick_best,
 )
+from backend.library.projector import ProjectorInfo, check_pair
 from backend.library.quants import QuantOption, pick_quant
-from backend.library.remote_fit import remote_metadata
+from backend.library.remote_fit import remote_metadata, remote_projector
 from backend.library.transfer import human_size
 from backend.paths import hearth_paths
 from backend.settings_store import SettingsStore
 
 if TYPE_CHECKING:  # huggingface_hub takes ~0.2 s to import: only when the Hub is used
     from backend.library.hub import RepoSummary
+    from backend.settings import Settings
 
 _FIT_WORKERS = 4  # header reads in parallel: a repo with 20 quants answers in a few seconds
 
@@ -80,6 +82,7 @@ class LibraryService:
         self._manager: DownloadManager | None = None
         self._headers: dict[tuple[str, str, str], GgufMetadata] = {}  # repo, revision, file
         self._by_quant: dict[tuple[str, str], GgufMetadata] = {}  # repo, quant: last read
+        self._projectors: dict[tuple[str, str, str], ProjectorInfo] = {}  # repo, rev, file
 
     # -- local models ----------------------------------------------------------------------
     def local_models(self) -> list[LibraryModel]:
@@ -96,12 +99,15 @@ class LibraryService:
             keep = tuple(f for f in files if not _same_file(Path(f).expanduser(), model.path))
             if len(keep) != len(files):
                 self._set_extra_files(lambda _: keep)
+                self._record_projector(model.path, None)
                 return model
         return delete_model(model_id, self._store.snapshot())
 
-    def import_file(self, path: Path | str) -> LocalModel:
+    def import_file(self, path: Path | str, mmproj: Path | str | None = None) -> LocalModel:
         """Blocking. Check that ``path`` is a readable GGUF model, then list it (used in
-        place). Importing a file already listed returns its entry."""
+        place). Importing a file already listed returns its entry. ``mmproj``: a vision
+        projector to pair with it (checked against the model: see ``projector.check_pair``),
+        recorded in the settings so the model can see images."""
         path = Path(path).expanduser()
         if path.suffix.lower() != ".gguf":
             raise InvalidRequest(f"'{path.name}' is not a .gguf file. Hearth runs GGUF models; "
@@ -118,17 +124,44 @@ class LibraryService:
                                  "(it may be a vision projector or an adapter).")
         if meta.problem:  # well-formed, but llama.cpp would refuse it (or crash on it)
             raise InvalidRequest(f"'{path.name}' can't be imported: {meta.problem}")
+        projector = self._checked_projector(mmproj, path) if mmproj is not None else None
         path = path.resolve()
-        existing = self._find_by_path(path)
-        if existing is not None:
-            return existing
-        self._set_extra_files(lambda files: (*files, str(path)))
         found = self._find_by_path(path)
-        if found is None:  # another model already has this name, and the first one wins
-            self._set_extra_files(lambda files: tuple(f for f in files if f != str(path)))
-            raise InvalidRequest(f"Another model is already named '{path.stem}'. Rename the "
-                                 "file, then import it again.")
+        if found is None:
+            self._set_extra_files(lambda files: (*files, str(path)))
+            found = self._find_by_path(path)
+            if found is None:  # another model already has this name, and the first one wins
+                self._set_extra_files(lambda files: tuple(f for f in files if f != str(path)))
+                raise InvalidRequest(f"Another model is already named '{path.stem}'. Rename "
+                                     "the file, then import it again.")
+        if projector is not None:
+            self._record_projector(found.path, projector)
+            found = self._find_by_path(path) or found
         return found
+
+    def _checked_projector(self, mmproj: Path | str, model: Path) -> Path:
+        projector = Path(mmproj).expanduser()
+        if projector.suffix.lower() != ".gguf" or not projector.is_file():
+            raise InvalidRequest(f"There is no .gguf projector file at {projector}. Pick the "
+                                 "mmproj .gguf file that came with the model.")
+        try:
+            check_pair(projector, model, f"'{model.name}'")
+        except BackendError as exc:
+            raise InvalidRequest(f"'{projector.name}' can't be paired with '{model.name}': "
+                                 f"{exc.user_message}") from exc
+        return projector.resolve()
+
+    def _record_projector(self, model: Path, projector: Path | None) -> None:
+        """Pair ``model`` with ``projector`` in the settings (None: forget its pair)."""
+        key = str(model)
+
+        def change(s: Settings) -> Settings:
+            pairs = tuple(p for p in s.library.projectors if p[0] != key)
+            mine = ((key, str(projector)),) if projector is not None else ()
+            return s.model_copy(update={"library": s.library.model_copy(
+                update={"projectors": (*pairs, *mine)})})
+
+        self._store.update(change)
 
     def _set_extra_files(self, change: Callable[[tuple[str, ...]], tuple[str, ...]]) -> None:
         self._store.update(lambda s: s.model_copy(update={"library": s.library.model_copy(
@@ -177,11 +210,30 @@ class LibraryService:
                 with self._lock:
                     self._headers[key] = meta
                     self._by_quant[(repo_id, option.quant)] = meta  # catalog cards use it
-            plan = plan_offload(meta, hardware or self.hardware(), self._plan_request())
+            request = replace(self._plan_request(), projector=self._projector(repo_id, option))
+            plan = plan_offload(meta, hardware or self.hardware(), request)
         except BackendError as exc:
             return FitBadge("unknown", "Unknown", "Hearth couldn't read this file's header to "
                             f"check the fit: {exc.user_message}")
         return badge_for(plan.verdict, plan.n_gpu_layers, plan.n_layers_total, plan.reason)
+
+    def _projector(self, repo_id: str, option: QuantOption) -> ProjectorInfo | None:
+        """The header of the projector downloaded with ``option`` (cached), or None."""
+        if option.mmproj is None:
+            return None
+        key = (repo_id, option.revision, option.mmproj)
+        with self._lock:
+            found = self._projectors.get(key)
+        if found is None:
+            found = remote_projector(repo_id, option)
+            with self._lock:
+                self._projectors[key] = found
+        return found
+
+    def fits_with_projector(self, repo_id: str, option: QuantOption) -> bool:
+        """Blocking. Whether the planner says ``option`` (with its projector) can load here;
+        ``hearth pull`` asks it to pick a smaller projector than f16 when it can't."""
+        return self.fit(repo_id, option).kind != "too_large"
 
     def catalog_cards(self) -> list[CatalogCard]:
         """Blocking the first time (hardware probe); no network. Every catalog model with a

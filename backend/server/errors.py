@@ -18,10 +18,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from backend.errors import (
     BackendError,
     ContextTooLong,
+    ImageRejected,
     InvalidRequest,
     ModelNotFound,
     ServerBusy,
     TemplateError,
+    VisionUnsupported,
 )
 
 log = logging.getLogger(__name__)
@@ -32,6 +34,8 @@ _OPENAI_KINDS: list[tuple[type[BackendError], str, str | None]] = [
     (ModelNotFound, "invalid_request_error", "model_not_found"),
     (TemplateError, "invalid_request_error", "template_error"),
     (InvalidRequest, "invalid_request_error", None),
+    (ImageRejected, "invalid_request_error", "invalid_image"),
+    (VisionUnsupported, "invalid_request_error", "model_not_vision_capable"),
     (ServerBusy, "server_error", "server_busy"),
 ]
 

@@ -80,7 +80,7 @@ def _capabilities(hearth: Hearth, model: LocalModel, template: str,
     loaded = hearth.loaded
     same = loaded is not None and Path(loaded.path) == model.path
     return list(capabilities(loaded if same else None, template,
-                             embedding_only=embedding_only))
+                             embedding_only=embedding_only, vision=model.mmproj is not None))
 
 
 def _show(hearth: Hearth, name: str) -> dict[str, Any]:
@@ -107,6 +107,9 @@ def _show(hearth: Hearth, name: str) -> dict[str, Any]:
             preset.created_at if preset else model.path.stat().st_mtime),
         "capabilities": _capabilities(hearth, model, template,
                                       bool(meta and meta.embedding_only))}
+    if model.mmproj is not None:  # as Ollama shows a vision model's projector
+        out["projector_info"] = {"general.architecture": "clip",
+                                 "general.file": model.mmproj.name}
     if preset is not None:
         out |= {"system": preset.system or "", "license": preset.license or "",
                 "messages": [{"role": m.role, "content": m.content} for m in preset.messages]}

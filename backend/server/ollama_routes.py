@@ -3,7 +3,9 @@
 Streaming routes answer NDJSON (one JSON object a line) unless the body says
 ``"stream": false``; every error is ``{"error": "..."}`` (errors.py), also as the last line of
 a stream that fails after it started. Like the OpenAI routes, generation only parses the body
-into ``RequestOptions`` and calls ``Hearth.generate``. Differences from Ollama, on purpose:
+into ``RequestOptions`` and calls ``Hearth.generate``; ``images`` (base64, on /api/chat
+messages and /api/generate) become images through ``Hearth.images``, checked like every
+front end's. Differences from Ollama, on purpose:
   * ``options.num_ctx`` does not reload the model: a request is served within the context the
     model was loaded with (``hearth serve --ctx``); when they differ, the response carries
     ``X-Hearth-Context-Length`` with the context really used.
@@ -33,6 +35,7 @@ from backend.api import (
     Finished,
     Generation,
     Hearth,
+    ImageInput,
     RequestOptions,
     __version__,
     parse_tool_calls,
@@ -96,19 +99,28 @@ def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any]:
     raise InvalidRequest(f"'format' must be \"json\" or a JSON schema object, not {fmt!r}.")
 
 
-def _no_images(images: list[str] | None) -> None:
-    if images:
-        raise InvalidRequest("Hearth's models can't see images yet; send text only.")
-
-
-def _messages(messages: list[Message]) -> tuple[ChatMessage, ...]:
+async def _images(hearth: Hearth, images: list[str] | None, where: str, first: int = 1
+                  ) -> tuple[ImageInput, ...]:
+    """Ollama's ``images``: base64 strings (a data URL is taken too)."""
     out = []
-    for m in messages:
-        _no_images(m.images)
+    for n, text in enumerate(images or (), first):
+        shown = f"Image {n} ({where})"
+        out.append(await hearth.images.from_url(text, shown) if text.startswith("data:")
+                   else hearth.images.from_base64(text, shown))
+    return tuple(out)
+
+
+async def _messages(hearth: Hearth, messages: list[Message]) -> tuple[ChatMessage, ...]:
+    out = []
+    count = 0
+    for i, m in enumerate(messages):
+        images = await _images(hearth, m.images, f"messages[{i}]", count + 1)
+        count += len(images)
         calls = tuple({"type": "function", "function": {"name": c.function.name,
                                                         "arguments": c.function.arguments}}
                       for c in m.tool_calls or ())
-        out.append(ChatMessage(m.role, m.content, tool_calls=calls or None, name=m.tool_name))
+        out.append(ChatMessage(m.role, m.content, images=images, tool_calls=calls or None,
+                               name=m.tool_name))
     return tuple(out)
 
 
@@ -118,8 +130,8 @@ async def chat(body: ChatBody, request: Request) -> Response:
     if not body.messages:
         return await _load_or_unload(request, body, "chat")
     options = _options(body, tools=tuple(body.tools) if body.tools else None)
-    return await _respond(request, body, "chat", messages=_messages(body.messages),
-                          options=options)
+    messages = await _messages(hearth_of(request), body.messages)
+    return await _respond(request, body, "chat", messages=messages, options=options)
 
 
 @router.post("/generate")
@@ -127,10 +139,12 @@ async def generate(body: GenerateBody, request: Request) -> Response:
     log_model(request, body.model)
     if not body.prompt:
         return await _load_or_unload(request, body, "generate")
-    _no_images(body.images)
     if body.suffix:
         raise InvalidRequest("'suffix' (fill in the middle) is not supported; send 'prompt' "
                              "only.")
+    if body.raw and body.images:
+        raise InvalidRequest("A raw prompt can't carry images (they are placed by the chat "
+                             "template); send the request without 'raw'.")
     if body.raw:  # the prompt goes to the model exactly as sent, no chat template
         return await _respond(request, body, "generate", prompt=body.prompt,
                               options=_options(body))
@@ -139,8 +153,10 @@ async def generate(body: GenerateBody, request: Request) -> Response:
                              "run; send a Jinja chat template, or none to use the model's.")
     options = _options(body, system_prompt=body.system or None,
                        chat_template=body.template or None)
+    images = await _images(hearth_of(request), body.images, "images")
     return await _respond(request, body, "generate",
-                          messages=(ChatMessage("user", body.prompt),), options=options)
+                          messages=(ChatMessage("user", body.prompt, images=images),),
+                          options=options)
 
 
 # --- to response bodies ---------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pydantic import (
     AliasChoices,
     Field,
     field_validator,
+    model_validator,
 )
 
 from backend.api import GgufMetadata, Hearth, LocalModel
@@ -30,6 +31,7 @@ from backend.server.validation import (
     MIN_INT64,
     LenientModel,
     RequestModel,
+    check_image_count,
     json_body,
 )
 
@@ -92,6 +94,11 @@ class ChatRequest(_GenerateFields):
     messages: list[Message] = Field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
 
+    @model_validator(mode="after")
+    def _image_count(self) -> ChatRequest:
+        check_image_count(sum(len(m.images or ()) for m in self.messages))
+        return self
+
 
 class GenerateRequest(_GenerateFields):
     prompt: str | None = None
@@ -101,6 +108,11 @@ class GenerateRequest(_GenerateFields):
     context: list[int] | None = None  # accepted and ignored: the prompt cache does this job
     raw: bool = False
     images: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _image_count(self) -> GenerateRequest:
+        check_image_count(len(self.images or ()))
+        return self
 
 
 class NamedRequest(RequestModel):
@@ -165,8 +177,10 @@ def digest_of(*parts: object) -> str:
 
 def details(model: LocalModel, meta: GgufMetadata | None, parent: str = "") -> dict[str, Any]:
     arch = meta.architecture if meta else ""
+    # Ollama lists a vision model's projector as a second family.
+    families = [arch] + (["clip"] if model.mmproj is not None else []) if arch else None
     return {"parent_model": parent, "format": "gguf", "family": arch,
-            "families": [arch] if arch else None,
+            "families": families,
             "parameter_size": _size_label(meta.parameter_count) if meta else "",
             "quantization_level": model.quant or (meta.quant_name if meta else "") or ""}
 

@@ -1,9 +1,9 @@
 """OpenAI-compatible routes: /v1/models, /v1/chat/completions, /v1/completions.
 
-Each generation route only parses its body into ``RequestOptions`` plus messages or a prompt
-and calls ``Hearth.generate``: defaults, saved settings, presets, grammars for structured
-output and the tools capability check are the application layer's, the same for every front
-end.
+Each generation route only parses its body into ``RequestOptions`` plus messages (images
+through ``Hearth.images``) or a prompt and calls ``Hearth.generate``: defaults, saved
+settings, presets, grammars for structured output, image limits and the tools and vision
+capability checks are the application layer's, the same for every front end.
 """
 
 from __future__ import annotations
@@ -124,11 +124,18 @@ def _chat_options(body: ChatCompletionRequest) -> RequestOptions:
                     tool_choice=body.tool_choice)
 
 
-def _messages(body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
+async def _messages(hearth: Hearth, body: ChatCompletionRequest) -> tuple[ChatMessage, ...]:
+    """The conversation, ``image_url`` parts turned into images by the application (data
+    URLs; http(s) URLs only when the settings allow fetching them)."""
     out = []
-    for m in body.messages:
+    count = 0
+    for i, m in enumerate(body.messages):
         role = "system" if m.role == "developer" else m.role
-        out.append(ChatMessage(role, m.text(),  # type: ignore[arg-type]
+        images = []
+        for url in m.image_urls():
+            count += 1
+            images.append(await hearth.images.from_url(url, f"Image {count} (messages[{i}])"))
+        out.append(ChatMessage(role, m.text(), images=tuple(images),  # type: ignore[arg-type]
                                tool_calls=tuple(m.tool_calls) if m.tool_calls else None,
                                tool_call_id=m.tool_call_id, name=m.name))
     return tuple(out)
@@ -165,8 +172,9 @@ def _stream_error(final: Finished) -> str:
 @router.post("/chat/completions", response_model=ChatCompletion)
 async def chat_completions(body: ChatCompletionBody, request: Request) -> Any:
     log_model(request, body.model)
-    events = await hearth_of(request).generate(
-        body.model, messages=_messages(body), options=_chat_options(body), limit_queue=True)
+    hearth = hearth_of(request)
+    events = await hearth.generate(body.model, messages=await _messages(hearth, body),
+                                   options=_chat_options(body), limit_queue=True)
     log_generation(request, events)
     # Tools as the request builder resolved them (tool_choice "none" drops them).
     use_tools = bool(events.request.tools)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from backend.api import OverflowPolicy
 from backend.server.validation import (
@@ -16,23 +16,53 @@ from backend.server.validation import (
     MIN_INT64,
     LenientModel,
     RequestModel,
+    check_image_count,
     json_body,
 )
 
 _Lenient = LenientModel
 
 
-class TextPart(_Lenient):
+class ImageUrl(_Lenient):
+    url: str
+    detail: str | None = None  # accepted; the projector decides the resolution
+
+
+class ContentPart(_Lenient):
+    """A part of a message: ``text``, or ``image_url`` (a data URL, or an http(s) URL the
+    server fetches only when its settings allow)."""
+
     type: str
     text: str | None = None
+    image_url: ImageUrl | str | None = None
+
+    def url(self) -> str:
+        if isinstance(self.image_url, ImageUrl):
+            return self.image_url.url
+        if isinstance(self.image_url, str):
+            return self.image_url
+        raise ValueError("an image_url part needs 'image_url': {'url': ...}")
 
 
 class ChatMessageIn(_Lenient):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _known_parts(cls, content: str | list[ContentPart] | None
+                     ) -> str | list[ContentPart] | None:
+        for n, part in enumerate(content if isinstance(content, list) else ()):
+            if part.type == "image_url":
+                part.url()
+            elif part.type != "text":
+                # Silently dropping a part would answer a question the client didn't ask.
+                raise ValueError(f"part {n} is of type '{part.type[:40]}'; Hearth reads "
+                                 "'text' and 'image_url' parts")
+        return content
 
     def text(self) -> str:
         if self.content is None:
@@ -40,6 +70,11 @@ class ChatMessageIn(_Lenient):
         if isinstance(self.content, str):
             return self.content
         return "".join(p.text or "" for p in self.content if p.type == "text")
+
+    def image_urls(self) -> list[str]:
+        if not isinstance(self.content, list):
+            return []
+        return [p.url() for p in self.content if p.type == "image_url"]
 
 
 class StreamOptions(_Lenient):
@@ -95,6 +130,11 @@ class ChatCompletionRequest(_SamplingFields):
     response_format: ResponseFormat | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _image_count(self) -> ChatCompletionRequest:
+        check_image_count(sum(len(m.image_urls()) for m in self.messages))
+        return self
 
 
 class CompletionRequest(_SamplingFields):

@@ -23,6 +23,9 @@ MAX_INT32 = 2**31 - 1
 # Seeds are 64-bit in the OpenAI API (llama.cpp keeps the low 32 bits).
 MIN_INT64, MAX_UINT64 = -(2**63), 2**64 - 1
 _MAX_DEPTH = 64  # JSON nesting any real request stays far below
+# Images one body may carry, whatever the settings allow (at most 16): a body with hundreds
+# is refused here, before any of them is decoded.
+MAX_BODY_IMAGES = 16
 
 
 class LenientModel(BaseModel):
@@ -88,3 +91,10 @@ def json_body(model: type[_Body]) -> Any:
             raise RequestValidationError(exc.errors(include_url=False)) from None
 
     return Depends(parse)
+
+
+def check_image_count(count: int) -> None:
+    """Raise ValueError (a 400 naming the limit) for a body with too many images."""
+    if count > MAX_BODY_IMAGES:
+        raise ValueError(f"the request carries {count} images; Hearth takes at most "
+                         f"{MAX_BODY_IMAGES} in one request")

@@ -106,17 +106,20 @@ def test_group_quants_single_split_and_incomplete() -> None:
     options = group_quants(files, revision="abc")
     assert [o.quant for o in options] == ["Q4_K_M", "Q8_0", "F16", UNKNOWN_QUANT]
     f16 = options[2]
+    # The repo's vision projector comes with every variant, last.
     assert f16 == QuantOption(
         quant="F16",
-        files=("M-F16-00001-of-00002.gguf", "M-F16-00002-of-00002.gguf"),
-        sizes=(900, 700),
-        sha256s=("dd" * 32, "cc" * 32),
-        total_size=1600,
+        files=("M-F16-00001-of-00002.gguf", "M-F16-00002-of-00002.gguf", "mmproj-M-f16.gguf"),
+        sizes=(900, 700, 50),
+        sha256s=("dd" * 32, "cc" * 32, "ff" * 32),
+        total_size=1650,
         revision="abc",
+        mmproj="mmproj-M-f16.gguf",
     )
     assert f16.is_split and f16.primary_file.endswith("00001-of-00002.gguf")
-    assert options[1].sha256s == ("aa" * 32,)  # lower-cased for comparison with hashlib
-    assert options[3].sha256s == (None,)
+    assert f16.model_size == 1600
+    assert options[1].sha256s == ("aa" * 32, "ff" * 32)  # lower-cased, as hashlib writes
+    assert options[3].sha256s == (None, "ff" * 32)
 
 
 @pytest.mark.parametrize(("wanted", "expected"), [

@@ -43,6 +43,10 @@ GOOD_TOKEN = "hf_hearth_test_token"
 # A real account's token that was never given access to the gated repo.
 NO_ACCESS_TOKEN = "hf_hearth_no_access_token"
 NOT_GGUF_REPO = "hearth-test/safetensors-only"
+# A vision model: SmolLM2 under two quant names, and projectors for it in two precisions.
+VISION_REPO = "hearth-test/Vision-GGUF"
+VISION_FILES = ("Vision-Q4_1.gguf", "Vision-Q8_0.gguf")
+VISION_PROJECTORS = ("mmproj-Vision-F16.gguf", "mmproj-Vision-Q8_0.gguf")
 
 
 @dataclass
@@ -142,6 +146,10 @@ class HubServer:
         self._httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
         threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def add_repo(self, repo: Repo) -> None:
+        with self.lock:
+            self.repos[repo.id] = repo
 
     def stop(self) -> None:
         self._httpd.shutdown()
@@ -404,6 +412,17 @@ def default_repos(smollm2: Blob, gemma: Blob) -> list[Repo]:
         Repo(NOT_GGUF_REPO, {"model.safetensors": Blob.synthetic(100, seed=4)},
              downloads=10**6, tags=("safetensors",)),
     ]
+
+
+def vision_repo(smollm2: Blob) -> Repo:
+    """``VISION_REPO``: added by the tests that pull a vision model (``add_repo``)."""
+    from tests.library.projectors import Q8_0, projector_bytes
+
+    files = {name: smollm2 for name in VISION_FILES}
+    files[VISION_PROJECTORS[0]] = Blob.from_bytes(projector_bytes(576, width=64))
+    files[VISION_PROJECTORS[1]] = Blob.from_bytes(projector_bytes(576, width=64,
+                                                                  type_id=Q8_0))
+    return Repo(VISION_REPO, files, downloads=7, tags=("gguf", "image-text-to-text"))
 
 
 def point_hub_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,10 +58,15 @@ def test_list_quants_multi_quant_repo(hub_server: HubServer) -> None:
     assert [o.quant for o in options] == ["Q2_K", "Q3_K_M", "IQ4_XS", "Q4_K_M", "Q5_K_S",
                                           "Q8_0"]
     repo = hub_server.repos[MULTI_REPO]
+    projector = repo.files["mmproj-Multi-F16.gguf"]
     for option in options:
         blob = repo.files[option.primary_file]
-        assert option.sizes == (blob.size,) and option.total_size == blob.size
-        assert option.sha256s == (blob.sha256,)
+        # The repo's vision projector comes with every quant, as the last file.
+        assert option.model_files == (option.primary_file,)
+        assert option.mmproj == "mmproj-Multi-F16.gguf"
+        assert option.sizes == (blob.size, projector.size)
+        assert option.total_size == blob.size + projector.size
+        assert option.sha256s == (blob.sha256, projector.sha256)
         assert option.revision == repo.commit  # pinned: shards and resumes can't mix commits
     assert set(MULTI_QUANTS) == {o.quant for o in options}  # mmproj and README left out
 
