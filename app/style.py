@@ -152,6 +152,11 @@ QLabel#send_hint, QLabel#message_status, QLabel#welcome_model, QLabel#code_langu
     color: {p.muted}; }}
 QLabel#message_footer[error="true"], QLabel#send_hint[error="true"] {{ color: {p.error}; }}
 QLabel#edit_notice {{ padding: 2px 4px; }}
+QLabel#image_notice {{ color: {p.error}; padding: 2px 4px; }}
+QToolButton#image_thumb {{ background: {p.surface}; border: 1px solid {p.border};
+                           border-radius: 6px; padding: 2px; }}
+QToolButton#image_thumb:hover {{ border-color: {p.border_strong}; }}
+QToolButton#image_thumb:focus {{ border: 2px solid {p.focus}; padding: 1px; }}
 #message_actions QToolButton {{ border-radius: 6px; padding: 3px; }}
 QFrame#code_block {{ background: {p.code_bg}; border: 1px solid {p.border};
                      border-radius: {RADIUS}px; }}

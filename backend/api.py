@@ -34,6 +34,7 @@ from backend.application.embeddings import Embedded
 from backend.application.generation import Generation
 from backend.application.grounding import Grounding
 from backend.application.hearth import LOAD_FIELDS, Hearth, RemoteStatus
+from backend.application.images import ImageIntake
 from backend.application.presets import PresetBook
 from backend.application.request_log import RequestLogEntry
 from backend.application.requests import (
@@ -62,11 +63,13 @@ from backend.application.tool_events import (
     ToolTurn,
 )
 from backend.application.tool_records import ToolChatRecorder, reply_stats
+from backend.engine.image_decode import MAX_IMAGE_PIXELS
 from backend.engine.types import (
     ChatMessage,
     Finished,
     FinishReason,
     GenerationEvent,
+    ImageInput,
     LoadedModel,
     LoadPlan,
     OverflowPolicy,
@@ -113,6 +116,7 @@ from backend.library.modelfile import (
     render_modelfile,
 )
 from backend.library.presets import Preset, template_is_jinja
+from backend.library.projector import ProjectorInfo, read_projector
 from backend.library.quants import QuantOption
 from backend.library.transfer import human_size
 from backend.paths import hearth_paths
@@ -128,6 +132,7 @@ from backend.settings import (
     DEFAULT_PORT,
     ChatSettings,
     EngineSettings,
+    ImageSettings,
     LibrarySettings,
     SamplingSettings,
     ServerSettings,
@@ -143,6 +148,9 @@ from backend.store import (
     StoredMessage,
     auto_title,
 )
+from backend.store.images import EXTENSIONS as IMAGE_MEDIA_TYPES
+from backend.store.images import IMAGE_SUFFIXES, sniff_media_type
+from backend.store.records import StoredImage
 from backend.tools.calls import ParsedToolCall, parse_tool_calls
 from backend.tools.catalog import McpState, McpStatus, ToolSet, ToolSpec
 from backend.tools.mcp_config import (
@@ -199,8 +207,11 @@ __all__ = [
     "DEFAULT_PORT",
     "DEFAULT_TITLE",
     "IGNORED_PARAMETERS",
+    "IMAGE_MEDIA_TYPES",
+    "IMAGE_SUFFIXES",
     "LOAD_FIELDS",
     "LOOPBACK_HOSTS",
+    "MAX_IMAGE_PIXELS",
     "MESSAGE_STATES",
     "NO_LIMIT",
     "RANDOM_SEED",
@@ -242,6 +253,9 @@ __all__ = [
     "Hardware",
     "Hearth",
     "HostedModel",
+    "ImageInput",
+    "ImageIntake",
+    "ImageSettings",
     "ImportedServer",
     "IndexProgress",
     "Knowledge",
@@ -268,6 +282,7 @@ __all__ = [
     "PlanRequest",
     "Preset",
     "PresetBook",
+    "ProjectorInfo",
     "PromptProgress",
     "QuantChoice",
     "QuantOption",
@@ -289,6 +304,7 @@ __all__ = [
     "Settings",
     "SettingsStore",
     "SpeculationParams",
+    "StoredImage",
     "StoredMessage",
     "TextDelta",
     "ToolCallFinished",
@@ -324,9 +340,11 @@ __all__ = [
     "parse_tool_calls",
     "plan_offload",
     "prompt_messages",
+    "read_projector",
     "render_modelfile",
     "reply_stats",
     "resolve_pull",
+    "sniff_media_type",
     "speculative_mode",
     "template_is_jinja",
 ]

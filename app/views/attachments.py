@@ -44,6 +44,7 @@ from qasync import asyncSlot
 
 from app.views.citations import CitationOpener
 from backend.api import (
+    IMAGE_SUFFIXES,
     SUPPORTED_SUFFIXES,
     ChatMessage,
     CollectionInfo,
@@ -103,9 +104,12 @@ def dropped_files(event: QDragEnterEvent | QDropEvent) -> list[str]:
 
 
 class FileDrops(QObject):
-    """An event filter that turns files dropped on its widgets into ``files_dropped``."""
+    """An event filter that turns files dropped on its widgets into ``files_dropped``, and
+    image files (by their suffix: the bytes are checked when attached) into
+    ``images_dropped``, which the chat attaches as images, not documents."""
 
     files_dropped = Signal(list)  # list[str]: paths
+    images_dropped = Signal(list)  # list[str]: paths of image files
 
     def watch(self, widget: QWidget) -> None:
         widget.setAcceptDrops(True)
@@ -123,7 +127,11 @@ class FileDrops(QObject):
             files = dropped_files(event)
             if files:
                 event.acceptProposedAction()
-                self.files_dropped.emit(files)
+                images = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+                if images:
+                    self.images_dropped.emit(images)
+                if len(images) < len(files):
+                    self.files_dropped.emit([f for f in files if f not in images])
                 return True
         return super().eventFilter(watched, event)
 

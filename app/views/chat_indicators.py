@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from PySide6.QtWidgets import QStackedWidget
 
+from app.views.chat_images import vision_block
 from app.views.chat_input import ChatInput
 from app.views.chat_welcome import ChatWelcome
 from app.views.live_reply import LiveReply
@@ -44,15 +45,18 @@ class ChatParts(Protocol):
 
 
 def send_state(*, model: str | None, model_name: str, replying: bool, stopping: bool,
-               remote: bool, loaded_id: str | None, reload_due: bool) -> tuple[bool, str | None]:
+               remote: bool, loaded_id: str | None, reload_due: bool,
+               images_block: str | None = None) -> tuple[bool, str | None]:
     """Whether Send works now, and the sentence shown beside it: why not, or what Send will
     do first (load the model, reload it with changed settings). Send is never unavailable
-    without a reason."""
+    without a reason. ``images_block``: why the attached images can't go to this model."""
     if model is None:
         return False, "No model to answer yet: open Models (Ctrl+2) to get one."
     if replying:
         return False, ("Stopping…" if stopping else
                        "Replying… Stop (Esc) ends the reply; other chats can send meanwhile.")
+    if images_block is not None:
+        return False, images_block
     if remote:
         return True, None
     if loaded_id != model:
@@ -73,11 +77,13 @@ class ChatIndicators:
         page = self._page
         model, loaded = page.chooser.choice(), self._hearth.loaded
         live = page.replies.live(page.conversation_id)
-        return send_state(model=model, model_name=page.chooser.display_name(model),
+        name, remote = page.chooser.display_name(model), page.remote_model is not None
+        block = vision_block(attached=len(page.input.images.images()), model=model,
+                             model_name=name, remote=remote, vision=page.chooser.vision)
+        return send_state(model=model, model_name=name,
                           replying=live is not None, stopping=live is not None and live.stopping,
-                          remote=page.remote_model is not None,
-                          loaded_id=loaded.model_id if loaded else None,
-                          reload_due=self._hearth.load_settings_changed())
+                          remote=remote, loaded_id=loaded.model_id if loaded else None,
+                          reload_due=self._hearth.load_settings_changed(), images_block=block)
 
     def refresh(self) -> None:
         """Send/Stop and their sentence, the message actions, welcome or transcript."""

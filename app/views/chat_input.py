@@ -1,4 +1,6 @@
-"""The bottom of the chat: the composer, Send and Stop, and the note while a message is edited.
+"""The bottom of the chat: the composer, Send and Stop, and the note while a message is edited;
+the images attached to the message (a tray of thumbnails in the box, the button that adds
+them, and the note saying why a file wasn't attached).
 
 It holds what was typed and which sent message is being edited; the chat page decides when a
 message may be sent, and says so through ``set_state``, with the reason when it may not: Send
@@ -19,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from app.icons import icon
 from app.views.composer import Composer
+from app.views.image_widgets import ImageTray
 from app.views.reading_column import centre_in
 from app.views.transcript import MessageView
 
@@ -38,6 +41,20 @@ class ChatInput(QWidget):
                                   "it (Esc cancels).", self)
         self.edit_notice.setObjectName("edit_notice")
         self.edit_notice.hide()
+        self.image_notice = QLabel(self)  # why a file wasn't attached as an image
+        self.image_notice.setObjectName("image_notice")
+        self.image_notice.setWordWrap(True)
+        self.image_notice.hide()
+        self.images = ImageTray(self)
+        self.image_button = QPushButton(icon("image", "muted"), "", self)
+        self.image_button.setObjectName("image_button")
+        self.image_button.setIconSize(QSize(18, 18))
+        self.image_button.setFixedSize(SEND_SIZE, SEND_SIZE)
+        self.image_button.setFlat(True)
+        self.image_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.image_button.setAccessibleName("Attach images")
+        self.image_button.setToolTip("Attach images: PNG, JPEG, WebP or GIF (or paste them, "
+                                     "or drop them on the message box)")
         self.hint = QLabel(self)  # why Send is unavailable, or what happens on Send
         self.hint.setObjectName("send_hint")
         self.hint.setWordWrap(True)
@@ -67,6 +84,7 @@ class ChatInput(QWidget):
         bottom = QHBoxLayout()
         bottom.setContentsMargins(0, 0, 0, 0)
         bottom.setSpacing(6)
+        bottom.addWidget(self.image_button)
         bottom.addWidget(self.hint, 1)  # beside Send: why it is unavailable, or what it does
         bottom.addStretch(0)
         bottom.addWidget(self.stop_button)
@@ -74,15 +92,18 @@ class ChatInput(QWidget):
         inside = QVBoxLayout(self.box)
         inside.setContentsMargins(10, 6, 8, 8)
         inside.setSpacing(2)
+        inside.addWidget(self.images)
         inside.addWidget(self.composer)
         inside.addLayout(bottom)
         column = QVBoxLayout(self)
         column.setContentsMargins(16, 4, 16, 12)
         column.setSpacing(4)
         column.addWidget(self.edit_notice)
+        column.addWidget(self.image_notice)
         column.addWidget(self.box)
         centre_in(self, column)  # lined up with the transcript's reading column
-        self.setTabOrder(self.composer, self.send_button)
+        self.setTabOrder(self.composer, self.image_button)
+        self.setTabOrder(self.image_button, self.send_button)
         self.setTabOrder(self.send_button, self.stop_button)
 
     def text(self) -> str:
@@ -107,6 +128,11 @@ class ChatInput(QWidget):
             self.box.style().polish(self.box)
         return super().eventFilter(watched, event)
 
+    def show_image_notice(self, text: str | None) -> None:
+        """Why files weren't attached as images (None: hide the note)."""
+        self.image_notice.setText(text or "")
+        self.image_notice.setVisible(bool(text))
+
     def show_hint(self, text: str | None) -> None:
         self.hint.setText(text or "")
         self.hint.setVisible(bool(text))
@@ -115,6 +141,8 @@ class ChatInput(QWidget):
         """Put a sent message back in the composer; Send replaces it and what followed."""
         self.editing = view
         self.composer.setPlainText(view.text())
+        shown = view.attachments
+        self.images.set_images(list(getattr(shown, "images", [])))
         self.edit_notice.show()
         self.composer.setFocus()
 
@@ -130,6 +158,7 @@ class ChatInput(QWidget):
         self.editing = None
         self.edit_notice.hide()
         self.composer.clear()
+        self.images.clear()  # they came with the edited message
         return True
 
     def give_back(self, text: str) -> None:

@@ -4,8 +4,9 @@ A layout of parts with one job each: ``ModelChooser`` (which model answers, load
 ``ReplyStreamer`` (the replies streaming, one per chat: ask, render, record, stop),
 ``ChatInput`` (what is typed, the message being edited, why Send is unavailable),
 ``ChatWelcome`` (an empty chat's greeting and suggestions), ``TranscriptView`` (the turns
-shown). The page keeps which conversation is open and what its turns mean: sending,
-regenerating, editing, deleting, opening another.
+shown), ``ChatDocuments`` and ``ChatImages`` (what a message carries besides its text). The
+page keeps which conversation is open and what its turns mean: sending, regenerating, editing,
+deleting, opening another.
 
 Each chat keeps its model and system prompt in the history: opening a chat shows its model in
 the picker and its prompt in the panel. Sending loads the chat's model first when it isn't the
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import QHBoxLayout, QStackedWidget, QVBoxLayout, QWidget
 from qasync import asyncSlot
 
 from app.views.attachments import ChatDocuments
+from app.views.chat_images import ChatImages
 from app.views.chat_indicators import ChatIndicators
 from app.views.chat_input import ChatInput
 from app.views.chat_session import ChatSession
@@ -143,6 +145,7 @@ class ChatPage(QWidget):
         self.input.stop_requested.connect(self.stop_reply)
         self.welcome.suggestion_chosen.connect(self.send_suggestion)
         self.documents = ChatDocuments(self._hearth, self, self._ensure_conversation)
+        self.images = ChatImages(self)  # the image button, pastes, drops, the tray
         for part in (self.chooser, self.replies, self.documents):
             part.problem.connect(self.problem)
         self.indicators.show_context(None)
@@ -270,21 +273,21 @@ class ChatPage(QWidget):
     @asyncSlot()
     async def send_message(self) -> None:
         text = self.input.text()
-        if not text:
+        if not text and not self.images.tray.images():
             return
         if not self.indicators.send_state()[0]:
             self.indicators.refresh()  # the reason is beside Send; the text stays in the box
             return
         edited = self.input.take_edit()
-        if edited is not None:
-            if edited.message_id is not None:
-                self._store.delete_messages_from(edited.message_id)
-            if edited in self.transcript.messages():
-                self.transcript.remove_from(edited)
+        if edited is not None and edited.message_id is not None:
+            self._store.delete_messages_from(edited.message_id)
+        if edited is not None and edited in self.transcript.messages():
+            self.transcript.remove_from(edited)
         conversation = self._ensure_conversation()
-        stored = self._store.add_message(conversation, "user", text)
-        self.composer.clear()
-        user_view = self.transcript.add_message("user", text, message_id=stored.id)
+        sent = await self.images.add_turn(self._store, self.transcript, conversation, text)
+        if sent is None:  # said; what was typed and attached stays in the box
+            return
+        stored, user_view = sent
         self._wire(user_view)
         self.conversation_changed.emit(conversation)
         await self._reply(SentTurn(stored.id, user_view, text))

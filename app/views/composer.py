@@ -1,10 +1,19 @@
-"""The message box: Enter sends, Shift+Enter adds a line."""
+"""The message box: Enter sends, Shift+Enter adds a line; a pasted image is attached.
+
+Ctrl+V of an image (a screenshot, an image copied in a browser) or of image files (copied in
+a file manager) emits ``images_pasted`` instead of inserting text: the chat attaches them as
+images. Anything else pastes as plain text. GUI thread only.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontMetrics, QKeyEvent
+from pathlib import Path
+
+from PySide6.QtCore import QBuffer, QIODevice, QMimeData, Qt, Signal
+from PySide6.QtGui import QFontMetrics, QImage, QKeyEvent
 from PySide6.QtWidgets import QPlainTextEdit, QWidget
+
+from backend.api import IMAGE_MEDIA_TYPES, IMAGE_SUFFIXES
 
 _SEND_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
 
@@ -17,6 +26,7 @@ class Composer(QPlainTextEdit):
     """
 
     submitted = Signal()
+    images_pasted = Signal(list)  # list[str | bytes]: image file paths, or an image's bytes
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -41,3 +51,33 @@ class Composer(QPlainTextEdit):
                 self.submitted.emit()
                 return
         super().keyPressEvent(event)
+
+    def canInsertFromMimeData(self, source: QMimeData) -> bool:
+        return bool(pasted_images(source)) or super().canInsertFromMimeData(source)
+
+    def insertFromMimeData(self, source: QMimeData) -> None:
+        images = pasted_images(source)
+        if images:
+            self.images_pasted.emit(images)
+            return
+        super().insertFromMimeData(source)
+
+
+def pasted_images(mime: QMimeData) -> list[str | bytes]:
+    """The images a paste carries: image files' paths, else the image itself, as the bytes
+    the source offered (PNG, JPEG… kept as they are) or, failing that, encoded as PNG."""
+    files: list[str | bytes] = [
+        url.toLocalFile() for url in mime.urls() if url.isLocalFile()
+        and Path(url.toLocalFile()).suffix.lower() in IMAGE_SUFFIXES]
+    if files or not mime.hasImage():
+        return files
+    for media_type in IMAGE_MEDIA_TYPES:
+        if mime.hasFormat(media_type):
+            return [bytes(mime.data(media_type).data())]
+    image = mime.imageData()
+    if not isinstance(image, QImage) or image.isNull():
+        return []
+    buffer = QBuffer()
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
+    image.save(buffer, "PNG")
+    return [bytes(buffer.data().data())]

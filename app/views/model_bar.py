@@ -1,17 +1,19 @@
 """The strip above the chat: the model picker, load progress and the planner's verdict.
 
-The picker lists local models, then each remote connection's models tagged by connection (a
-connection that didn't answer is a disabled row whose tooltip says why). It only shows; the
-model chooser decides what picking a row means. GUI thread only.
+The picker lists local models (a vision model, one that can see images, is marked with an eye
+and "vision", in its accessible name too), then each remote connection's models tagged by
+connection (a connection that didn't answer is a disabled row whose tooltip says why). It only
+shows; the model chooser decides what picking a row means. GUI thread only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QProgressBar, QWidget
 
+from app.icons import icon
 from app.views.elided_label import ElidedLabel
 from backend.api import RemoteStatus
 
@@ -48,13 +50,23 @@ class ModelBar(QWidget):
         self._layout.addWidget(widget)
 
     # -- the picker's rows -----------------------------------------------------------------
-    def set_local(self, model_ids: list[str], current: str | None) -> None:
-        """Local rows only (remote rows come back with the next ``set_remote``)."""
+    def set_local(self, model_ids: list[str], current: str | None,
+                  vision: Collection[str] = ()) -> None:
+        """Local rows only (remote rows come back with the next ``set_remote``); ``vision``:
+        the ids of models that can see images."""
         picker = self.picker
         picker.blockSignals(True)
         picker.clear()
         for model_id in model_ids:
-            picker.addItem(model_id, model_id)
+            if model_id in vision:
+                picker.addItem(icon("eye"), f"{model_id}  · vision", model_id)
+                index = picker.count() - 1
+                picker.setItemData(index, f"{model_id}, vision model: can see images",
+                                   Qt.ItemDataRole.AccessibleTextRole)
+                picker.setItemData(index, "Can see images (it has a vision projector)",
+                                   Qt.ItemDataRole.ToolTipRole)
+            else:
+                picker.addItem(model_id, model_id)
         if not model_ids:
             picker.addItem("No models yet: open Models to get one", None)
         if current is not None:

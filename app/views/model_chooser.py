@@ -69,6 +69,7 @@ class ModelChooser(QObject):
         self.loading: str | None = None  # the model a load the window asked for is reading
         self._loads = 0  # loads the window asked for, in flight (replies may each ask)
         self._names: dict[str, str] = {}  # model id -> display name
+        self.vision: dict[str, str] = {}  # local models that can see images: id -> name
         # A connection's model ("<connection>/<model>") chosen in the picker: replies stream
         # from that server and nothing is loaded locally.
         self.remote_model: str | None = None
@@ -95,9 +96,13 @@ class ModelChooser(QObject):
             found = []
         models = [model.id for model in found]
         self._names = {model.id: display_name(model) for model in found}
+        # Models paired with a vision projector: marked in the picker, and named when images
+        # are attached while a text-only model is picked.
+        self.vision = {model.id: self._names[model.id] for model in found
+                       if model.mmproj is not None}
         current = self.remote_model or (picked if picked in models else None) or (
             loaded.model_id if loaded else None)
-        self.bar.set_local(models, current)
+        self.bar.set_local(models, current, vision=set(self.vision))
         names = [conn.name for conn in self._hearth.settings.snapshot().connections]
         self._remote = {name: self._remote[name] for name in names if name in self._remote}
         self.bar.set_remote(self._ordered(names), current)

@@ -11,6 +11,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QWidget
 
+from app.views.chat_images import show_message_images
 from app.views.tool_card import add_stored_result
 from app.views.transcript import MessageView, TranscriptView
 from backend.api import Finished, LoadedModel, OverflowPolicy, StoredMessage
@@ -84,6 +85,7 @@ def show_stored(transcript: TranscriptView, message: StoredMessage) -> MessageVi
     view = transcript.add_message(message.role, "" if tool else message.content, title=title,
                                   message_id=message.id)
     view.finish()
+    show_message_images(view, message.images)
     if tool:
         add_stored_result(view, message.stats, message.content)
     if message.role == "assistant":

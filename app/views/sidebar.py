@@ -218,9 +218,7 @@ class Sidebar(QWidget):
 
         def export() -> None:
             title = self._store.conversation(conv_id).title
-            if fmt == "markdown":
-                text = self._store.export_markdown(conv_id)
-            else:
+            if fmt == "json":  # images inline (base64): the file is the whole chat
                 text = json.dumps(self._store.export_json(conv_id), indent=2,
                                   ensure_ascii=False) + "\n"
             suggested = Path.home() / export_file_name(title, suffix)
@@ -230,6 +228,9 @@ class Sidebar(QWidget):
                 return
             path = Path(chosen)
             try:
+                if fmt == "markdown":  # images copied to "<name>_images" beside the file
+                    text = self._store.export_markdown(
+                        conv_id, images_to=path.with_name(f"{path.stem}_images"))
                 path.write_text(text, encoding="utf-8")
             except OSError as exc:
                 QMessageBox.warning(

@@ -145,7 +145,15 @@ class MessageView(QFrame):
         layout.addWidget(self.status_progress)
         layout.addWidget(self.body)
         layout.addWidget(self.footer)
+        self.attachments: QWidget | None = None  # what the message carried (its images)
         self.flush()
+
+    def show_attachments(self, row: QWidget) -> None:
+        """A row between the title and the text (the images a message carried)."""
+        self.attachments = row
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(self.body), row)
 
     def _tool(self, text: str, tip: str, slot: Callable[[], object],
               icon_name: str | None = None) -> QToolButton:

@@ -113,7 +113,8 @@ def grounded(messages: Sequence[ChatMessage], sources: Sequence[Source],
         blocks.append(f"[{c.number}] {label}\n{source.text.strip()}")
     question = turns[last].content
     turns[last] = ChatMessage("user", f"{INSTRUCTIONS}\n\nSources:\n\n" + "\n\n".join(blocks)
-                              + f"\n\nQuestion: {question}")
+                              + f"\n\nQuestion: {question}",
+                              images=turns[last].images)  # the question's images go with it
     return Grounding(tuple(turns), tuple(s.citation for s in numbered), mode, note)
 
 

@@ -1,5 +1,11 @@
 """A conversation as Markdown or JSON, for the sidebar's Export… actions. Pure functions.
 
+Images attached to a message are shown above its text: in Markdown as image links (to files
+copied beside the export, or to the data folder's files; the caller chooses with
+``image_link``), in JSON inline as base64 with their kind and sha256. Inline, because a JSON
+export is the chat's complete, portable record: paths into this machine's data folder would
+break as soon as the file is moved or shared, and a reader can check each image's hash.
+
 Tool use is part of the chat: a reply's tool calls (kept in its stats) are listed under it,
 and each result (a "tool" message) follows, folded, with its status. The JSON export keeps
 both as they are stored (``stats``).
@@ -7,12 +13,14 @@ both as they are stored (``stats``).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from backend.store.records import Conversation, StoredMessage
+from backend.store.records import Conversation, StoredImage, StoredMessage
 from backend.store.sources_export import sources_markdown
 
 JSON_FORMAT = "hearth-chat"
@@ -32,7 +40,13 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
 
 
-def to_markdown(conv: Conversation, messages: list[StoredMessage]) -> str:
+def _file_url(image: StoredImage) -> str:
+    return image.path.as_uri()
+
+
+def to_markdown(conv: Conversation, messages: list[StoredMessage],
+                image_link: Callable[[StoredImage], str] = _file_url) -> str:
+    """``image_link``: the link an attached image gets (default: the stored file's URL)."""
     lines = [f"# {conv.title}", ""]
     meta = [f"Created {_iso(conv.created_at)}", f"updated {_iso(conv.updated_at)}"]
     if conv.model_id:
@@ -45,6 +59,8 @@ def to_markdown(conv: Conversation, messages: list[StoredMessage]) -> str:
             lines += _tool_result(message)
             continue
         lines += [f"## {_ROLE_HEADINGS.get(message.role, message.role.title())}", ""]
+        for number, image in enumerate(message.images, 1):
+            lines += [f"![Image {number}]({image_link(image)})", ""]
         if message.content.strip():
             lines += [message.content.rstrip(), ""]
         lines += _tool_calls(message)
@@ -100,7 +116,22 @@ def to_json(conv: Conversation, messages: list[StoredMessage]) -> dict[str, Any]
         "updated": _iso(conv.updated_at),
         "messages": [
             {"role": m.role, "content": m.content, "state": m.state, "stats": m.stats,
-             "created_at": m.created_at}
+             "created_at": m.created_at, **_json_images(m)}
             for m in messages
         ],
     }
+
+
+def _json_images(message: StoredMessage) -> dict[str, Any]:
+    """``{"images": [...]}`` for a message with images (base64 of each file; ``data`` null
+    when the file is gone from the data folder), else nothing: older readers see no change."""
+    if not message.images:
+        return {}
+    out = []
+    for image in message.images:
+        try:
+            data: str | None = base64.b64encode(image.path.read_bytes()).decode("ascii")
+        except OSError:
+            data = None
+        out.append({"media_type": image.media_type, "sha256": image.digest, "data": data})
+    return {"images": out}

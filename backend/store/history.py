@@ -19,55 +19,29 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from backend.errors import ConversationNotFound, HistoryUnavailable
 from backend.paths import hearth_paths
 from backend.store.export import to_json, to_markdown
+from backend.store.images import FOLDER as IMAGES_FOLDER
+from backend.store.images import ImageStore
 from backend.store.records import (  # noqa: F401 - part of this module's face
     MESSAGE_STATES,
     Conversation,
     MessageState,
+    StoredImage,
     StoredMessage,
 )
+from backend.store.schema import SCHEMA_VERSION, migrate
 
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_CHARS = 60
-SCHEMA_VERSION = 2
 FILE_NAME = "history.sqlite3"
-
-# AUTOINCREMENT: ids are never reused, so a late write for a deleted message (a reply still
-# streaming into a chat the person just deleted) can never land in a newer message.
-_SCHEMA_V1 = """
-CREATE TABLE conversations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    title TEXT NOT NULL,
-    title_is_custom INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    model_id TEXT
-);
-CREATE TABLE messages (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    stats TEXT  -- JSON object or NULL
-);
-CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
-CREATE INDEX conversations_by_recency ON conversations(updated_at DESC, id DESC);
-"""
-# v2: each chat keeps its own system prompt (NULL: a chat written by v1, which used the global
-# one; the app records the prompt it uses the first time it opens such a chat). Adding a
-# nullable column rewrites nothing, so a v1 file opens at once and a v1 Hearth's rows stay as
-# they were.
-_V2 = "ALTER TABLE conversations ADD COLUMN system_prompt TEXT"
-
 
 def auto_title(text: str) -> str:
     """The first non-blank line, whitespace collapsed, cut at ~60 characters with an ellipsis."""
@@ -76,6 +50,11 @@ def auto_title(text: str) -> str:
     if len(line) > TITLE_MAX_CHARS:
         line = line[: TITLE_MAX_CHARS - 1].rstrip() + "…"
     return line or DEFAULT_TITLE
+
+
+def _images_title(count: int) -> str:
+    """A chat that starts with images alone is named after them."""
+    return "" if not count else "Image" if count == 1 else f"{count} images"
 
 
 def _like_pattern(text: str) -> str:
@@ -91,6 +70,7 @@ def _fold(value: str | None) -> str | None:
 class ChatStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.images = ImageStore(path.parent / IMAGES_FOLDER)
         self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -131,13 +111,7 @@ class ChatStore:
                 raise HistoryUnavailable(
                     f"The chat history at {self.path} was written by a newer Hearth. Update "
                     "Hearth to open it; it was left untouched.")
-            if version < 1:
-                # Statement by statement: executescript() would COMMIT our transaction.
-                for statement in _SCHEMA_V1.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-            if version < 2:
-                db.execute(_V2)
+            migrate(db, version)
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             # The app died mid-reply last time: what was saved is all there will be.
             db.execute("UPDATE messages SET state = 'interrupted' WHERE state = 'streaming'")
@@ -205,9 +179,10 @@ class ChatStore:
                        (title, conv_id))
 
     def delete_conversation(self, conv_id: int) -> None:
-        """Deletes it with its messages; an unknown id is not an error (already gone)."""
-        with self._transaction() as db:
-            db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))
+        """Deletes it with its messages and the image files no other chat uses; an unknown id
+        is not an error (already gone)."""
+        self._delete_messages("conversation_id = :id", {"id": conv_id},
+                              "DELETE FROM conversations WHERE id = :id")
 
     def set_model(self, conv_id: int, model_id: str | None) -> None:
         with self._transaction() as db:
@@ -229,11 +204,25 @@ class ChatStore:
             rows = self._db.execute(
                 "SELECT * FROM messages WHERE conversation_id = ? ORDER BY id",
                 (conv_id,)).fetchall()
-        return [_to_message(row) for row in rows]
+            image_rows = self._db.execute(
+                "SELECT i.* FROM message_images AS i JOIN messages AS m ON m.id = i.message_id "
+                "WHERE m.conversation_id = ? ORDER BY i.message_id, i.position",
+                (conv_id,)).fetchall()
+        images: dict[int, list[StoredImage]] = {}
+        for image in image_rows:
+            try:
+                stored = self.images.record(image["digest"], image["media_type"])
+            except ValueError:  # a row edited by hand to name something else: not ours
+                continue
+            images.setdefault(image["message_id"], []).append(stored)
+        return [_to_message(row, images.get(row["id"], ())) for row in rows]
 
     def add_message(self, conv_id: int, role: str, content: str, *,
-                    state: str = "complete", stats: dict[str, Any] | None = None
-                    ) -> StoredMessage:
+                    state: str = "complete", stats: dict[str, Any] | None = None,
+                    images: Sequence[bytes] = ()) -> StoredMessage:
+        """``images``: the bytes of images attached to the message (PNG, JPEG, WebP, GIF),
+        kept as files in the data folder; raises ``ImageRejected`` (nothing stored) for
+        bytes that are none of those."""
         _check_state(state)
         now = time.time()
         with self._transaction() as db:
@@ -242,14 +231,22 @@ class ChatStore:
                     "SELECT 1 FROM messages WHERE conversation_id = ? AND role = 'user' "
                     "LIMIT 1", (conv_id,)).fetchone():
                 db.execute("UPDATE conversations SET title = ? WHERE id = ?",
-                           (auto_title(content), conv_id))
+                           (auto_title(content or _images_title(len(images))), conv_id))
             cur = db.execute(
                 "INSERT INTO messages (conversation_id, role, content, created_at, state, "
                 "stats) VALUES (?, ?, ?, ?, ?, ?)",
                 (conv_id, role, content, now, state, _dump_stats(stats)))
+            # Written inside the transaction (under the lock): a concurrent delete can't
+            # remove a file this message is about to reference, and a refused image stores
+            # no message at all.
+            kept = [self.images.put(data) for data in images]
+            db.executemany(
+                "INSERT INTO message_images (message_id, position, digest, media_type) "
+                "VALUES (?, ?, ?, ?)",
+                [(cur.lastrowid, i, im.digest, im.media_type) for i, im in enumerate(kept)])
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             row = db.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
-        return _to_message(row)
+        return _to_message(row, kept)
 
     def update_message(self, msg_id: int, *, content: str | None = None,
                        state: str | None = None, stats: dict[str, Any] | None = None) -> None:
@@ -279,21 +276,45 @@ class ChatStore:
                     "(SELECT conversation_id FROM messages WHERE id = ?)", (time.time(), msg_id))
 
     def delete_message(self, msg_id: int) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM messages WHERE id = ?", (msg_id,))
+        self._delete_messages("id = :id", {"id": msg_id})
 
     def delete_messages_from(self, msg_id: int) -> None:
         """Delete this message and every later one in its conversation (regenerate, edit)."""
-        with self._transaction() as db:
-            db.execute(
-                "DELETE FROM messages WHERE id >= :id AND conversation_id = "
-                "(SELECT conversation_id FROM messages WHERE id = :id)", {"id": msg_id})
+        self._delete_messages("id >= :id AND conversation_id = "
+                              "(SELECT conversation_id FROM messages WHERE id = :id)",
+                              {"id": msg_id})
+
+    def _delete_messages(self, where: str, params: dict[str, Any],
+                         statement: str | None = None) -> None:
+        """Delete the messages ``where`` selects (or run ``statement``, which cascades to
+        them), then the image files that no message references any more. Another chat's
+        image stays: files are shared by content."""
+        with self._lock:
+            with self._transaction() as db:
+                used = db.execute(
+                    "SELECT DISTINCT digest, media_type FROM message_images WHERE message_id IN "
+                    f"(SELECT id FROM messages WHERE {where})", params).fetchall()
+                db.execute(statement or f"DELETE FROM messages WHERE {where}", params)
+                orphans = [(r["digest"], r["media_type"]) for r in used if not db.execute(
+                    "SELECT 1 FROM message_images WHERE digest = ? LIMIT 1",
+                    (r["digest"],)).fetchone()]
+            for digest, media_type in orphans:  # committed: now the files may go
+                with suppress(ValueError):
+                    self.images.discard(self.images.record(digest, media_type))
 
     # -- export ----------------------------------------------------------------------------
 
-    def export_markdown(self, conv_id: int) -> str:
+    def export_markdown(self, conv_id: int, *, images_to: Path | None = None) -> str:
+        """The chat as Markdown. ``images_to``: a folder beside the Markdown file to copy the
+        chat's images into; they are linked by relative path (``<folder name>/<file>``), so
+        the file and the folder travel together. None: the links name the files in the data
+        folder (absolute ``file:`` URLs), which stay valid on this machine only."""
         conv, messages = self._snapshot(conv_id)
-        return to_markdown(conv, messages)
+        if images_to is None:
+            return to_markdown(conv, messages)
+        self.images.copy_out([im for m in messages for im in m.images], images_to)
+        folder = quote(images_to.name)  # a space would end a Markdown link
+        return to_markdown(conv, messages, image_link=lambda im: f"{folder}/{im.path.name}")
 
     def export_json(self, conv_id: int) -> dict[str, Any]:
         conv, messages = self._snapshot(conv_id)
@@ -334,8 +355,8 @@ def _to_conversation(row: sqlite3.Row) -> Conversation:
                         system_prompt=row["system_prompt"])
 
 
-def _to_message(row: sqlite3.Row) -> StoredMessage:
+def _to_message(row: sqlite3.Row, images: Sequence[StoredImage] = ()) -> StoredMessage:
     stats = json.loads(row["stats"]) if row["stats"] is not None else None
     return StoredMessage(id=row["id"], conversation_id=row["conversation_id"], role=row["role"],
                          content=row["content"], created_at=row["created_at"],
-                         state=row["state"], stats=stats)
+                         state=row["state"], stats=stats, images=tuple(images))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, get_args
 
 MessageState = Literal["complete", "streaming", "stopped", "interrupted", "error"]
@@ -22,6 +23,16 @@ class Conversation:
 
 
 @dataclass(frozen=True)
+class StoredImage:
+    """An image attached to a message: its content hash, its kind, and the file that holds it
+    (under the data folder's ``images/``; the file may be missing if someone removed it)."""
+
+    digest: str  # sha256 of the bytes, lower-case hex
+    media_type: str  # image/png, image/jpeg, image/webp or image/gif (read from the bytes)
+    path: Path
+
+
+@dataclass(frozen=True)
 class StoredMessage:
     id: int
     conversation_id: int
@@ -30,3 +41,5 @@ class StoredMessage:
     created_at: float
     state: str  # one of MESSAGE_STATES
     stats: dict[str, Any] | None
+    # Images the person attached to this message, in the order they were attached.
+    images: tuple[StoredImage, ...] = ()

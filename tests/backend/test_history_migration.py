@@ -71,7 +71,7 @@ def test_a_v1_history_opens_with_everything_kept(tmp_path: Path) -> None:
     finally:
         store.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     db.close()
     reopened = ChatStore(path)  # opening an upgraded file again changes nothing
     try:
