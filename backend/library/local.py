@@ -365,8 +365,12 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
     if allow_paths and (name.endswith(".gguf") or os.sep in name or "/" in name):
         path = Path(name).expanduser()
         if path.exists() or name.endswith(".gguf"):
-            # The engine checks the file itself and says what is wrong with it.
-            return LocalModel(path.stem, path, "file", parts=(path,))
+            # The engine checks the file itself and says what is wrong with it; a projector
+            # beside it pairs as it would for a listed model (`hearth run ~/m/model.gguf`).
+            model = LocalModel(path.stem, path, "file", parts=(path,))
+            if path.is_file():
+                model = replace(model, mmproj=_with_problems([model])[0].mmproj)
+            return model
     if ".." in Path(name).parts or name.startswith(("/", "\\")) or "\\" in name:
         raise ModelNotFound(f"'{name}' is a path, not a model name. Use a name from the "
                             "model list.")

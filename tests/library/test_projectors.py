@@ -15,7 +15,7 @@ from backend.hardware.memory_model import PlanRequest
 from backend.hardware.planner import plan_offload
 from backend.hardware.probe import GiB, GpuInfo, Hardware
 from backend.library.gguf_meta import read_gguf_metadata
-from backend.library.local import delete_model, list_models, models_dir
+from backend.library.local import delete_model, list_models, models_dir, resolve_model
 from backend.library.projector import check_pair, mismatch, read_projector
 from backend.library.quants import (
     RemoteFile,
@@ -98,6 +98,15 @@ def test_a_downloaded_model_is_paired_with_the_projector_beside_it(smollm2_path:
     (folder / "mmproj-Smol-F16.gguf").unlink()
     assert {m.id: m for m in list_models()}["o/Smol-GGUF:Q4_1"].mmproj == \
         folder / "mmproj-Smol-Q8_0.gguf"
+
+
+def test_a_model_named_by_its_path_pairs_with_the_projector_beside_it(
+        tmp_path: Path, smollm2_path: Path) -> None:
+    """`hearth run ~/models/x.gguf` (or serve --model PATH) sees what a listing would."""
+    model = Path(shutil.copy(smollm2_path, tmp_path / "Smol-Q4_1.gguf"))
+    assert resolve_model(str(model), allow_paths=True).mmproj is None
+    projector = write_projector(tmp_path / "mmproj-Smol-F16.gguf", SMOL_N_EMBD)
+    assert resolve_model(str(model), allow_paths=True).mmproj == projector
 
 
 def test_only_a_matching_projector_pairs(smollm2_path: Path) -> None:
