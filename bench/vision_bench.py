@@ -5,17 +5,18 @@
 
 Both sides load the same text model and projector (a random-weight one written by
 ``tests/fixtures/synth_mmproj.py`` unless --mmproj names one, as wide as the model) with the
-same threads, context and GPU layers. Every round sends a fresh image (random noise, PNG, so
-neither side has it cached) with one question, then a follow-up turn about the same image
-(the first turn's messages, the reply, a new question). Measured on the client: time to first
-token of each turn. Also: Hearth's image encode time (its projector's counter) and
+same threads, context and GPU layers, and are asked the same way: a streamed OpenAI chat
+request over loopback HTTP with the image as a data URL (``hearth serve --model`` with the
+projector beside the model, and ``llama-server -m MODEL --mmproj PROJ``). Every round sends
+a fresh image (random noise, PNG, so neither side has it cached) with one question, then a
+follow-up turn about the same image (the first turn's messages, the reply, a new question).
+Measured on the client: time to first token of each turn. Also: Hearth's image encode time
+(its projector's counter, from the engine run in this process once the servers are done) and
 llama-server's logged prompt eval time (image and text together; it logs no encode time).
 Rounds alternate between the sides; medians are printed with the ratios the issue asks for:
 Hearth's first-turn TTFT over llama-server's (target <= 1.05) and each side's follow-up over
 its first turn (target <= 0.2).
 
-Hearth runs in this process (its engine, as `hearth serve` runs it, without the HTTP hop:
-about a millisecond on loopback); llama-server is ``llama-server -m MODEL --mmproj PROJ``.
 On the GPU machine: ``bench/gpu_vision.py`` (8B-shaped model, ViT-L/14-336 projector).
 """
 
@@ -36,7 +37,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.peers import LLAMA_SERVER, chat, llama_server, median, starter_path  # noqa: E402
+from bench.peers import (  # noqa: E402
+    LLAMA_SERVER,
+    chat,
+    hearth,
+    llama_server,
+    median,
+    served_name,
+    starter_path,
+)
 
 QUESTION = "What is in this picture? Describe it."
 FOLLOW_UP = "What colours stand out the most?"
@@ -118,16 +127,16 @@ class HearthSide:
         self.engine.close()
 
 
-# -- llama-server -------------------------------------------------------------------------
+# -- either server, over HTTP ------------------------------------------------------------
 def server_turn(url: str, history: list[dict[str, Any]], image: bytes | None, text: str,
-                max_tokens: int) -> tuple[float, str]:
+                max_tokens: int, model: str = "bench") -> tuple[float, str]:
     content: Any = text
     if image:
         data = base64.b64encode(image).decode()
         content = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
                    {"type": "text", "text": text}]
     history.append({"role": "user", "content": content})
-    reply = chat(url, "bench", history, max_tokens, extra={"cache_prompt": True})
+    reply = chat(url, model, history, max_tokens, extra={"cache_prompt": True})
     history.append({"role": "assistant", "content": reply.text})
     return reply.ttft_s, reply.text
 
@@ -162,42 +171,52 @@ def main(argv: list[str] | None = None) -> int:
     model = args.model or starter_path()
     work = Path(tempfile.mkdtemp(prefix="vision-bench-"))
     mmproj = args.mmproj or make_projector(model, args.preset, work)
+    # `hearth serve --model PATH` pairs the model with the projector in its folder.
+    beside = work / "pair"
+    beside.mkdir()
+    (beside / model.name).symlink_to(model.resolve())
+    (beside / f"mmproj-{mmproj.name}").symlink_to(mmproj.resolve())
     rows: dict[str, list[dict[str, float]]] = {"hearth": [], "llama-server": []}
-    hearth = HearthSide(model, mmproj, args)
     extra = ["--mmproj", str(mmproj), "-ngl", str(args.n_gpu_layers), *args.server_arg]
     if args.n_gpu_layers == 0:
         extra.append("--no-mmproj-offload")
+    images = [noise_png(1000 + n, tuple(args.image_size)) for n in range(args.rounds + 1)]
+    with hearth(beside / model.name, threads=args.threads, ctx=args.ctx,
+                engine={"gpu_layers": args.n_gpu_layers}) as ours, \
+            llama_server(model, threads=args.threads, ctx=args.ctx, extra=extra,
+                         binary=args.llama_server) as server:
+        name = served_name(ours.url, model.stem)
+        for round_no, image in enumerate(images):  # round 0 warms both sides up
+            h_hist: list[dict[str, Any]] = []
+            t1, _ = server_turn(ours.url, h_hist, image, QUESTION, args.max_tokens, name)
+            t2, _ = server_turn(ours.url, h_hist, None, FOLLOW_UP, args.max_tokens, name)
+            s_hist: list[dict[str, Any]] = []
+            before = len(prompt_evals(server.log_tail(10**8)))
+            s1, _ = server_turn(server.url, s_hist, image, QUESTION, args.max_tokens)
+            s2, _ = server_turn(server.url, s_hist, None, FOLLOW_UP, args.max_tokens)
+            time.sleep(0.2)  # its log line follows the stream's end
+            evals = prompt_evals(server.log_tail(10**8))[before:]
+            if round_no == 0:
+                continue
+            rows["hearth"].append({"ttft_s": t1, "follow_up_ttft_s": t2})
+            rows["llama-server"].append({
+                "ttft_s": s1, "follow_up_ttft_s": s2,
+                "prompt_eval_s": evals[0][0] if evals else float("nan"),
+                "follow_up_prompt_eval_s": evals[1][0] if len(evals) > 1 else float("nan")})
+            print(f"round {round_no}: hearth ttft {t1 * 1000:.0f} ms, follow-up "
+                  f"{t2 * 1000:.0f} ms | llama-server ttft {s1 * 1000:.0f} ms (prompt eval "
+                  f"{evals[0][0] * 1000 if evals else -1:.0f}), follow-up {s2 * 1000:.0f} ms",
+                  flush=True)
+    # Hearth's encode time, from its projector's counter: the engine in this process, alone
+    # on the machine now, the same images.
+    side = HearthSide(model, mmproj, args)
     try:
-        with llama_server(model, threads=args.threads, ctx=args.ctx, extra=extra,
-                          binary=args.llama_server) as server:
-            for round_no in range(args.rounds + 1):  # round 0 warms both sides up
-                image = noise_png(1000 + round_no, tuple(args.image_size))
-                h_hist: list[Any] = []
-                t1, _, enc, _ = hearth.turn(h_hist, image, QUESTION, args.max_tokens)
-                t2, _, enc2, cached = hearth.turn(h_hist, None, FOLLOW_UP, args.max_tokens)
-                s_hist: list[dict[str, Any]] = []
-                before = len(prompt_evals(server.log_tail(10**8)))
-                s1, _ = server_turn(server.url, s_hist, image, QUESTION, args.max_tokens)
-                s2, _ = server_turn(server.url, s_hist, None, FOLLOW_UP, args.max_tokens)
-                time.sleep(0.2)  # its log line follows the stream's end
-                evals = prompt_evals(server.log_tail(10**8))[before:]
-                if round_no == 0:
-                    continue
-                rows["hearth"].append({"ttft_s": t1, "follow_up_ttft_s": t2, "encode_s": enc,
-                                       "follow_up_encode_s": enc2,
-                                       "follow_up_cached_tokens": cached})
-                rows["llama-server"].append({
-                    "ttft_s": s1, "follow_up_ttft_s": s2,
-                    "prompt_eval_s": evals[0][0] if evals else float("nan"),
-                    "follow_up_prompt_eval_s": evals[1][0] if len(evals) > 1
-                    else float("nan")})
-                print(f"round {round_no}: hearth ttft {t1 * 1000:.0f} ms (encode "
-                      f"{enc * 1000:.0f}), follow-up {t2 * 1000:.0f} ms ({cached} cached) | "
-                      f"llama-server ttft {s1 * 1000:.0f} ms (prompt eval "
-                      f"{evals[0][0] * 1000 if evals else -1:.0f}), follow-up "
-                      f"{s2 * 1000:.0f} ms", flush=True)
+        for round_no, image in enumerate(images):
+            _, _, encode_s, _ = side.turn([], image, QUESTION, 1)
+            if round_no:
+                rows["hearth"][round_no - 1]["encode_s"] = encode_s
     finally:
-        hearth.close()
+        side.close()
 
     summary = {side: {key: median([r[key] for r in side_rows]) for key in side_rows[0]}
                for side, side_rows in rows.items() if side_rows}
