@@ -2,11 +2,23 @@
 
 Embedding models are opened on first use and kept (at most ``MAX_OPEN``, the least recently
 used closed first); they never replace the chat model. An embedding request is tokenized on a
-preparation thread, then decoded one batch per ``Scheduler.call``: between two decode steps of
-the chats, so a running stream waits at most one embedding batch, however many inputs arrive
-(a batch is ``MAX_BATCH_TOKENS`` tokens at most).
+preparation thread, then queued; one *pump* decodes the queue a batch per ``Scheduler.call``,
+first in first out, and queues itself again while work is left. So:
 
-Threading: ``embed`` runs on the caller's loop; native work happens on the engine thread.
+- however many requests arrive, the engine runs at most one embedding decode between two decode
+  steps of the chats;
+- requests for the same model share decodes (a hundred one-input requests take a few decodes,
+  as llama-server's slots would);
+- a batch follows the last without a round trip through the caller's event loop;
+- while chats are streaming (``streaming()``), a decode takes only about
+  ``STREAMING_DECODE_S`` of input, so a stream's next token waits one short decode, not a
+  2,048-token one. A causal model's input longer than that is decoded in parts, its cache
+  kept between them (``EmbeddingModel.decode_part``); a non-causal model's input is always
+  decoded whole (llama.cpp needs it in one micro-batch), so one such input is the floor.
+
+Threading: ``embed`` runs on the caller's loop (any loop, any thread); ``_pump``,
+``_opened`` and ``close_all`` run on the engine thread; ``_queue`` and ``_pumping`` are shared
+under ``_lock``. A request's future is completed on the engine thread.
 """
 
 from __future__ import annotations
@@ -14,18 +26,23 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from backend.engine.embedder import EmbeddingInfo, EmbeddingModel
+from backend.engine.embedder import MAX_SEQUENCES, EmbeddingInfo, EmbeddingModel
 from backend.engine.failures import failure_for
-from backend.errors import BackendError, InvalidRequest
+from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
 
 T = TypeVar("T")
 MAX_OPEN = 2
 MAX_INPUTS = 4096  # per request; each becomes a sequence of some decode
+# A decode beside streaming chats lasts about this long: the scheduler's budget for a prompt
+# chunk read while streams wait (scheduler.PREFILL_STEP_BUDGET_S), so an embedding batch delays
+# a chat token no more than a long prompt arriving would.
+STREAMING_DECODE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -38,11 +55,32 @@ class EmbeddingResult:
 Call = Callable[[Callable[[], Any]], "concurrent.futures.Future[Any]"]
 
 
+@dataclass(eq=False)
+class _Request:
+    model: EmbeddingModel
+    tokenized: list[list[int]]
+    future: concurrent.futures.Future[list[list[float]]]
+    vectors: list[list[float]] = field(default_factory=list)
+    taken: int = 0  # inputs handed to a decode (engine thread, under the lock)
+    # An input being decoded in parts (beside streaming chats): the tokens of input ``taken``
+    # decoded so far, and each part's (tokens, pooled vector). Engine thread only.
+    part_at: int = 0
+    parts: list[tuple[int, Any]] = field(default_factory=list)
+
+    def settled(self) -> bool:
+        return self.future.done()  # finished, failed, or cancelled by its caller
+
+
 class Embeddings:
-    def __init__(self, call: Call, pool: concurrent.futures.Executor) -> None:
+    def __init__(self, call: Call, pool: concurrent.futures.Executor,
+                 streaming: Callable[[], bool] = lambda: False) -> None:
         self._call = call  # runs a function on the engine thread between decode steps
         self._pool = pool
+        self._streaming = streaming  # engine thread: whether chats are generating
         self._open: collections.OrderedDict[Path, EmbeddingModel] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._pumping = False  # a _pump is queued on the engine thread or running
 
     async def _on_engine(self, fn: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self._call(fn))  # type: ignore[no-any-return]
@@ -63,15 +101,130 @@ class Embeddings:
             raise
         except Exception as exc:
             raise failure_for("embeddings", exc, "reading the inputs") from exc
-        vectors: list[list[float]] = [[] for _ in inputs]
-        for group in model.batches(tokenized):
-            sequences = [tokenized[i] for i in group]
-            done = await self._on_engine(lambda s=sequences: model.decode(s))
-            for index, vector in zip(group, done, strict=True):
-                vectors[index] = vector
+        request = _Request(model, tokenized, concurrent.futures.Future())
+        with self._lock:
+            self._queue.append(request)
+            start = not self._pumping
+            self._pumping = True
+        if start:
+            self._schedule_pump()
+        # Cancelling this coroutine cancels the future, and the pump drops what is left of it.
+        vectors = await asyncio.wrap_future(request.future)
         return EmbeddingResult(vectors, sum(map(len, tokenized)), model.info)
 
+    def _schedule_pump(self) -> None:
+        self._call(self._pump).add_done_callback(self._pump_refused)
+
+    def _pump_refused(self, future: concurrent.futures.Future[Any]) -> None:
+        # The scheduler refuses calls once it is shutting down: nothing will decode the rest.
+        if not future.cancelled() and future.exception() is not None:
+            self._fail_queued(ModelNotLoaded("The engine shut down before the embeddings "
+                                             "were computed."))
+
     # -- engine thread ---------------------------------------------------------------------
+    def _pump(self) -> None:
+        """One decode of the queue's next inputs; queues itself again while work is left."""
+        with self._lock:
+            picks = self._next_batch()
+        if picks:
+            self._decode(picks)
+        with self._lock:
+            while self._queue and self._queue[0].settled():
+                self._queue.popleft()
+            again = self._pumping = bool(self._queue)
+        if again:
+            self._schedule_pump()
+
+    def _next_batch(self) -> list[tuple[_Request, int]]:
+        """Under the lock: (request, count) for the inputs of the next decode, all of the head
+        request's model, in order."""
+        while self._queue and self._queue[0].settled():
+            self._queue.popleft()
+        if not self._queue:
+            return []
+        head = self._queue[0]
+        model = head.model
+        budget = model.budget_for(STREAMING_DECODE_S) if self._streaming() else None
+        if head.part_at or (budget is not None and model.splits and
+                            len(head.tokenized[head.taken]) > budget):
+            return [(head, 0)]  # the next part of the head's next input (_decode_part)
+        lengths: list[int] = []
+        owners: list[tuple[_Request, int]] = []
+        for request in self._queue:
+            if request.model is not model or request.settled():
+                continue
+            left = [len(t) for t in request.tokenized[request.taken:
+                                                      request.taken + MAX_SEQUENCES]]
+            owners.append((request, len(left)))
+            lengths += left
+            if len(lengths) >= MAX_SEQUENCES:
+                break  # one decode takes no more
+        count = model.take(lengths, budget)
+        picks = []
+        for request, available in owners:
+            if count <= 0:
+                break
+            n = min(available, count)
+            if n:
+                picks.append((request, n))
+                count -= n
+        return picks
+
+    def _decode(self, picks: list[tuple[_Request, int]]) -> None:
+        if picks[0][1] == 0:
+            self._decode_part(picks[0][0])
+            return
+        model = picks[0][0].model
+        sequences = []
+        for request, n in picks:
+            sequences += request.tokenized[request.taken:request.taken + n]
+            request.taken += n
+        try:
+            vectors = model.decode(sequences)
+        except Exception as exc:  # this batch's requests fail; the queue goes on
+            error = failure_for("embeddings", exc, "computing the embeddings")
+            for request, _ in picks:
+                _settle(request.future, error=error)
+            return
+        at = 0
+        for request, n in picks:
+            request.vectors += vectors[at:at + n]
+            at += n
+            if request.taken == len(request.tokenized):
+                _settle(request.future, result=request.vectors)
+
+    def _decode_part(self, request: _Request) -> None:
+        """One part of the request's next input: about ``STREAMING_DECODE_S`` of it while chats
+        stream, the rest at once when they stopped."""
+        model = request.model
+        tokens = request.tokenized[request.taken]
+        budget = model.budget_for(STREAMING_DECODE_S) if self._streaming() else len(tokens)
+        end = min(len(tokens), request.part_at + budget)
+        try:
+            pooled = model.decode_part(tokens, request.part_at, end)
+        except Exception as exc:
+            _settle(request.future, error=failure_for("embeddings", exc,
+                                                      "computing the embeddings"))
+            return
+        request.parts.append((end - request.part_at, pooled))
+        request.part_at = end
+        if end < len(tokens):
+            return
+        with self._lock:
+            request.taken += 1
+        request.vectors.append(model.join_parts(request.parts))
+        request.part_at, request.parts = 0, []
+        if request.taken == len(request.tokenized):
+            _settle(request.future, result=request.vectors)
+
+    def _fail_queued(self, error: BaseException) -> None:
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+            self._pumping = False
+        for request in queued:
+            _settle(request.future, error=error)
+
     def _opened(self, model_id: str, path: Path, n_threads: int,
                 n_gpu_layers: int) -> EmbeddingModel:
         model = self._open.get(path)
@@ -80,13 +233,27 @@ class Embeddings:
             return model
         while len(self._open) >= MAX_OPEN:
             _, oldest = self._open.popitem(last=False)
-            oldest.close()
+            oldest.close()  # its queued requests fail with ModelNotLoaded when their turn comes
         model = EmbeddingModel(model_id, path, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
         self._open[path] = model
         return model
 
     def close_all(self) -> None:
         """Engine thread: free every embedding model (at shutdown)."""
+        self._fail_queued(ModelNotLoaded("The engine shut down before the embeddings were "
+                                         "computed."))
         while self._open:
             _, model = self._open.popitem()
             model.close()
+
+
+def _settle(future: concurrent.futures.Future[Any], *, result: Any = None,
+            error: BaseException | None = None) -> None:
+    """Complete ``future`` unless its caller cancelled it meanwhile."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass  # cancelled by its caller: nobody waits for it
