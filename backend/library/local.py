@@ -8,7 +8,7 @@ Sources, rebuilt from disk on every listing (there is no index to go stale):
   * folders and single files the user added, used in place.
 
 Vision projectors (mmproj GGUFs) are not listed as models: ``pairing`` sets each model's
-``mmproj`` to the projector recorded for it or found beside it.
+``mmproj`` (the one recorded for it or beside it; also for a model given by its path).
 
 Names are looked up, never joined into paths, so a name can't escape the models folder. A path
 to a ``.gguf`` file is accepted only where the caller allows it (the CLI), never from the API.
@@ -365,12 +365,9 @@ def resolve_model(name: str, *, allow_paths: bool = False, models: list[LocalMod
     if allow_paths and (name.endswith(".gguf") or os.sep in name or "/" in name):
         path = Path(name).expanduser()
         if path.exists() or name.endswith(".gguf"):
-            # The engine checks the file itself and says what is wrong with it; a projector
-            # beside it pairs as it would for a listed model (`hearth run ~/m/model.gguf`).
             model = LocalModel(path.stem, path, "file", parts=(path,))
-            if path.is_file():
-                model = replace(model, mmproj=_with_problems([model])[0].mmproj)
-            return model
+            paired = _with_problems([model])[0].mmproj if path.is_file() else None
+            return replace(model, mmproj=paired)
     if ".." in Path(name).parts or name.startswith(("/", "\\")) or "\\" in name:
         raise ModelNotFound(f"'{name}' is a path, not a model name. Use a name from the "
                             "model list.")
