@@ -140,6 +140,10 @@ def sides(target: Path, draft: Path, args: argparse.Namespace, binary: Path
                ("hearth draft pinned", ours.url, {"speculative.type": "draft", **pinned,
                                                   **name}),
                ("hearth auto", ours.url, name),
+               # The draft model alone, its length and backing off left to the evidence:
+               # Auto also drafts from the reply's own n-grams, and random weights loop, so
+               # Auto's figure at "zero acceptance" is not the draft model's back-off cost.
+               ("hearth draft", ours.url, {"speculative.type": "draft", **name}),
                ("llama-server", plain.url, {}),
                ("llama-server draft-simple", spec.url, {})]
         for _, url, extra in out:  # warm-up

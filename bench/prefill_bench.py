@@ -11,6 +11,14 @@ median of the rounds, and the ratio.
     python bench/prefill_bench.py [--model PATH] [--threads 2] [--gpu-layers 0]
         [--prompt-tokens 3100] [--rounds 3] [--flash-attn auto|on|off]
         [--hearth-flash-attn auto|on|off] [--llama-server PATH] [--json out.json]
+    python bench/prefill_bench.py --kernels [--threads 2] [--rounds 2]
+
+``--kernels``: no servers, llama.cpp's own context (Hearth's ``NativeContext``) with flash
+attention off and on, rounds interleaved: the long prompt's tokens/s, then, at its depth, a
+25-token follow-up chunk and single-token decode steps. It separates what flash attention
+does from anything a server does (prompt cache, chunking): on a CPU the follow-up and the
+decode at depth are where llama.cpp's flash-attention kernel (one cached position at a time,
+for each query row) loses what it wins on the long prompt.
 
 Flash attention: llama-server decides by itself (``auto``); Hearth's default is its planner's
 choice (``--hearth-flash-attn planner``), which the README's decode figures use.
@@ -79,6 +87,44 @@ def measure(url: str, model: str, doc: str, round_no: int, max_tokens: int
             "turn2_ttft_ms": round(two.ttft_s * 1000, 1)}
 
 
+def kernels(args: argparse.Namespace, model: Path) -> None:
+    """Flash attention off / on on a bare context, interleaved (see the module docstring)."""
+    from backend.engine.native import ContextConfig, NativeContext, NativeModel
+
+    native = NativeModel(model, n_gpu_layers=args.gpu_layers)
+    tokens = native.tokenize(document(args.prompt_tokens, 1), add_bos=True)
+    for i in range(args.rounds):
+        for flash in (False, True):
+            ctx = NativeContext(native, ContextConfig(
+                n_ctx=args.ctx, n_batch=2048, n_ubatch=512, n_seq_max=1,
+                n_threads=args.threads, n_threads_batch=args.threads, flash_attn=flash))
+            started = time.perf_counter()
+            for at in range(0, len(tokens), 2048):
+                chunk = tokens[at:at + 2048]
+                ctx.batch_clear()
+                ctx.batch_add_many(chunk, at, 0, at + len(chunk) == len(tokens))
+                ctx.decode()
+            prompt_s = time.perf_counter() - started
+            depth = len(tokens)
+            started = time.perf_counter()
+            ctx.batch_clear()
+            ctx.batch_add_many(tokens[100:125], depth, 0, True)
+            ctx.decode()
+            follow_s = time.perf_counter() - started
+            started = time.perf_counter()
+            for j in range(4):
+                ctx.batch_clear()
+                ctx.batch_add(tokens[200 + j], depth + 25 + j, 0, True)
+                ctx.decode()
+            decode_s = (time.perf_counter() - started) / 4
+            ctx.close()
+            print(f"round {i + 1} flash attention {'on ' if flash else 'off'}: {depth} prompt "
+                  f"tokens {depth / prompt_s:7.1f} tok/s; at that depth a 25-token chunk "
+                  f"{follow_s * 1000:7.1f} ms, a decode step {decode_s * 1000:6.1f} ms",
+                  flush=True)
+    native.close()
+
+
 def flash_setting(value: str) -> bool | None:
     return {"auto": None, "on": True, "off": False}.get(value)
 
@@ -100,8 +146,13 @@ def main() -> int:
                         help="more engine settings for Hearth, as JSON")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--kernels", action="store_true",
+                        help="flash attention off/on on a bare llama.cpp context, no servers")
     args = parser.parse_args()
     model = args.model or starter_path()
+    if args.kernels:
+        kernels(args, model)
+        return 0
     doc = document(args.prompt_tokens, 1)
     engine: dict[str, Any] = json.loads(args.hearth_engine)
     if args.gpu_layers:

@@ -1,15 +1,23 @@
 """When speculation pays, and how far to draft: decisions from evidence (engine thread only).
 
-A drafted token costs a share of the step that checks it (on two CPU cores a 135M model adds
-a fifth of a step per token; on a GPU a dozen tokens cost about as much as one) and, with a
-draft model, a step of the draft model. It pays back only when the model agrees with it. So
-each source of drafts keeps its *acceptance*: drafted tokens the model agreed with, against
-rounds that ended on a wrong guess. Under a geometric model that is the chance ``alpha`` that
-the next drafted token is right given the ones before it were, and K drafted tokens are worth
+A drafted token costs a share of the step that checks it and, with a draft model, a step of
+the draft model. It pays back only when the model agrees with it. So each source of drafts
+keeps its *acceptance*: drafted tokens the model agreed with, against rounds that ended on a
+wrong guess. Under a geometric model that is the chance ``alpha`` that the next drafted token
+is right given the ones before it were, and K drafted tokens are worth
 ``1 + alpha + ... + alpha**K`` tokens for the price of a step with K more tokens in it.
-``draft_length`` picks the K that maximises tokens per second *of the whole batch* (other
-streams in the step wait for the longer step too) and answers 0 when no K beats not drafting
-by ``MIN_GAIN``: speculation then stays off for that source until the evidence changes.
+``draft_length`` prices that step from the step times measured for each batch size
+(``step_costs.SizeCosts``: on a CPU a few tokens cost little more than one, then each adds a
+share; on a GPU a dozen cost about as much as one), picks the K that maximises tokens per
+second *of the whole batch* (other streams in the step wait for the longer step too) and
+answers 0 when no K beats not drafting by ``MIN_GAIN``.
+
+N-gram drafts cost nothing to find, so their acceptance is learnt also when they are not
+checked: a draft passed up is kept as a ``Shadow`` and scored against the reply once the
+reply has gone past it. A source priced out by a few unlucky rounds is so seen to be right
+again (an edit's reply going back to copying) without a probe. A draft model's guesses cost a
+step of it, so a draft model switched off is probed now and then, less often the less it was
+accepted on this model and the more a probe costs against a step.
 
 Evidence is kept per request (``RequestSpeculation``), started from what the engine learnt on
 earlier requests with this model (``AcceptanceBook``), itself pulled toward fixed priors so
@@ -18,13 +26,15 @@ that one unlucky request does not switch a source off for all that follow.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backend.engine.ngram import BANDS, NgramIndex
 
 # A draft must promise at least this much more throughput than not drafting: the estimates
-# are noisy, and a draft that merely breaks even only adds variance.
-MIN_GAIN = 1.05
+# are noisy, and a draft that merely breaks even only adds variance (free chat, where short
+# matches are right now and then, must not come out slower than no speculation).
+MIN_GAIN = 1.1
 DRAFT_SOURCE = "draft"
 # Prior acceptance (alpha, weight in rounds) of each source: n-gram drafts by match band, then
 # the draft model. Short n-gram matches in prose are mostly wrong; long ones are copies.
@@ -32,9 +42,18 @@ PRIORS: dict[str, tuple[float, float]] = {
     **{f"ngram{b}": (a, 4.0) for b, a in enumerate((0.25, 0.5, 0.7, 0.85))},
     DRAFT_SOURCE: (0.5, 4.0)}
 assert len(PRIORS) == len(BANDS) + 2
-MAX_SHARED_WEIGHT = 8.0  # rounds of the engine's memory a new request starts from, at most
+# Rounds (accepted tokens plus rejections) of the engine's memory a new request starts from,
+# at most: enough to outweigh the prior, so that a draft model that was always right on this
+# model is tried at once (on a GPU a 1B draft's step costs ~2/3 of an 8B target's: only
+# alpha > ~0.9 pays) and one never right is not.
+MAX_SHARED_WEIGHT = 24.0
 BOOK_DECAY = 0.98  # the engine's memory fades: recent requests count more
 PROBE_AFTER = 8  # skipped chances before a switched-off draft model is tried once more
+# ... at the least: a probe (catching the draft model up, its step, the longer check) is kept
+# to about this share of the time spent decoding, and the wait doubles after each probe
+# that finds nothing accepted.
+PROBE_BUDGET = 0.02
+SHADOW_TOKENS = 16  # the longest n-gram draft scored in the shadow
 
 
 @dataclass
@@ -82,42 +101,6 @@ class AcceptanceBook:
         return out
 
 
-@dataclass
-class VerifyCost:
-    """What K drafted tokens add to a step: ``fixed + per_token * K`` seconds, fitted by least
-    squares over recent checking steps (older ones fade), starting from the prompt speed."""
-
-    fixed: float = 0.0
-    per_token: float = 0.0
-    _sums: list[float] = field(default_factory=lambda: [0.0] * 5)  # n, x, y, xx, xy
-    DECAY = 0.97
-
-    def learn(self, n_draft: int, extra_s: float) -> None:
-        s = self._sums
-        for i in range(5):
-            s[i] *= self.DECAY
-        x, y = float(n_draft), extra_s
-        s[0] += 1
-        s[1] += x
-        s[2] += y
-        s[3] += x * x
-        s[4] += x * y
-        n, sx, sy, sxx, sxy = s
-        det = n * sxx - sx * sx
-        if n >= 3 and det > 1e-9 * n * n:
-            slope = (n * sxy - sx * sy) / det
-            self.per_token = max(slope, 1e-6)
-            self.fixed = max((sy - slope * sx) / n, 0.0)
-        elif sx > 0:  # one draft length so far: all of it per token
-            self.per_token = max(sy / sx, 1e-6)
-            self.fixed = 0.0
-
-    def seconds(self, n_draft: int, fallback_per_token: float) -> float:
-        if self.per_token <= 0.0:
-            return n_draft * fallback_per_token
-        return self.fixed + n_draft * self.per_token
-
-
 def expected_tokens(alpha: float, k: int) -> float:
     """Tokens one step yields with ``k`` drafted: the model's own plus the accepted prefix."""
     if alpha >= 1.0:
@@ -125,29 +108,43 @@ def expected_tokens(alpha: float, k: int) -> float:
     return (1.0 - alpha ** (k + 1)) / (1.0 - alpha)
 
 
-def draft_length(alpha: float, limit: int, *, step_s: float, verify_s: VerifyCost,
-                 fallback_per_token_s: float, draft_step_s: float = 0.0, others: int = 0,
-                 n_min: int = 0) -> int:
+def draft_length(alpha: float, limit: int, *, step_s: Callable[[int], float], size: int,
+                 others: int = 0, draft_step_s: float = 0.0, n_min: int = 0) -> int:
     """The number of tokens to draft (up to ``limit``) that maximises the batch's tokens per
     second, or 0 when drafting doesn't beat not drafting by ``MIN_GAIN``.
 
-    ``step_s``: a step without drafts; ``draft_step_s``: the draft model's step (0 for n-gram
-    drafts); ``others``: other streams in the step, each getting one token either way.
+    ``step_s(n)``: the time of a step of ``n`` tokens (``step_costs.SizeCosts``); ``size``:
+    the tokens the step holds without this draft (every generating stream's next token and
+    the drafts chosen for other streams); ``others``: tokens those other streams get from
+    it either way; ``draft_step_s``: the draft model's step (0 for n-gram drafts).
     """
-    if limit < max(1, n_min) or step_s <= 0.0:
+    base = step_s(size)
+    if limit < max(1, n_min) or base <= 0.0:
         return 0
-    best_k, best = 0, (others + 1) / step_s * MIN_GAIN
+    best_k, best = 0, (others + 1) / base * MIN_GAIN
     power, tokens = 1.0, 1.0
     for k in range(1, limit + 1):
         power *= alpha
         tokens += power
-        cost = step_s + verify_s.seconds(k, fallback_per_token_s) + k * draft_step_s
+        cost = step_s(size + k) + k * draft_step_s
         rate = (others + tokens) / cost
         if rate > best and k >= n_min:
             best_k, best = k, rate
-        if power < 1e-3:  # further tokens add nothing but cost
+        # Further tokens add less and less and cost at least as much: once a few in a row
+        # did not help, none will.
+        if power < 1e-3 or (best_k and k - best_k >= 8):
             break
     return best_k
+
+
+@dataclass
+class Shadow:
+    """An n-gram draft that was found but not checked: scored against the reply once the
+    reply has gone past it, so a source's acceptance is learnt without paying for it."""
+
+    start: int  # position of its first token in the request's tokens
+    tokens: list[int]
+    source: str
 
 
 @dataclass
@@ -166,6 +163,7 @@ class RequestSpeculation:
     skipped: int = 0  # chances the draft model passed up since it last drafted
     probe_after: int = PROBE_AFTER
     pending: list[int] = field(default_factory=list)  # sampled tokens not yet indexed
+    shadow: Shadow | None = None  # an n-gram draft passed up, waiting to be scored
 
     @property
     def pinned_length(self) -> bool:
@@ -187,3 +185,25 @@ class RequestSpeculation:
             self.index.extend(self.pending)
             self.pending.clear()
         return self.index
+
+    def pass_up(self, tokens: list[int], source: str) -> None:
+        """An n-gram draft found and not checked: score it later (``settle_shadow``)."""
+        if self.shadow is None and self.index is not None:
+            self.shadow = Shadow(len(self.index.tokens), tokens[:SHADOW_TOKENS], source)
+
+    def settle_shadow(self) -> tuple[str, int, bool] | None:
+        """(source, accepted, rejected) of the shadow draft once the reply has gone past it,
+        as if it had been checked: the tokens it got right before the first it got wrong."""
+        shadow, index = self.shadow, self.index
+        if shadow is None or index is None:
+            return None
+        seen = index.tokens[shadow.start:shadow.start + len(shadow.tokens)]
+        accepted = 0
+        for guess, token in zip(shadow.tokens, seen, strict=False):
+            if guess != token:
+                break
+            accepted += 1
+        if accepted == len(seen) < len(shadow.tokens):
+            return None  # right so far, and the reply hasn't got past it yet
+        self.shadow = None
+        return shadow.source, accepted, accepted < len(shadow.tokens)

@@ -2,9 +2,12 @@
 
 Each step, a generating slot may add drafted tokens after its next token (``propose``): from
 its own prompt and reply (``ngram.py``) or from the draft model (``draft_model.py``), as far as
-``speculation.py``'s evidence says it pays. The step's one ``llama_decode`` computes logits for
-every drafted position alongside the other slots' tokens and prompt chunks, so a slot that
-speculates shares the step with slots that don't. ``check`` then runs the request's own
+``speculation.py``'s evidence says it pays at the step prices measured by batch size
+(``step_costs.SizeCosts``, taught by ``learn_step``). An n-gram draft passed up is scored
+against the reply later (``speculation.Shadow``), so its source's acceptance stays current.
+The step's one ``llama_decode`` computes logits for every drafted position alongside the
+other slots' tokens and prompt chunks, so a slot that speculates shares the step with slots
+that don't. ``check`` then runs the request's own
 sampler chain at each position in turn, as if the drafted tokens had been decoded one by one:
 a drafted token is kept while the chain picks exactly it, and the first token the chain picks
 differently (or the one after the last drafted token) is the step's last. The cache positions
@@ -24,14 +27,16 @@ Engine thread only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from backend.engine.draft_model import DraftRequest
 from backend.engine.slot import Slot
 from backend.engine.speculation import (
     DRAFT_SOURCE,
     PROBE_AFTER,
+    PROBE_BUDGET,
     AcceptanceBook,
     RequestSpeculation,
-    VerifyCost,
     draft_length,
 )
 from backend.engine.state import LoadedState
@@ -42,11 +47,11 @@ from backend.errors import GenerationFailed
 NGRAM_MAX_DRAFT = 64  # llama-server's ngram-mod drafts up to 64 too
 DRAFT_MODEL_MAX_DRAFT = 16
 PROBE_TOKENS = 2
-# Until a checking step has been timed, a drafted token is priced as a prompt token, but at no
-# more than this share of a step. The prompt price is learnt from prompt steps, and one taken
-# on a busy machine or just after a load (weights paging in) can put it above a whole step:
-# drafting would then never pay, and so the checking steps that would correct the price
-# would never run.
+# A step size not timed yet is priced from the nearest timed sizes, each token beyond them at
+# a prompt token's price, but at no more than this share of a step. The prompt price is learnt
+# from prompt steps, and one taken on a busy machine or just after a load (weights paging in)
+# can put it above a whole step: drafting would then never pay, and so the checking steps
+# that would correct the price would never run.
 UNTIMED_DRAFT_SHARE = 0.25
 
 
@@ -65,12 +70,10 @@ def why_not(state: LoadedState, request: GenerationRequest, attached: bool) -> s
 class Speculator:
     def __init__(self) -> None:
         self.book = AcceptanceBook()  # what this model's drafts did on earlier requests
-        self.verify_cost = VerifyCost()
 
     def reset(self) -> None:
         """A model was loaded: what was learnt was about another one."""
         self.book = AcceptanceBook()
-        self.verify_cost = VerifyCost()
 
     # -- admission -------------------------------------------------------------------------
     def begin(self, state: LoadedState, slot: Slot, request: GenerationRequest) -> None:
@@ -81,10 +84,14 @@ class Speculator:
                                            and slot.sampler.attached):
             return
         draft_model = state.draft is not None and params.mode in ("auto", "draft")
+        evidence = self.book.start()
+        # A draft model this model rarely agreed with is probed less often from the start.
+        alpha = evidence[DRAFT_SOURCE].alpha()
+        probe_after = PROBE_AFTER if alpha >= 0.3 else int(PROBE_AFTER * 0.3 / max(alpha, 0.05))
         slot.spec = RequestSpeculation(
             ngram=params.mode in ("auto", "ngram"), draft_model=draft_model,
             n_max=params.n_max, n_min=params.n_min, p_min=params.p_min,
-            evidence=self.book.start(), prompt=slot.prompt)
+            evidence=evidence, prompt=slot.prompt, probe_after=probe_after)
 
     # -- before the decode -----------------------------------------------------------------
     def propose(self, state: LoadedState, generating: list[Slot], costs: StepCosts
@@ -97,8 +104,13 @@ class Speculator:
             return {}  # the batch is full of streams: their tokens fill the step already
         ctx = state.ctx
         room = ctx.batch_capacity - len(generating)
-        others = len(generating) - 1
-        untimed_s = min(costs.per_prompt_token, UNTIMED_DRAFT_SHARE * costs.decode_step)
+        size = len(generating)  # the step's tokens so far: every stream's next one
+        marginal = min(costs.per_prompt_token, UNTIMED_DRAFT_SHARE * costs.decode_step)
+        by_size = costs.by_size
+
+        def step_s(n: int) -> float:
+            return by_size.seconds(n, marginal)
+
         out: dict[Slot, list[int]] = {}
         wants: list[tuple[Slot, DraftRequest]] = []
         for slot in generating:
@@ -108,27 +120,31 @@ class Speculator:
             limit = self._limit(state, slot, spec, room)
             if limit < 1:
                 continue
-            found = spec.ngram_index().lookup(min(limit, spec.n_max or NGRAM_MAX_DRAFT)) \
-                if spec.ngram else None
+            found = None
+            if spec.ngram:
+                index = spec.ngram_index()
+                self._settle(spec)
+                found = index.lookup(min(limit, spec.n_max or NGRAM_MAX_DRAFT))
             if found is not None:
                 source = f"ngram{found.band}"
                 k = spec.pinned(len(found.tokens)) if spec.pinned_length else draft_length(
-                    spec.evidence[source].alpha(), len(found.tokens),
-                    step_s=costs.decode_step, verify_s=self.verify_cost,
-                    fallback_per_token_s=untimed_s, others=others,
-                    n_min=spec.n_min)
+                    spec.evidence[source].alpha(), len(found.tokens), step_s=step_s,
+                    size=size, others=size - 1, n_min=spec.n_min)
                 if k:
                     out[slot] = found.tokens[:k]
                     spec.source = source
                     room -= k
+                    size += k
                     continue
+                spec.pass_up(found.tokens, source)
             if spec.draft_model and state.draft is not None:
-                n = self._draft_model_length(state, spec, costs, untimed_s, others,
+                n = self._draft_model_length(state, spec, costs, step_s, size,
                                              min(limit, spec.n_max or DRAFT_MODEL_MAX_DRAFT))
                 if n:
                     context = [*slot.cached, slot.pending_token]
                     wants.append((slot, DraftRequest(slot.seq_id, context, n, spec.p_min)))
                     room -= n
+                    size += n
         if wants and state.draft is not None:
             drafted = state.draft.draft([w for _, w in wants])
             for slot, want in wants:
@@ -139,6 +155,14 @@ class Speculator:
                     slot.spec.source = DRAFT_SOURCE
         return out
 
+    def _settle(self, spec: RequestSpeculation) -> None:
+        """Learn from the request's shadow draft, once the reply has gone past it."""
+        settled = spec.settle_shadow()
+        if settled is not None:
+            source, accepted, rejected = settled
+            spec.evidence[source].add(accepted, rejected)
+            self.book.learn(source, accepted, rejected)
+
     def _limit(self, state: LoadedState, slot: Slot, spec: RequestSpeculation, room: int
                ) -> int:
         """Most tokens this slot may draft now: batch room, reply limit, context room."""
@@ -148,23 +172,32 @@ class Speculator:
         return min(limit, state.info.n_ctx - len(slot.cached) - 3)
 
     def _draft_model_length(self, state: LoadedState, spec: RequestSpeculation,
-                            costs: StepCosts, untimed_s: float, others: int, limit: int
-                            ) -> int:
+                            costs: StepCosts, step_s: Callable[[int], float], size: int,
+                            limit: int) -> int:
         assert state.draft is not None
         if spec.pinned_length:
             return spec.pinned(limit)
         draft_step = state.draft.step_s or costs.decode_step / 4
-        n = draft_length(spec.evidence[DRAFT_SOURCE].alpha(), limit, step_s=costs.decode_step,
-                         verify_s=self.verify_cost, fallback_per_token_s=untimed_s,
-                         draft_step_s=draft_step, others=others, n_min=spec.n_min)
+        n = draft_length(spec.evidence[DRAFT_SOURCE].alpha(), limit, step_s=step_s,
+                         size=size, others=size - 1, draft_step_s=draft_step,
+                         n_min=spec.n_min)
         if n:
             spec.skipped = 0
             return n
         spec.skipped += 1
-        if spec.skipped >= spec.probe_after:  # try again now and then: things change
+        probe = min(PROBE_TOKENS, limit)
+        if probe < max(1, spec.n_min):
+            return 0
+        # A probe costs the longer check, the draft model's steps and its catching up with
+        # the reply (about a step of it for the tokens since its last draft): it waits until
+        # that is a small share (PROBE_BUDGET) of the time decoding went on without it.
+        step = step_s(size)
+        cost = step_s(size + probe) - step + (probe + 1) * draft_step
+        wait = max(spec.probe_after, int(cost / (PROBE_BUDGET * step)) if step > 0 else 0)
+        if spec.skipped >= wait:  # try again now and then: things change
             spec.skipped = 0
-            spec.probe_after *= 2
-            return min(PROBE_TOKENS, limit) if limit >= spec.n_min else 0
+            spec.probe_after = wait * 2
+            return probe
         return 0
 
     # -- after the decode ------------------------------------------------------------------
@@ -203,6 +236,7 @@ class Speculator:
 
     def learn_step(self, elapsed: float, costs: StepCosts, n_generating: int, n_prompt: int,
                    n_draft: int) -> None:
-        """What the drafts added to a step with nothing else but generating slots in it."""
-        if n_draft and not n_prompt and n_generating and costs.decode_step > 0.0:
-            self.verify_cost.learn(n_draft, max(elapsed - costs.decode_step, 0.0))
+        """Time a step with nothing but generating streams (and their drafts) in it: the price
+        of a step of its size, which drafts are weighed with."""
+        if n_generating and not n_prompt:
+            costs.by_size.learn(n_generating + n_draft, elapsed)
