@@ -16,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
-import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "docs" / "screenshots"
+
+from docs.take_screenshots import shot, wait_for  # noqa: E402  (one X grab, one wait)
+
 REPLY = ("A cabin by a lake at sunset, with pine-covered hills behind it and the sun low "
          "over the water.")
 
@@ -70,22 +72,6 @@ def picture(kind: str) -> bytes:
     buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     image.save(buffer, "PNG")
     return bytes(buffer.data().data())
-
-
-def shot(name: str, theme: str) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}-{theme}.png"
-    subprocess.run(["import", "-window", "root", "-strip", str(path)], check=True)
-    print("wrote", path, path.stat().st_size // 1024, "KiB", flush=True)
-
-
-async def wait_for(condition: Callable[[], object], timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise TimeoutError("the app did not get there in time")
-        await asyncio.sleep(0.05)
 
 
 def canned_replies() -> None:
