@@ -20,6 +20,7 @@ from app.views.chat_page import ChatPage
 from app.views.chat_welcome import SUGGESTIONS
 from app.views.transcript import MessageView
 from backend.api import Finished, Hearth
+from tests.app.windows import open_window, send
 
 pytestmark = pytest.mark.slow
 TIMEOUT_MS = 120_000
@@ -28,20 +29,11 @@ LONG = "Count from 1 to 1000, one number per line."
 
 @pytest.fixture
 def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
-    hearth.settings.update(sampling={"max_tokens": 16, "seed": 7})
-    window = MainWindow(hearth)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
+    return open_window(qtbot, hearth, max_tokens=16, seed=7)
 
 
 def _send(qtbot: QtBot, chat: ChatPage, text: str) -> Finished:
-    with qtbot.waitSignal(chat.reply_finished, timeout=TIMEOUT_MS) as finished:
-        qtbot.keyClicks(chat.composer, text)
-        qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not chat.streaming)
-    return finished.args[0]
+    return send(qtbot, chat, text, TIMEOUT_MS)
 
 
 def _statuses(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str | None, float | None]]:

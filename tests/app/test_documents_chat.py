@@ -20,6 +20,7 @@ from app.main_window import MainWindow
 from app.views.chat_page import ChatPage
 from app.views.citations import CitationList, PassageDialog
 from backend.api import Finished, Hearth
+from tests.app.windows import open_window, send
 from tests.knowledge.docs_crafting import make_pdf, make_zip_bomb_docx
 
 pytestmark = pytest.mark.slow
@@ -30,21 +31,11 @@ KETTLE = ("The kettle must be descaled every month with white vinegar. Fill it h
 
 @pytest.fixture
 def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
-    hearth.settings.update(sampling={"max_tokens": 8, "seed": 7})
-    window = MainWindow(hearth)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.chat.show_model_choice(STARTER_MODEL)
-    return window
+    return open_window(qtbot, hearth, model=STARTER_MODEL, max_tokens=8, seed=7)
 
 
 def _send(qtbot: QtBot, chat: ChatPage, text: str) -> Finished:
-    with qtbot.waitSignal(chat.reply_finished, timeout=TIMEOUT_MS) as finished:
-        qtbot.keyClicks(chat.composer, text)
-        qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not chat.streaming)
-    return finished.args[0]
+    return send(qtbot, chat, text, TIMEOUT_MS)
 
 
 def _drop(target: object, paths: list[Path]) -> bool:

@@ -44,6 +44,7 @@ from backend.api import Finished, Hearth, LoadedModel, LocalModel, TextDelta, Us
 from backend.application import dispatch
 from backend.application.generation import Generation
 from backend.engine.types import GenerationEvent, GenerationRequest
+from tests.app.windows import open_window
 from tests.backend.image_crafting import png
 
 TIMEOUT_MS = 60_000
@@ -52,13 +53,7 @@ RED, BLUE = png(40, 30, (220, 30, 30)), png(16, 16, (30, 40, 220))
 
 @pytest.fixture
 def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
-    hearth.settings.update(sampling={"max_tokens": 8, "seed": 7})
-    window = MainWindow(hearth)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    window.chat.show_model_choice(STARTER_MODEL)
-    return window
+    return open_window(qtbot, hearth, model=STARTER_MODEL, max_tokens=8, seed=7)
 
 
 @pytest.fixture

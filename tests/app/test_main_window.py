@@ -16,6 +16,7 @@ from app.main import STARTER_MODEL
 from app.main_window import MainWindow
 from app.views.chat_page import ChatPage
 from backend.api import Finished, Hearth, hearth_paths
+from tests.app.windows import open_window, send
 
 pytestmark = pytest.mark.slow
 REPLY_TIMEOUT_MS = 90_000
@@ -23,13 +24,7 @@ REPLY_TIMEOUT_MS = 90_000
 
 @pytest.fixture
 def bare_window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
-    # Any answer proves the path; keep CI quick.
-    hearth.settings.update(sampling={"max_tokens": 16, "seed": 7})
-    window = MainWindow(hearth)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
+    return open_window(qtbot, hearth, max_tokens=16, seed=7)
 
 
 @pytest.fixture
@@ -40,11 +35,7 @@ def window(qtbot: QtBot, bare_window: MainWindow) -> MainWindow:
 
 
 def _send(qtbot: QtBot, chat: ChatPage, text: str) -> Finished:
-    with qtbot.waitSignal(chat.reply_finished, timeout=REPLY_TIMEOUT_MS) as finished:
-        qtbot.keyClicks(chat.composer, text)
-        qtbot.keyClick(chat.composer, Qt.Key.Key_Return)
-    qtbot.waitUntil(lambda: not chat.streaming)
-    return finished.args[0]
+    return send(qtbot, chat, text, REPLY_TIMEOUT_MS)
 
 
 def _stored(window: MainWindow) -> list[tuple[str, str]]:

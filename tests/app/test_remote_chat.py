@@ -14,6 +14,7 @@ from pytestqt.qtbot import QtBot
 
 from app.main_window import MainWindow
 from backend.api import Hearth
+from tests.app.windows import open_window
 from tests.server.conftest import MODEL, HearthServer, start_hearth_server
 
 pytestmark = pytest.mark.slow
@@ -30,12 +31,7 @@ def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HearthServer]:
 
 @pytest.fixture
 def window(qtbot: QtBot, qasync_loop: qasync.QEventLoop, hearth: Hearth) -> MainWindow:
-    hearth.settings.update(sampling={"max_tokens": 12})
-    window = MainWindow(hearth)
-    qtbot.addWidget(window)
-    window.show()
-    qtbot.waitExposed(window)
-    return window
+    return open_window(qtbot, hearth, max_tokens=12)
 
 
 def _add_connection(qtbot: QtBot, window: MainWindow, name: str, url: str,
