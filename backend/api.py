@@ -30,6 +30,7 @@ from backend import __version__
 from backend.application.capabilities import capabilities
 from backend.application.conversation import prompt_messages
 from backend.application.dispatch import UrlModel
+from backend.application.drafts import DraftSuggestion
 from backend.application.embeddings import Embedded
 from backend.application.generation import Generation
 from backend.application.grounding import Grounding
@@ -234,6 +235,7 @@ __all__ = [
     "Decision",
     "DownloadManager",
     "DownloadProgress",
+    "DraftSuggestion",
     "Embedded",
     "EmbeddingTraits",
     "EngineSettings",

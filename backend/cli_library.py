@@ -154,6 +154,9 @@ def _show(args: argparse.Namespace, hearth: Hearth) -> int:
                                           embedding_only=meta.embedding_only,
                                           vision=model.mmproj is not None)),
         "metadata": _jsonable(meta)}
+    draft = hearth.draft_suggestion(model)
+    info["draft_suggestion"] = (None if draft is None else
+                                {"name": draft.name, "installed": draft.installed})
     if args.plan:
         info["plan"] = _plan(meta, args, hearth, model.mmproj)
     if args.json:
@@ -163,6 +166,8 @@ def _show(args: argparse.Namespace, hearth: Hearth) -> int:
     print(f"  {'capabilities':<22} {', '.join(info['capabilities'])}")
     if model.mmproj:
         print(f"  {'projector':<22} {model.mmproj}")
+    if draft is not None:
+        print(f"  {'draft model':<22} {draft.name} (speculative decoding). {draft.advice()}")
     for key, value in info["metadata"].items():
         if key not in ("chat_template",) and value not in (None, "", [], {}):
             print(f"  {key:<22} {value}")

@@ -33,6 +33,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QHideEvent, QTextCursor
 from PySide6.QtWidgets import (
     QLabel,
+    QLineEdit,
     QPlainTextEdit,
     QScrollArea,
     QToolButton,
@@ -318,6 +319,27 @@ class ParameterPanel(QScrollArea):
         # Unticking Auto starts from what the planner would pick on this machine.
         self.engine.editor("gpu_layers").set_fallback(plan.n_gpu_layers)
         self.engine.editor("threads").set_fallback(plan.inputs.hardware.physical_cores)
+        await self._suggest_draft(name, generation)
+
+    async def _suggest_draft(self, name: str, generation: int) -> None:
+        """The catalog's draft model for ``name``: what unticking None offers, and said in
+        the field's tooltip (installed or how to get it)."""
+        try:
+            draft = await asyncio.to_thread(self._hearth.draft_suggestion, name)
+        except BackendError:
+            draft = None
+        if not self._current(generation):
+            return
+        field = self.engine.editor("draft_model")
+        field.set_fallback(draft.name if draft else None)
+        if isinstance(field.editor, QLineEdit):
+            field.editor.setPlaceholderText(f"Suggested: {draft.name}" if draft else "")
+        tip = (f"Suggested for {name}: {draft.name}. {draft.advice()}" if draft
+               else "A small model with the same vocabulary that drafts tokens for this one; "
+               "the catalog suggests none for this model.")
+        for widget in (field.editor, field.none_box):
+            if widget is not None:
+                widget.setToolTip(tip)
 
     def _current(self, generation: int) -> bool:
         """Still alive, and no newer plan was asked for while this one ran."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backend.application.dispatch import Dispatcher, UrlModel
+from backend.application.drafts import DraftSuggestion, suggest_draft
 from backend.application.embeddings import EmbeddingService
 from backend.application.generation import Generation
 from backend.application.images import ImageIntake
@@ -160,6 +161,11 @@ class Hearth:
         jit = self.settings.snapshot().server.jit_loading
         async with self.host.lease(model, load_if_needed=jit):
             pass
+
+    def draft_suggestion(self, model: str | LocalModel) -> DraftSuggestion | None:
+        """The catalog's draft model for ``model``'s family, and whether it is here. Blocking."""
+        found = model if isinstance(model, LocalModel) else self.find_model(model)
+        return suggest_draft(found, self.models())
 
     def plan_for(self, model: str) -> OffloadPlan:
         """How ``model`` would load here with the current settings, as the planner sees it;

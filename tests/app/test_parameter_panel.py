@@ -291,3 +291,20 @@ def test_speculative_decoding_is_set_in_the_panel(qtbot: QtBot, panel: Parameter
         draft.editor.setText("qwen2.5:0.5b")  # type: ignore[attr-defined]
         draft.editor.editingFinished.emit()  # type: ignore[attr-defined]
     assert load_settings().engine.draft_model == "qwen2.5:0.5b"
+
+
+def test_the_draft_field_offers_the_catalogs_suggestion(
+        qtbot: QtBot, panel: ParameterPanel, hearth: Hearth,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.api import DraftSuggestion
+
+    suggestion = DraftSuggestion("smollm2:135m", installed=True)
+    monkeypatch.setattr(hearth, "draft_suggestion", lambda name: suggestion)
+    panel.set_model(STARTER)
+    draft = panel.engine.editor("draft_model")
+    qtbot.waitUntil(lambda: "Suggested" in draft.editor.toolTip(), timeout=TIMEOUT_MS)
+    assert draft.editor.placeholderText() == "Suggested: smollm2:135m"  # type: ignore[attr-defined]
+    assert suggestion.advice() in draft.editor.toolTip()
+    assert draft.none_box is not None
+    draft.none_box.setChecked(False)  # unticking None starts from the suggestion
+    assert draft.editor.text() == "smollm2:135m"  # type: ignore[attr-defined]
