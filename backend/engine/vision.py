@@ -217,26 +217,13 @@ class VisionContext:
 
 
 def projector_width(path: Path) -> int | None:
-    """The width of the embeddings a projector file makes, read from its header, for the
-    projector kinds whose last layer is known ("mlp": LLaVA); None when not known here (mtmd
-    checks it at load then)."""
-    import gguf
+    """The width of the embeddings a projector file makes, from its header (the declared
+    projection size, else the last projection tensor's): the library's one projector reader,
+    for every projector kind, so a mismatch is refused before the working model is unloaded.
+    None when the header doesn't say (mtmd checks it at load then)."""
+    from backend.library.projector import read_projector
 
-    try:
-        reader = gguf.GGUFReader(str(path))
-    except Exception as exc:  # truncated or damaged: don't let clip.cpp find out
-        raise ModelLoadFailed(f"The vision projector {path.name} is damaged or incomplete "
-                              f"({type(exc).__name__}). Download it again.") from None
-    field = reader.fields.get("clip.projector_type")
-    kind = bytes(field.parts[field.data[0]]).decode("utf-8", "replace") if field else ""
-    if kind not in ("mlp", "mlp_norm"):
-        return None
-    last = {"mlp": ("mm.2.weight", "mm.0.weight"), "mlp_norm": ("mm.3.weight",)}[kind]
-    shapes = {t.name: [int(x) for x in t.shape] for t in reader.tensors}
-    for name in last:
-        if name in shapes and len(shapes[name]) == 2:
-            return shapes[name][1]
-    return None
+    return read_projector(path).projection_dim or None
 
 
 def check_projector_file(model_path: Path, mmproj: Path) -> None:

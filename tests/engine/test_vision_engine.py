@@ -258,6 +258,26 @@ def test_projector_for_another_model_fails_the_load_and_keeps_the_old_one(
         eng.close()
 
 
+def test_a_mismatch_of_any_projector_kind_is_refused_before_unloading(
+        smollm2_path: Path, projector: Path, tmp_path: Path) -> None:
+    """Gemma 3's, Qwen's or any other projector kind: its declared width is checked from the
+    header, so the working model is not unloaded for a projector that can't pair with it."""
+    from tests.library.projectors import write_projector as write_header_only
+
+    wrong = write_header_only(tmp_path / "mmproj-gemma3.gguf", 640, kind=b"gemma3")
+    eng = Engine()
+    try:
+        model = LocalModel("smollm2:135m", smollm2_path, "builtin")
+        asyncio.run(eng.load(model, LoadPlan(n_ctx=512, n_threads=2,
+                                             mmproj_path=str(projector))))
+        with pytest.raises(ModelLoadFailed, match="640"):
+            asyncio.run(eng.load(model, LoadPlan(n_ctx=512, n_threads=2,
+                                                 mmproj_path=str(wrong))))
+        assert eng.loaded is not None and eng.loaded.vision
+    finally:
+        eng.close()
+
+
 def test_same_image_after_other_text_reuses_its_embeddings(engine: Engine) -> None:
     vision, cache = vision_of(engine), engine._scheduler.images.cache
     image = png((77, 7, 177))

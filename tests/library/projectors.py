@@ -21,10 +21,11 @@ F32, F16, Q8_0 = 0, 1, 8
 
 
 def projector_bytes(dim: int = 576, *, arch: bytes = b"clip", vision: bool = True,
-                    declare_dim: bool = True, type_id: int = F16, width: int = 32) -> bytes:
+                    declare_dim: bool = True, type_id: int = F16, width: int = 32,
+                    kind: bytes = b"mlp") -> bytes:
     kvs = [Kv(b"general.architecture", STRING, arch),
            Kv(b"clip.has_vision_encoder", BOOL, vision),
-           Kv(b"clip.projector_type", STRING, b"mlp"),
+           Kv(b"clip.projector_type", STRING, kind),
            Kv(b"clip.vision.image_size", UINT32, 32), Kv(b"clip.vision.patch_size", UINT32, 8),
            Kv(b"clip.vision.embedding_length", UINT32, width),
            Kv(b"clip.vision.feed_forward_length", UINT32, 2 * width),
