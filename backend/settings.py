@@ -100,7 +100,9 @@ class ServerSettings(BaseModel):
                                     "model after this many minutes; 0 never.")
     max_queue: int = Field(64, ge=1, le=10_000, description="Requests waiting beyond the "
                            "running ones before new ones get 503.")
-    max_body_bytes: int = Field(8 << 20, ge=1024, description="Largest request body.")
+    # Room for one image at the image limit (20 MiB is ~27 MB as base64); bodies are parsed
+    # by pydantic's Rust parser and large images decoded off the event loop.
+    max_body_bytes: int = Field(32 << 20, ge=1024, description="Largest request body.")
 
 
 class LibrarySettings(BaseModel):

@@ -106,7 +106,7 @@ async def _images(hearth: Hearth, images: list[str] | None, where: str, first: i
     for n, text in enumerate(images or (), first):
         shown = f"Image {n} ({where})"
         out.append(await hearth.images.from_url(text, shown) if text.startswith("data:")
-                   else hearth.images.from_base64(text, shown))
+                   else await hearth.images.from_base64_off_loop(text, shown))
     return tuple(out)
 
 

@@ -99,8 +99,7 @@ class SecurityMiddleware:
             return
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await _reject(send, path, 413, f"The request body is larger than the "
-                          f"{self.max_body:,}-byte limit.")
+            await _reject(send, path, 413, self._too_large())
             return
         receive = self._limited(receive)
 
@@ -115,8 +114,12 @@ class SecurityMiddleware:
         try:
             await self.app(scope, receive, send_with_cors)
         except _BodyTooLarge:
-            await _reject(send, path, 413, f"The request body is larger than the "
-                          f"{self.max_body:,}-byte limit.")
+            await _reject(send, path, 413, self._too_large())
+
+    def _too_large(self) -> str:
+        return (f"The request body is larger than the {self.max_body:,}-byte limit. Send "
+                "less (smaller or fewer images), or raise server.max_body_bytes in Hearth's "
+                "settings.")
 
     def _bound_to_all_and_ip(self, host: str) -> bool:
         # Bound to 0.0.0.0/:: (an API key is then mandatory): accept any literal IP address,

@@ -210,3 +210,33 @@ def test_a_text_only_model_given_an_image_is_refused_before_loading(
         assert hearth.images.from_base64(B64).data == PNG  # the same checks, for the window
     finally:
         hearth.close()
+
+
+def test_a_large_image_is_decoded_in_slices_off_the_event_loop() -> None:
+    """A big payload decodes to the same bytes in slices (other threads get turns between
+    them), on a worker thread, while the loop keeps ticking; bad padding inside is refused."""
+    data = png(8, 8) + bytes(range(256)) * (12 << 12)  # ~3 MiB: a PNG head, then filler
+    encoded = base64.b64encode(data).decode()
+    limits = ImageSettings()
+    assert len(encoded) > intake.OFF_LOOP_CHARS and len(encoded) > intake._B64_SLICE
+
+    async def decode_while_ticking() -> tuple[ImageInput, int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticker = asyncio.create_task(tick())
+        image = await intake.image_from_base64_off_loop(encoded, "The image", limits)
+        ticker.cancel()
+        return image, ticks
+
+    image, ticks = asyncio.run(decode_while_ticking())
+    assert image.data == data and image.media_type == "image/png"
+    assert ticks > 1  # the loop ran while the image was decoded
+    broken = encoded[:intake._B64_SLICE - 4] + "AA==" + encoded[intake._B64_SLICE:]
+    with pytest.raises(ImageRejected, match="not valid base64"):
+        intake.image_from_base64(broken, "The image", limits)

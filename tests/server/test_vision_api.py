@@ -148,7 +148,8 @@ def test_a_huge_data_url_is_refused_and_the_server_carries_on(
         vision_server: HearthServer) -> None:
     huge = "data:image/png;base64," + "A" * (6 << 20)
     r = _chat(vision_server, _parts(huge))
-    assert r.status_code == 413 and "byte limit" in r.json()["error"]["message"]
+    message = r.json()["error"]["message"]
+    assert r.status_code == 413 and "byte limit" in message and "server.max_body_bytes" in message
     ollama = httpx.post(f"{vision_server.url}/api/chat", timeout=60, json={
         "model": VISION, "stream": False,
         "messages": [{"role": "user", "content": "x", "images": ["!!" * 10]}]})
