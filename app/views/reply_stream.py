@@ -50,7 +50,6 @@ from backend.api import (
     TextDelta,
     ToolChatRecorder,
     new_request_id,
-    prompt_messages,
 )
 from backend.errors import BackendError, ModelNotLoaded
 
@@ -169,7 +168,7 @@ class ReplyStreamer(QObject):
             live.phase = "reading"
             view.set_status("Reading your message…")
             settings = self._hearth.settings.snapshot()
-            messages = prompt_messages(store.messages(conversation))
+            messages = self._hearth.conversation_messages(conversation, model)
             grounding: Grounding | None = None
             if self.documents is not None and model is not None:
                 # The history keeps the person's words; the request carries the sources.

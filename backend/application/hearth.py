@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backend.application.conversation import prompt_messages
 from backend.application.dispatch import Dispatcher, UrlModel
 from backend.application.drafts import DraftSuggestion, suggest_draft
 from backend.application.embeddings import EmbeddingService
@@ -161,6 +162,15 @@ class Hearth:
         jit = self.settings.snapshot().server.jit_loading
         async with self.host.lease(model, load_if_needed=jit):
             pass
+
+    def conversation_messages(self, conversation: int, model: str) -> tuple[ChatMessage, ...]:
+        """A stored chat as ``model`` should see it: continued on a model that can't see
+        images (text-only, or on another server), each earlier image is said in words rather
+        than the request refused. Blocking (reads the history and the image files)."""
+        stored = self.history.messages(conversation)
+        if any(m.images for m in stored) and not _sees_images(self, model):
+            return prompt_messages(stored, max_images=0)
+        return prompt_messages(stored)
 
     def draft_suggestion(self, model: str | LocalModel) -> DraftSuggestion | None:
         """The catalog's draft model for ``model``'s family, and whether it is here. Blocking."""
@@ -358,3 +368,12 @@ class Hearth:
             self.knowledge.close()
         if "tools" in self.__dict__:  # MCP servers are stopped (stdio ones: their processes)
             self.tools.close()
+
+
+def _sees_images(hearth: Hearth, model: str) -> bool:
+    if hearth.is_remote(model):
+        return False
+    try:
+        return hearth.find_model(model).mmproj is not None
+    except BackendError:
+        return True  # the request itself will say what is wrong with the name

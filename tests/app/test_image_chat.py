@@ -44,7 +44,7 @@ from backend.api import Finished, Hearth, LoadedModel, LocalModel, TextDelta, Us
 from backend.application import dispatch
 from backend.application.generation import Generation
 from backend.engine.types import GenerationEvent, GenerationRequest
-from tests.app.windows import open_window
+from tests.app.windows import open_window, send
 from tests.backend.image_crafting import png
 
 TIMEOUT_MS = 60_000
@@ -380,3 +380,30 @@ def test_no_more_images_than_a_request_may_carry(qtbot: QtBot, window: MainWindo
     assert len(chat.input.images.images()) == MAX_ATTACHED
     notice = chat.input.findChild(QLabel, "image_notice")
     assert notice is not None and f"at most {MAX_ATTACHED} images" in notice.text()
+
+
+def test_an_image_chat_goes_on_with_a_text_only_model(
+        qtbot: QtBot, window: MainWindow, files: dict[str, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, captured: list[GenerationRequest]) -> None:
+    """Switched to a model that can't see, the chat is not refused: each earlier image is
+    said in words, and the stored images stay for a vision model later."""
+    from backend.application.conversation import IMAGE_LEFT_OUT
+
+    vision_starter(monkeypatch, tmp_path)
+    plain = LocalModel("plain:1b", tmp_path / "plain.gguf", "file")
+    with_vision = Hearth.models
+    monkeypatch.setattr(Hearth, "models", lambda self: [*with_vision(self), plain])
+    chat = window.chat
+    chat.refresh_models()
+    chat.show_model_choice(STARTER_MODEL)
+    chat.images.add([str(files["red"])])
+    send(qtbot, chat, "What colour is it?", TIMEOUT_MS)
+    chat.show_model_choice("plain:1b")
+    chat.indicators.refresh()
+    assert chat.send_button.isEnabled()  # nothing in the tray: the text may go
+    send(qtbot, chat, "Name a fruit of that colour.", TIMEOUT_MS)
+    first = next(m for m in captured[-1].messages or () if m.role == "user")
+    assert first.images == () and first.content == f"{IMAGE_LEFT_OUT}\nWhat colour is it?"
+    conversation = chat.conversation_id
+    assert conversation is not None
+    assert len(window._hearth.history.messages(conversation)[0].images) == 1  # still kept
