@@ -296,7 +296,8 @@ class ParameterPanel(QScrollArea):
     @asyncSlot()
     async def _replan(self) -> None:
         name = self._model
-        if name is None:
+        # A task started just before the window closed may run after its widgets are gone.
+        if name is None or not shiboken6.isValid(self.memory_bar.caption):
             return
         self._plan_generation += 1
         generation = self._plan_generation
