@@ -18,10 +18,6 @@ ask about every model each time without re-reading an unchanged file.
 from __future__ import annotations
 
 import logging
-import os
-import stat
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +39,7 @@ from backend.library.gguf_reader import (
     read_header,
     whole_number,
 )
+from backend.library.header_cache import HeaderCache
 
 log = logging.getLogger(__name__)
 
@@ -317,48 +314,22 @@ def read_gguf_metadata_from_range(fetch: Fetch, total_size: int, *,
     return _parse_total(fetch, total_size, first_fetch)
 
 
-_CACHE_SIZE = 64
-_cache: OrderedDict[tuple[Any, ...], GgufMetadata | str] = OrderedDict()  # str: the error
-_cache_lock = threading.Lock()
+def _unreadable(path: Path, exc: OSError) -> ModelLoadFailed:
+    return ModelLoadFailed(f"Hearth could not read {path.name}: {exc.strerror or exc}. "
+                           "Check that the file exists and is readable.")
+
+
+def _not_a_file(path: Path) -> ModelLoadFailed:
+    return ModelLoadFailed(f"{path.name} is not a regular file, so it is not a model file. "
+                           "Pick a .gguf file.")
+
+
+_headers: HeaderCache[GgufMetadata] = HeaderCache(
+    64, lambda fetch, size: _parse_total(fetch, size, FIRST_FETCH_BYTES), _unreadable,
+    _not_a_file)
 
 
 def read_gguf_metadata(path: Path | str) -> GgufMetadata:
     """Parse a local GGUF file's header; raises ``ModelLoadFailed`` for non-GGUF, damaged or
     truncated files. Cached while the file is unchanged; safe from any thread."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ModelLoadFailed(f"Hearth could not read {path.name}: {exc.strerror or exc}. "
-                              "Check that the file exists and is readable.") from exc
-    if not stat.S_ISREG(st.st_mode):  # a folder, a FIFO or a device would block or mislead
-        raise ModelLoadFailed(f"{path.name} is not a regular file, so it is not a model file. "
-                              "Pick a .gguf file.")
-    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    with _cache_lock:
-        cached = _cache.get(key)
-        if cached is not None:
-            _cache.move_to_end(key)
-    if isinstance(cached, GgufMetadata):
-        return cached
-    if isinstance(cached, str):
-        raise ModelLoadFailed(cached)
-    try:
-        with path.open("rb") as f:
-            def fetch(start: int, stop: int) -> bytes:
-                f.seek(start)
-                return f.read(stop - start)
-
-            result: GgufMetadata | str = _parse_total(fetch, st.st_size, FIRST_FETCH_BYTES)
-    except OSError as exc:  # not cached: it may be passing (a disk waking up, a lock)
-        raise ModelLoadFailed(f"Hearth could not read {path.name}: {exc.strerror or exc}. "
-                              "Check that the file exists and is readable.") from exc
-    except ModelLoadFailed as exc:
-        result = exc.user_message
-    with _cache_lock:
-        _cache[key] = result
-        while len(_cache) > _CACHE_SIZE:
-            _cache.popitem(last=False)
-    if isinstance(result, str):
-        raise ModelLoadFailed(result)
-    return result
+    return _headers.read(Path(path))

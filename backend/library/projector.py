@@ -17,16 +17,13 @@ Pure functions and a small cache keyed by file version; safe from any thread.
 
 from __future__ import annotations
 
-import os
-import stat
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from backend.errors import BackendError, ModelLoadFailed
 from backend.library.gguf_reader import Array, Fetch, Tensor, read_header, whole_number
+from backend.library.header_cache import HeaderCache
 
 MiB = 1024**2
 _FIRST_FETCH = 256 * 1024  # a projector's header is small: no vocabulary
@@ -169,45 +166,20 @@ def read_projector_from_range(fetch: Fetch, total_size: int) -> ProjectorInfo:
         raise _bad(f"its header could not be read ({type(exc).__name__})") from exc
 
 
-_cache: OrderedDict[tuple[Any, ...], ProjectorInfo | str] = OrderedDict()
-_cache_lock = threading.Lock()
-_CACHE_SIZE = 32
+def _unreadable(path: Path, exc: OSError) -> ModelLoadFailed:
+    return ModelLoadFailed(f"Hearth could not read the projector {path.name}: "
+                           f"{exc.strerror or exc}.")
+
+
+_headers: HeaderCache[ProjectorInfo] = HeaderCache(
+    32, read_projector_from_range, _unreadable,
+    lambda path: _bad(f"{path.name} is not a regular file"))
 
 
 def read_projector(path: Path | str) -> ProjectorInfo:
     """A local projector's header, checked; raises ``ModelLoadFailed`` with a sentence.
     Cached while the file is unchanged."""
-    path = Path(path)
-    try:
-        st = path.stat()
-    except OSError as exc:
-        raise ModelLoadFailed(f"Hearth could not read the projector {path.name}: "
-                              f"{exc.strerror or exc}.") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise _bad(f"{path.name} is not a regular file")
-    key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-    with _cache_lock:
-        cached = _cache.get(key)
-    if cached is None:
-        try:
-            with path.open("rb") as f:
-                def fetch(start: int, stop: int) -> bytes:
-                    f.seek(start)
-                    return f.read(stop - start)
-
-                cached = read_projector_from_range(fetch, st.st_size)
-        except OSError as exc:
-            raise ModelLoadFailed(f"Hearth could not read the projector {path.name}: "
-                                  f"{exc.strerror or exc}.") from exc
-        except ModelLoadFailed as exc:
-            cached = exc.user_message
-        with _cache_lock:
-            _cache[key] = cached
-            while len(_cache) > _CACHE_SIZE:
-                _cache.popitem(last=False)
-    if isinstance(cached, str):
-        raise ModelLoadFailed(cached)
-    return cached
+    return _headers.read(Path(path))
 
 
 def mismatch(projector: ProjectorInfo, model_n_embd: int, model_name: str = "the model"

@@ -125,12 +125,12 @@ def test_listing_reads_each_header_once(smollm2_path: Path,
     parses: list[int] = []
     real_parse = gguf_meta._parse
     monkeypatch.setattr(gguf_meta, "_parse", lambda *a: parses.append(1) or real_parse(*a))
-    gguf_meta._cache.clear()
+    gguf_meta._headers.clear()
     first = {m.id: m.problem for m in list_models()}
     count = len(parses)
     assert count >= 1 and first["o/r-GGUF:Q4_1"]
     assert {m.id: m.problem for m in list_models()} == first
-    gguf_meta._cache.clear()  # a new process: the verdicts saved on disk still hold
+    gguf_meta._headers.clear()  # a new process: the verdicts saved on disk still hold
     assert {m.id: m.problem for m in list_models()} == first
     assert len(parses) == count
     with path.open("ab") as f:  # the download finished after all: checked again
