@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from backend.application import images as intake
 from backend.application.capabilities import check_vision
@@ -240,3 +242,19 @@ def test_a_large_image_is_decoded_in_slices_off_the_event_loop() -> None:
     broken = encoded[:intake._B64_SLICE - 4] + "AA==" + encoded[intake._B64_SLICE:]
     with pytest.raises(ImageRejected, match="not valid base64"):
         intake.image_from_base64(broken, "The image", limits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(
+    lambda b: "data:image/png;base64," + base64.b64encode(b).decode()),
+    st.from_regex(r"data:[a-z/+.;=-]{0,40},[A-Za-z0-9+/=\s]{0,80}", fullmatch=True)))
+def test_any_image_text_is_an_image_or_a_sentence(text: str) -> None:
+    """Whatever a client sends as an image (data URL or bare base64), the intake answers with
+    an image or ImageRejected, never another exception that would fail the request badly."""
+    limits = ImageSettings()
+    for read in (lambda: asyncio.run(intake.image_from_url(text, "The image", limits)),
+                 lambda: intake.image_from_base64(text, "The image", limits)):
+        try:
+            assert isinstance(read(), ImageInput)
+        except ImageRejected as exc:
+            assert exc.user_message.endswith((".", ")"))
