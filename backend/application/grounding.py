@@ -9,8 +9,9 @@ person's own words; the sources live only in the request, and the citations in t
 ``stats`` (``Grounding.stats``), where the history's JSON and Markdown exports find them.
 
 The budget is counted in estimated tokens (``CHARS_PER_TOKEN``, on the safe side for the
-tokenizers of the catalog's models on prose); the engine's overflow policy still guards the
-exact count.
+tokenizers of the catalog's models on prose; a chat's images at their projector's most,
+``backend/library/image_tokens.py``); the engine's overflow policy still guards the exact
+count.
 
 Pure functions and values; any thread.
 """
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 from backend.engine.types import ChatMessage
 from backend.knowledge.records import Citation, Passage
+from backend.library.image_tokens import FALLBACK_IMAGE_TOKENS
 
 # Characters per token when estimating: English prose runs ~4 with Llama, Qwen and SmolLM
 # tokenizers, code and other languages nearer 3. The lower figure errs toward retrieval.
@@ -59,11 +61,17 @@ def estimate_tokens(text: str) -> int:
     return int(len(text) / CHARS_PER_TOKEN) + 1
 
 
-def context_budget(n_ctx: int, messages: Sequence[ChatMessage], answer_room: int) -> int:
-    """Tokens left for sources: the context less the conversation, the instructions and the
-    room kept to answer (at least a quarter of the context, since a long answer about a long
-    document is the point)."""
-    used = sum(estimate_tokens(m.content) + 8 for m in messages)
+def context_budget(n_ctx: int, messages: Sequence[ChatMessage], answer_room: int,
+                   image_tokens: int = FALLBACK_IMAGE_TOKENS) -> int:
+    """Tokens left for sources: the context less the conversation (its text, and
+    ``image_tokens`` for every image it shows: ``image_tokens.tokens_per_image`` of the
+    model's projector), the instructions and the room kept to answer (at least a quarter of
+    the context, since a long answer about a long document is the point)."""
+    if image_tokens < 0:
+        raise ValueError("image_tokens must be a count of tokens, 0 or more")
+    # Every occurrence counts: the engine renders an image again in each message showing it.
+    images = sum(len(m.images) for m in messages)
+    used = sum(estimate_tokens(m.content) + 8 for m in messages) + images * image_tokens
     room = max(answer_room, n_ctx // 4)
     return n_ctx - used - room - PROMPT_OVERHEAD_TOKENS
 

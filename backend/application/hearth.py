@@ -274,7 +274,8 @@ class Hearth:
         from backend.application.knowledge import Knowledge
 
         return Knowledge(self.settings, self.embeddings, EmbeddingChoice(
-            self.settings, self.models).choose, self._context_size)
+            self.settings, self.models).choose, self._context_size,
+            image_tokens=functools.partial(_image_tokens, self))
 
     @property
     def knowledge_in_use(self) -> bool:
@@ -377,3 +378,18 @@ def _sees_images(hearth: Hearth, model: str) -> bool:
         return hearth.find_model(model).mmproj is not None
     except BackendError:
         return True  # the request itself will say what is wrong with the name
+
+
+def _image_tokens(hearth: Hearth, model: str) -> int:
+    """The most tokens one image takes with ``model``, from its projector's header (no
+    load); the generous fallback when that can't be read. Blocking."""
+    from backend.library.image_tokens import tokens_per_image
+    from backend.library.projector import read_projector
+
+    if hearth.is_remote(model):
+        return tokens_per_image(None)
+    try:
+        mmproj = hearth.find_model(model).mmproj
+        return tokens_per_image(read_projector(mmproj) if mmproj is not None else None)
+    except BackendError:  # not found or unreadable: the request itself will say why
+        return tokens_per_image(None)

@@ -50,9 +50,11 @@ from backend.knowledge.library_store import CHAT_PREFIX, LibraryStore
 from backend.knowledge.passage_store import PassageStore
 from backend.knowledge.records import Citation, CollectionInfo, FileInfo, KnowledgeEvent, Passage
 from backend.knowledge.retrieval import CANDIDATES, VectorIndex, reciprocal_rank_fusion
+from backend.library.image_tokens import FALLBACK_IMAGE_TOKENS
 from backend.settings_store import SettingsStore
 
 ContextSize = Callable[[str], int]  # model name → its context per slot (blocking)
+ImageTokens = Callable[[str], int]  # model name → the most tokens one image takes (blocking)
 ModelChoice = Callable[[], tuple[str | None, str, str, str]]  # (model, why, query/doc prefix)
 
 
@@ -65,11 +67,13 @@ class ChatSources:
 class Knowledge:
     def __init__(self, settings: SettingsStore, embeddings: EmbeddingService,
                  choose_model: ModelChoice, context_size: ContextSize,
-                 database: Database | None = None) -> None:
+                 database: Database | None = None,
+                 image_tokens: ImageTokens = lambda _: FALLBACK_IMAGE_TOKENS) -> None:
         self._settings = settings
         self._embeddings = embeddings
         self._choose_model = choose_model
         self._context_size = context_size
+        self._image_tokens = image_tokens
         self._db = database or Database.open_default()
         self.library = LibraryStore(self._db)
         self._passages = PassageStore(self._db)
@@ -243,7 +247,9 @@ class Knowledge:
         if not question.strip() or (not indexed and not library_ids):
             return Grounding(tuple(messages), (), "none")
         size = n_ctx or await asyncio.to_thread(self._context_size, model)
-        budget = context_budget(size, messages, settings.answer_room_tokens)
+        per_image = (await asyncio.to_thread(self._image_tokens, model)
+                     if any(m.images for m in messages) else 0)
+        budget = context_budget(size, messages, settings.answer_room_tokens, per_image)
         if indexed and settings.whole_documents:
             whole = await asyncio.to_thread(self._whole_documents, indexed)
             need = sum(cost(s.text) for s in whole)

@@ -47,6 +47,12 @@ class ProjectorInfo:
     n_head: int
     max_pixels: int = 0  # dynamic-resolution encoders: the most pixels an image is given
     quant_name: str = ""
+    # How an image becomes tokens (``image_tokens.tokens_per_image``); 0/False: not stated.
+    n_merge: int = 0  # patches merged per side after the encoder (scale or merge factor)
+    longest_edge: int = 0  # tiling encoders: the side an image is resized to before tiling
+    max_tiles: int = 0
+    query_num: int = 0  # resampler projectors: tokens per slice
+    grid: bool = False  # LLaVA-NeXT "anyres": an image is tiled on a grid of pinpoints
 
     @property
     def patches(self) -> int:
@@ -140,7 +146,13 @@ def _parse(fetch: Fetch, total_size: int) -> ProjectorInfo:
         n_ff=whole_number(kv, "clip.vision.feed_forward_length", limit=1 << 22),
         n_layer=whole_number(kv, "clip.vision.block_count", limit=1000),
         n_head=whole_number(kv, "clip.vision.attention.head_count", limit=1 << 12),
-        max_pixels=_max_pixels(kv), quant_name=_quant_of(tensors))
+        max_pixels=_max_pixels(kv), quant_name=_quant_of(tensors),
+        n_merge=(whole_number(kv, "clip.vision.projector.scale_factor", limit=64)
+                 or whole_number(kv, "clip.vision.spatial_merge_size", limit=64)),
+        longest_edge=whole_number(kv, "clip.vision.preproc_image_size", limit=1 << 16),
+        max_tiles=whole_number(kv, "clip.vision.preproc_max_tiles", limit=1024),
+        query_num=whole_number(kv, "clip.minicpmv_query_num", limit=1 << 16),
+        grid="clip.vision.image_grid_pinpoints" in kv)
 
 
 def _quant_of(tensors: list[Tensor]) -> str:

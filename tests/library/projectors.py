@@ -22,17 +22,20 @@ F32, F16, Q8_0 = 0, 1, 8
 
 def projector_bytes(dim: int = 576, *, arch: bytes = b"clip", vision: bool = True,
                     declare_dim: bool = True, type_id: int = F16, width: int = 32,
-                    kind: bytes = b"mlp") -> bytes:
+                    kind: bytes = b"mlp", image_size: int = 32, patch_size: int = 8,
+                    extra: tuple[Kv, ...] = ()) -> bytes:
     kvs = [Kv(b"general.architecture", STRING, arch),
            Kv(b"clip.has_vision_encoder", BOOL, vision),
            Kv(b"clip.projector_type", STRING, kind),
-           Kv(b"clip.vision.image_size", UINT32, 32), Kv(b"clip.vision.patch_size", UINT32, 8),
+           Kv(b"clip.vision.image_size", UINT32, image_size),
+           Kv(b"clip.vision.patch_size", UINT32, patch_size),
            Kv(b"clip.vision.embedding_length", UINT32, width),
            Kv(b"clip.vision.feed_forward_length", UINT32, 2 * width),
            Kv(b"clip.vision.block_count", UINT32, 1),
            Kv(b"clip.vision.attention.head_count", UINT32, 2)]
     if declare_dim:
         kvs.append(Kv(b"clip.vision.projection_dim", UINT32, dim))
+    kvs.extend(extra)  # what a test's projector family adds (merge factors, tiling…)
     tensors = [TensorInfo(b"v.blk.0.attn_q.weight", [width, width], type_id, 0),
                TensorInfo(b"mm.0.weight", [width, dim], type_id, 0),
                TensorInfo(b"mm.2.bias", [dim], F32, 0)]
