@@ -16,6 +16,7 @@ One process should own a history file at a time: opening it marks every reply st
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -29,7 +30,7 @@ from backend.errors import ConversationNotFound, HistoryUnavailable
 from backend.paths import hearth_paths
 from backend.store.export import to_json, to_markdown
 from backend.store.images import FOLDER as IMAGES_FOLDER
-from backend.store.images import ImageStore
+from backend.store.images import ImageStore, require_media_type
 from backend.store.records import (  # noqa: F401 - part of this module's face
     MESSAGE_STATES,
     Conversation,
@@ -42,6 +43,9 @@ from backend.store.schema import SCHEMA_VERSION, migrate
 DEFAULT_TITLE = "New chat"
 TITLE_MAX_CHARS = 60
 FILE_NAME = "history.sqlite3"
+
+log = logging.getLogger(__name__)
+
 
 def auto_title(text: str) -> str:
     """The first non-blank line, whitespace collapsed, cut at ~60 characters with an ellipsis."""
@@ -122,10 +126,13 @@ class ChatStore:
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
+                self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                # A failed COMMIT (busy, disk full) leaves the transaction open: end it too,
+                # or every later call fails to BEGIN. SQLite may have rolled back already.
+                with suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
 
     def close(self) -> None:
         with self._lock:
@@ -222,10 +229,15 @@ class ChatStore:
                     images: Sequence[bytes] = ()) -> StoredMessage:
         """``images``: the bytes of images attached to the message (PNG, JPEG, WebP, GIF),
         kept as files in the data folder; raises ``ImageRejected`` (nothing stored) for
-        bytes that are none of those."""
+        bytes that are none of those. When storing fails, no file is left that no message
+        references."""
         _check_state(state)
+        for data in images:  # every one checked before any is written
+            require_media_type(data)
         now = time.time()
-        with self._transaction() as db:
+        kept: list[StoredImage] = []
+        with self._lock, self._dropping_unreferenced_on_error(kept), \
+                self._transaction() as db:
             conv = self._conversation(db, conv_id)
             if role == "user" and not conv.title_is_custom and not db.execute(
                     "SELECT 1 FROM messages WHERE conversation_id = ? AND role = 'user' "
@@ -238,8 +250,8 @@ class ChatStore:
                 (conv_id, role, content, now, state, _dump_stats(stats)))
             # Written inside the transaction (under the lock): a concurrent delete can't
             # remove a file this message is about to reference, and a refused image stores
-            # no message at all.
-            kept = [self.images.put(data) for data in images]
+            # no message at all. Should the rest fail, the files go again (see below).
+            kept.extend(self.images.put(data) for data in images)
             db.executemany(
                 "INSERT INTO message_images (message_id, position, digest, media_type) "
                 "VALUES (?, ?, ?, ?)",
@@ -247,6 +259,27 @@ class ChatStore:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (now, conv_id))
             row = db.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)).fetchone()
         return _to_message(row, kept)
+
+    @contextmanager
+    def _dropping_unreferenced_on_error(self, written: Sequence[StoredImage]) -> Iterator[None]:
+        """When the block fails (its transaction rolled back), remove those of the image
+        files ``written`` that no message references, so a failed insert leaves no orphan;
+        the same picture in another chat stays. Checked in a transaction of its own, so no writer
+        can reference one meanwhile; if even that fails the files stay: a stray file costs
+        disk space, a wrongly removed one would cost a person's picture."""
+        try:
+            yield
+        except BaseException:
+            if written:
+                try:
+                    with self._transaction() as db:
+                        for image in dict.fromkeys(written):
+                            if not db.execute("SELECT 1 FROM message_images WHERE digest = ? "
+                                              "LIMIT 1", (image.digest,)).fetchone():
+                                self.images.discard(image)
+                except sqlite3.Error as exc:
+                    log.warning("image files of a failed message were kept: %s", exc)
+            raise
 
     def update_message(self, msg_id: int, *, content: str | None = None,
                        state: str | None = None, stats: dict[str, Any] | None = None) -> None:
