@@ -8,7 +8,8 @@
     hearth docs ...             the knowledge library (add FOLDER, list, files, search, rm)
     hearth list                 models on this machine
     hearth create NAME -f FILE  make a preset (base model + defaults) from a Modelfile
-    hearth serve                the OpenAI/Ollama-compatible API server
+    hearth serve                the OpenAI/Ollama-compatible API server (--model M.gguf
+                                --mmproj P.gguf: loaded first, seeing images through P)
     hearth ps                   what a running `hearth serve` has loaded
     hearth bench --model M      load-test an OpenAI-compatible server (latency, tokens/s)
     hearth --version
@@ -47,7 +48,12 @@ from backend.api import (
 )
 from backend.benchmark.command import add_bench_command, run_bench
 from backend.cli_docs import add_docs_command, run_docs_command
-from backend.cli_library import add_library_commands, run_library_command
+from backend.cli_library import (
+    add_library_commands,
+    add_mmproj_flag,
+    model_for_run,
+    run_library_command,
+)
 from backend.cli_mcp import add_mcp_command, run_mcp_command
 from backend.cli_remote import add_connections_command, run_connections_command
 from backend.cli_repl import (
@@ -87,6 +93,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run the OpenAI/Ollama-compatible API server")
     serve.add_argument("--model", help="load this model before serving")
+    add_mmproj_flag(serve)
     serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
@@ -125,9 +132,15 @@ def _serve(args: argparse.Namespace, server: ServerFactory | None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         hearth.server.check_exposure()  # before a load is spent on a server that won't start
+        if args.mmproj and not args.model:
+            raise InvalidRequest("--mmproj pairs a projector with the model --model names: "
+                                 "give both, e.g. `hearth serve --model MODEL.gguf --mmproj "
+                                 "PROJ.gguf`.")
         if args.model:
-            # A path is fine here: the person starting the server typed it.
-            info = asyncio.run(hearth.load(hearth.find_model(args.model, allow_paths=True)))
+            # A path is fine here: the person starting the server typed it. The settings
+            # are in memory (``_serve_settings``), so a --mmproj pairing lasts this run.
+            local = model_for_run(hearth, args.model, args.mmproj)
+            info = asyncio.run(hearth.load(local))
             say_speculation(info)
             loaded = hearth.load_events.last  # the planner's sentence: where layers went
             summary = loaded.summary if isinstance(loaded, LoadFinished) else ""

@@ -13,6 +13,7 @@ from typing import Any
 from backend.api import (
     Hardware,
     Hearth,
+    LocalModel,
     PlanRequest,
     capabilities,
     parse_size,
@@ -45,6 +46,26 @@ def add_library_commands(sub: argparse._SubParsersAction) -> None:  # type: igno
                      help="the model's vision projector (mmproj .gguf): the model can then "
                      "see images")
     add_hardware_command(sub)
+
+
+def add_mmproj_flag(parser: argparse.ArgumentParser) -> None:
+    """``--mmproj`` of ``run`` and ``serve``: a projector paired for this run only."""
+    parser.add_argument("--mmproj", default=None, metavar="PROJ.gguf",
+                        help="the model's vision projector (mmproj .gguf), paired for this "
+                        "run only (checked as `hearth import --mmproj` checks it; import "
+                        "the pair to keep it)")
+
+
+def model_for_run(hearth: Hearth, name: str, mmproj: str | None) -> LocalModel:
+    """The local model ``name`` (a path allowed: the person typed it), paired with the
+    projector ``mmproj`` when given. The pairing goes through ``import_model``, so it is
+    checked exactly as ``hearth import`` checks it (a .gguf file whose projection width is
+    the model's ``n_embd``) and every later lookup of the model sees it; ``hearth`` must
+    hold in-memory settings, so that it lasts this run only."""
+    local = hearth.find_model(name, allow_paths=True)
+    if mmproj is None:
+        return local
+    return hearth.import_model(local.path, mmproj)
 
 
 def run_library_command(args: argparse.Namespace, hearth: Hearth) -> int | None:

@@ -3,6 +3,7 @@
     hearth run MODEL "prompt"      one reply (a local model, a preset, a .gguf path,
     hearth run MODEL               CONNECTION/MODEL, or --url URL MODEL); without a prompt,
                                    a chat until /bye or the end of input
+    hearth run M.gguf --mmproj P   the model seeing images through projector P (this run)
 
 Every kind of model goes the same way: the flags given become ``RequestOptions`` (a flag left
 out is not an option: saved settings and the model's preset decide it, by the one request
@@ -49,6 +50,7 @@ from backend.api import (
     prompt_messages,
 )
 from backend.cli_docs import add_docs_flag, ground, print_sources
+from backend.cli_library import add_mmproj_flag, model_for_run
 from backend.cli_remote import add_remote_run_flags, remote_target
 from backend.cli_tools import print_tool_reply, tool_chat
 from backend.errors import BackendError, HistoryUnavailable, InvalidRequest
@@ -82,6 +84,7 @@ def add_run_command(sub: Any) -> None:
     run.add_argument("--image", action="append", metavar="FILE", default=None,
                      help="an image the model sees with the prompt (or a chat's first turn): "
                      "PNG, JPEG, WebP or GIF; repeat for more; needs a vision model")
+    add_mmproj_flag(run)
     add_speculative_flag(run)
     add_remote_run_flags(run)
     add_docs_flag(run)
@@ -123,6 +126,8 @@ def _open_hearth(args: argparse.Namespace) -> Hearth:
     """A Hearth loading with one slot (one person chatting), the context the flags or the
     preset ask for, and the flags' threads and GPU layers over the saved engine settings."""
     settings = SettingsStore.open()
+    if args.mmproj:  # the pairing is this run's, like the other flags: never saved
+        settings = SettingsStore.in_memory(settings.snapshot())
     preset = PresetBook(settings).find(args.model)
     engine = settings.snapshot().engine
     n_ctx = args.ctx or (preset.parameters.get("num_ctx") if preset else None) or engine.n_ctx
@@ -138,10 +143,14 @@ async def run_command(args: argparse.Namespace) -> int:
         # Read first: a missing or unreadable image is said before a model loads.
         images = tuple(hearth.images.from_file(p) for p in args.image or ())
         target = remote_target(args, hearth)
+        if target is not None and args.mmproj:
+            raise InvalidRequest("--mmproj pairs a projector with a model on this machine; a "
+                                 "remote model sees images (or not) through its own server. "
+                                 "Drop --mmproj, or run a local model.")
         preset: str | None = None
         if target is None:  # a local model: loaded first, so a missing or broken file is
             # said before any prompt, with this run's load settings (not the server's JIT)
-            local = hearth.find_model(args.model, allow_paths=True)  # a path: the user typed
+            local = model_for_run(hearth, args.model, args.mmproj)
             info = await hearth.load(local)
             say_speculation(info)
             finished = hearth.load_events.last
