@@ -3,12 +3,18 @@ vision model's projector)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from backend.errors import InvalidRequest
 from backend.library import hub
 from backend.library.catalog import find_entry
-from backend.library.quants import QuantOption, choose_projector, group_quants, with_projector
+from backend.library.quants import (
+    QuantOption,
+    RemoteFile,
+    choose_projector,
+    group_quants,
+    with_projector,
+)
 
 DEFAULT_QUANT = "Q4_K_M"
 
@@ -44,17 +50,27 @@ def choose_quant(options: list[QuantOption], quant: str | None,
     return fitting[-1] if fitting else by_size[0]
 
 
+PlanFits = Callable[[str, QuantOption], bool]  # (repo, option) → the planner's verdict here
+
+
+def with_fitting_projector(repo: str, option: QuantOption, plan_fits: PlanFits | None,
+                           files: Callable[[], Iterable[RemoteFile]]) -> QuantOption:
+    """``option`` with the vision projector to download beside it on this machine: its own
+    (f16) unless ``plan_fits(repo, option)`` (the planner's verdict on the model with that
+    projector) says no, then the best smaller one that fits, else the smallest
+    (``choose_projector``). ``files``: the repo's file list, asked for only then. The one
+    choice every pull makes: `hearth pull`, the window's downloads and /api/pull."""
+    if option.mmproj is None or plan_fits is None or plan_fits(repo, option):
+        return option
+    projector = choose_projector(files(), lambda f: plan_fits(repo, with_projector(option, f)))
+    return with_projector(option, projector)
+
+
 def resolve_pull(name: str, fits: Callable[[int], bool] | None = None,
-                 plan_fits: Callable[[str, QuantOption], bool] | None = None
-                 ) -> tuple[str, QuantOption]:
+                 plan_fits: PlanFits | None = None) -> tuple[str, QuantOption]:
     """The repo and the variant to download for ``name``. A vision model's projector comes
-    with it: f16, unless ``plan_fits(repo, option)`` (the planner's verdict on the model
-    with that projector on this machine) says no, then the best smaller one that fits."""
+    with it, as ``with_fitting_projector`` picks it with ``plan_fits``."""
     repo, quant = parse_pull_name(name)
     files, commit = hub.list_files(repo)
     option = choose_quant(group_quants(files, revision=commit), quant, fits)
-    if option.mmproj is not None and plan_fits is not None and not plan_fits(repo, option):
-        projector = choose_projector(
-            files, lambda f: plan_fits(repo, with_projector(option, f)))
-        option = with_projector(option, projector)
-    return repo, option
+    return repo, with_fitting_projector(repo, option, plan_fits, lambda: files)

@@ -307,7 +307,15 @@ class LibraryService:
             return self._manager
 
     def download(self, repo_id: str, option: QuantOption) -> str:
-        """Blocking (disk check, state file). Returns the download's id."""
+        """Blocking (disk check, state file; for a vision model the projectors' headers, and
+        the repo's file list when its f16 projector doesn't fit here). Returns the download's
+        id. A vision model's projector is the one the planner picks for this machine
+        (``pull.with_fitting_projector``, as `hearth pull` picks it)."""
+        from backend.library import hub
+        from backend.library.pull import with_fitting_projector
+
+        option = with_fitting_projector(repo_id, option, self.fits_with_projector,
+                                        lambda: hub.list_files(repo_id, option.revision)[0])
         return self.downloads.add(repo_id, option)
 
     def download_quant(self, repo_id: str, quant: str | None = None) -> str:

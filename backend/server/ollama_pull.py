@@ -73,7 +73,9 @@ async def _follow(hearth: Hearth, repo: str, quant: str | None
         raise ModelNotFound(f"'{repo}' has no {quant or 'GGUF'} file. Quants there: {have}.")
     manager: DownloadManager = await asyncio.to_thread(lambda: hearth.library.downloads)
     async with manager.events() as events:  # subscribed before the download starts
-        download_id = await asyncio.to_thread(manager.add, repo, option)
+        # The library's download: a vision model's projector is the one the planner picks
+        # here (f16 unless it doesn't fit), as for `hearth pull` and the window.
+        download_id = await asyncio.to_thread(hearth.library.download, repo, option)
         progress = manager.progress(download_id)
         yield progress
         while progress.state not in TERMINAL:
