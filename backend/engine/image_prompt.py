@@ -7,6 +7,12 @@ derived from the image's sha256 and the index inside the image: the prefix cache
 them like text, so a follow-up turn about the same image finds it in the KV cache and does not
 encode it again, and a different image (or the same one elsewhere) never matches.
 
+One pseudo-token per position (mtmd's n_pos), not per embedding, keeps a prompt index equal
+to its KV position for every model, so batches, cache trimming and sharing need no mapping:
+with M-RoPE (Qwen2-VL) an image's n_tokens cells all sit at its first position and the text
+after it starts n_pos (the longer side of its grid) later, where ``mtmd_helper_eval_chunks``
+and llama-server put it (tests/engine/test_vision_mrope.py holds the engine to that).
+
 An image is never cut: ``ImageSpans.retreat`` moves a cache match that ends inside an image
 back to its start, overflow trimming drops whole messages (with their images), and context
 accounting counts an image's KV cells (mtmd's n_tokens; M-RoPE images take fewer positions
