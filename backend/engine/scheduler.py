@@ -201,6 +201,7 @@ class Scheduler:
             log.debug("could not answer request %s", job.request.request_id, exc_info=True)
 
     def _decode_one_step(self, state: LoadedState) -> None:
+        entered = time.perf_counter()
         ctx = state.ctx
         self.images.feed(state, self._fail_slot)  # an image reached: its own decode call
         ctx.batch_clear()
@@ -253,6 +254,8 @@ class Scheduler:
             except Exception as exc:  # this slot's request ends; the batch's others go on
                 self._fail_slot(state, slot, failure_for(slot.job.request.request_id, exc,
                                                          "sampling its reply"))
+        if batch.n_generating and not batch.n_prompt and not batch.n_draft:
+            self._costs.learn_overhead(time.perf_counter() - entered - elapsed)
 
     def _prompt_room(self, state: LoadedState, generating: list[Slot]) -> int:
         """Prompt tokens this step may read. While streams run, a chunk sized so the step

@@ -44,9 +44,11 @@ PRIORS: dict[str, tuple[float, float]] = {
 assert len(PRIORS) == len(BANDS) + 2
 # Rounds (accepted tokens plus rejections) of the engine's memory a new request starts from,
 # at most: enough to outweigh the prior, so that a draft model that was always right on this
-# model is tried at once (on a GPU a 1B draft's step costs ~2/3 of an 8B target's: only
-# alpha > ~0.9 pays) and one never right is not.
-MAX_SHARED_WEIGHT = 24.0
+# model is tried at once and one never right is not. On a GPU a 1B draft's step costs ~2/3
+# of an 8B target's, so only alpha > ~0.95 pays by MIN_GAIN: 24 rounds capped a draft that
+# was always right at 0.93 and it was never used (H200, 0/0 drafted); 64 reach 0.97. A
+# request whose text the draft gets wrong still switches it off after ~10 wrong rounds.
+MAX_SHARED_WEIGHT = 64.0
 BOOK_DECAY = 0.98  # the engine's memory fades: recent requests count more
 PROBE_AFTER = 8  # skipped chances before a switched-off draft model is tried once more
 # ... at the least: a probe (catching the draft model up, its step, the longer check) is kept

@@ -108,8 +108,10 @@ class Speculator:
         marginal = min(costs.per_prompt_token, UNTIMED_DRAFT_SHARE * costs.decode_step)
         by_size = costs.by_size
 
+        overhead = costs.overhead  # per step, whatever its size: drafting saves steps
+
         def step_s(n: int) -> float:
-            return by_size.seconds(n, marginal)
+            return by_size.seconds(n, marginal) + overhead
 
         out: dict[Slot, list[int]] = {}
         wants: list[tuple[Slot, DraftRequest]] = []
