@@ -18,7 +18,9 @@
    = --n-max. All layers of both models on the GPU, flash attention as each decides (auto).
 3. From the two ends, each side's time per draft-and-check round (1 token per round at zero
    acceptance, n_max + 1 at full) and the acceptance rate (per drafted token, geometric) at
-   which speculation breaks even with not speculating.
+   which speculation breaks even with not speculating. ``--only self``: the issue's own
+   construction of full acceptance, the draft being the target's own weights (both servers
+   accept every drafted token; each draft step costs a target step).
 4. A long first turn (~3,100 tokens, then a follow-up) on the 8B target: prompt tokens/s,
    Hearth against llama-server (``prefill_bench.measure``), both fully offloaded.
 
@@ -205,7 +207,8 @@ def main() -> int:
     parser.add_argument("--n-max", type=int, default=8, help="drafted tokens per round, both "
                         "sides, when pinned")
     parser.add_argument("--prompt-tokens", type=int, default=3100)
-    parser.add_argument("--only", nargs="*", default=None, choices=("zero", "full", "prefill"))
+    parser.add_argument("--only", nargs="*", default=None,
+                        choices=("zero", "full", "self", "prefill"))
     parser.add_argument("--deadline-s", type=float, default=560)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -247,7 +250,11 @@ def main() -> int:
     steps = {"prefill": lambda: prefill(target, args, binary),
              "zero": lambda: measure_pair("zero acceptance", target, draft_zero, args, binary),
              "full": lambda: measure_pair("full acceptance", target_zero, draft_zero, args,
-                                          binary)}
+                                          binary),
+             # The issue's own construction: the draft is the target's own weights, so
+             # every drafted token is right for both servers (no ties between equal logits),
+             # at the price of an 8B-sized draft step.
+             "self": lambda: measure_pair("draft = target", target, target, args, binary)}
     for step in wanted:
         if time.monotonic() - T0 > args.deadline_s:
             report.setdefault("not_run", []).append(step)
@@ -281,7 +288,7 @@ def print_summary(report: dict[str, Any]) -> None:
               f"({p['hearth']['ttft_ms']:.0f} ms), llama-server "
               f"{p['llama-server']['prompt_tok_s']:.0f} ({p['llama-server']['ttft_ms']:.0f} "
               f"ms): x{report['prefill']['ratio']}")
-    for point in ("zero", "full"):
+    for point in ("zero", "full", "self"):
         if point not in report:
             continue
         print(f"\n{point} acceptance (decode tok/s, best of rounds; drafted -> accepted):")

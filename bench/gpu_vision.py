@@ -8,7 +8,9 @@ Builds llama.cpp with CUDA once (``gpu_batching.build``: Hearth's shared librari
 among them, and ``llama-server`` from the same build), writes the 8B-shaped Q4_0 model
 (SmolLM2's vocabulary with its end-of-generation tokens out of greedy reach) and a
 4,096-wide ViT-L/14 336-px projector (576 image tokens), then runs vision_bench with every
-layer and the projector on the GPU. Writes ``vision_gpu.json`` to --out.
+layer and the projector on the GPU (``vision_gpu_{kind}.json`` to --out) and
+vision_overhead (the encode time and where a follow-up's time goes, inside the server), for
+each --image-kind.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--arch", default="90")
+    parser.add_argument("--image-kind", nargs="+", default=["photo"],
+                        choices=("photo", "noise"))
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     gpu_batching.install_wheels()
@@ -48,14 +52,24 @@ def main() -> int:
     import os
     import subprocess
 
-    return subprocess.run([
-        sys.executable, "-X", "faulthandler", str(ROOT / "bench" / "vision_bench.py"),
-        "--model", str(model), "--mmproj", str(mmproj), "--n-gpu-layers", "999",
-        "--threads", "8", "--ctx", "4096", "--rounds", str(args.rounds),
-        "--max-tokens", "8", "--image-size", "1024", "768",
-        "--llama-server", str(server), "--server-arg=--ignore-eos",
-        "--json", str(args.out / "vision_gpu.json")], env=os.environ).returncode
-
+    rc = 0
+    for kind in args.image_kind:
+        log(f"vision_bench, {kind} images")
+        rc |= subprocess.run([
+            sys.executable, "-X", "faulthandler", str(ROOT / "bench" / "vision_bench.py"),
+            "--model", str(model), "--mmproj", str(mmproj), "--n-gpu-layers", "999",
+            "--threads", "8", "--ctx", "4096", "--rounds", str(args.rounds),
+            "--max-tokens", "8", "--image-size", "1024", "768", "--image-kind", kind,
+            "--no-encode", "--llama-server", str(server), "--server-arg=--ignore-eos",
+            "--json", str(args.out / f"vision_gpu_{kind}.json")], env=os.environ).returncode
+        # The encode time and where a follow-up's time goes, inside Hearth's server.
+        log(f"vision_overhead, {kind} images")
+        rc |= subprocess.run([
+            sys.executable, "-X", "faulthandler", str(ROOT / "bench" / "vision_overhead.py"),
+            "--model", str(model), "--mmproj", str(mmproj), "--n-gpu-layers", "999",
+            "--threads", "8", "--image-size", "1024", "768", "--image-kind", kind],
+            env=os.environ, timeout=240).returncode
+    return rc
 
 if __name__ == "__main__":
     raise SystemExit(main())

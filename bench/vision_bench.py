@@ -28,6 +28,7 @@ import base64
 import io
 import json
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -60,6 +61,39 @@ def noise_png(seed: int, size: tuple[int, int]) -> bytes:
     out = io.BytesIO()
     Image.fromarray(pixels).save(out, "PNG")
     return out.getvalue()
+
+
+def photo_jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    """A photo-like picture (smooth light, shapes, a little sensor noise) as a JPEG of quality
+    90: what a user attaches (a 1024x768 one is ~0.1-0.3 MB), where random noise as PNG is
+    the worst case for the wire (2.4 MB at that size, as base64 3.2 MB, sent again with
+    every turn of the conversation)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = rng.uniform(40, 215, 3)
+    slope = rng.uniform(-0.15, 0.15, (3, 2))
+    pixels = np.stack([base[c] + slope[c, 0] * x * 640 / w + slope[c, 1] * y * 480 / h
+                       for c in range(3)], axis=-1)
+    picture = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(picture)
+    for _ in range(12):
+        x0, y0 = rng.uniform(0, w), rng.uniform(0, h)
+        rx, ry = rng.uniform(w / 30, w / 5), rng.uniform(h / 30, h / 5)
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        draw.ellipse((x0 - rx, y0 - ry, x0 + rx, y0 + ry), fill=colour)
+    picture = picture.filter(ImageFilter.GaussianBlur(2))
+    grain = rng.normal(0, 6, (h, w, 3))
+    pixels = np.clip(np.asarray(picture, dtype=np.float32) + grain, 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+IMAGE_KINDS = {"photo": (photo_jpeg, "image/jpeg"), "noise": (noise_png, "image/png")}
 
 
 def make_projector(model: Path, preset: str, out_dir: Path) -> Path:
@@ -102,7 +136,8 @@ class HearthSide:
             TextDelta,
         )
 
-        images = (ImageInput(image, "image/png"),) if image else ()
+        images = (ImageInput(image, "image/" + ("png" if image[:4] == b"\x89PNG" else
+                                                "jpeg")),) if image else ()
         message = ChatMessage("user", text, images=images)
         request = GenerationRequest(messages=(*history, message), max_tokens=max_tokens,
                                     sampling=SamplingParams(temperature=0.0))
@@ -133,7 +168,8 @@ def server_turn(url: str, history: list[dict[str, Any]], image: bytes | None, te
     content: Any = text
     if image:
         data = base64.b64encode(image).decode()
-        content = [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{data}"}},
+        kind = "png" if image[:4] == b"\x89PNG" else "jpeg"
+        content = [{"type": "image_url", "image_url": {"url": f"data:image/{kind};base64,{data}"}},
                    {"type": "text", "text": text}]
     history.append({"role": "user", "content": content})
     reply = chat(url, model, history, max_tokens, extra={"cache_prompt": True})
@@ -162,10 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=8)
     parser.add_argument("--image-size", type=int, nargs=2, default=(640, 480))
+    parser.add_argument("--image-kind", choices=sorted(IMAGE_KINDS), default="photo",
+                        help="photo: a photo-like JPEG; noise: random pixels as PNG (the "
+                        "largest file of that size: the wire's worst case)")
     parser.add_argument("--llama-server", type=Path, default=LLAMA_SERVER)
     parser.add_argument("--server-arg", action="append", default=[],
                         help="one more llama-server argument (repeat it)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-encode", action="store_true",
+                        help="skip timing the encode in this process (bench/vision_overhead.py "
+                        "times it inside a server)")
     args = parser.parse_args(argv)
 
     model = args.model or starter_path()
@@ -180,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     extra = ["--mmproj", str(mmproj), "-ngl", str(args.n_gpu_layers), *args.server_arg]
     if args.n_gpu_layers == 0:
         extra.append("--no-mmproj-offload")
-    images = [noise_png(1000 + n, tuple(args.image_size)) for n in range(args.rounds + 1)]
+    make_image = IMAGE_KINDS[args.image_kind][0]
+    images = [make_image(1000 + n, tuple(args.image_size)) for n in range(args.rounds + 1)]
+    print(f"images: {args.image_kind}, {args.image_size[0]}x{args.image_size[1]}, "
+          f"{statistics.median(len(i) for i in images) / 1e6:.2f} MB each", flush=True)
     with hearth(beside / model.name, threads=args.threads, ctx=args.ctx,
                 engine={"gpu_layers": args.n_gpu_layers}) as ours, \
             llama_server(model, threads=args.threads, ctx=args.ctx, extra=extra,
@@ -207,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t2 * 1000:.0f} ms | llama-server ttft {s1 * 1000:.0f} ms (prompt eval "
                   f"{evals[0][0] * 1000 if evals else -1:.0f}), follow-up {s2 * 1000:.0f} ms",
                   flush=True)
+    report(rows, model, mmproj, args)  # saved before the in-process part, which may crash
+    if args.no_encode:
+        return 0
     # Hearth's encode time, from its projector's counter: the engine in this process, alone
     # on the machine now, the same images.
     side = HearthSide(model, mmproj, args)
@@ -217,7 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                 rows["hearth"][round_no - 1]["encode_s"] = encode_s
     finally:
         side.close()
+    report(rows, model, mmproj, args)
+    return 0
 
+
+def report(rows: dict[str, list[dict[str, float]]], model: Path, mmproj: Path,
+           args: argparse.Namespace) -> None:
     summary = {side: {key: median([r[key] for r in side_rows]) for key in side_rows[0]}
                for side, side_rows in rows.items() if side_rows}
     h, s = summary["hearth"], summary["llama-server"]
@@ -228,8 +281,9 @@ def main(argv: list[str] | None = None) -> int:
               "llama_server_follow_up_over_first": s["follow_up_ttft_s"] / s["ttft_s"]}
     print(f"\nmedians of {args.rounds} rounds ({model.name} + {mmproj.name}, "
           f"{args.threads} threads, ngl {args.n_gpu_layers}):")
+    encode = f"{h['encode_s'] * 1000:.1f} ms" if "encode_s" in h else "not measured yet"
     print(f"  hearth        first-turn TTFT {h['ttft_s'] * 1000:8.1f} ms (image encode "
-          f"{h['encode_s'] * 1000:.1f} ms), follow-up TTFT {h['follow_up_ttft_s'] * 1000:8.1f}"
+          f"{encode}), follow-up TTFT {h['follow_up_ttft_s'] * 1000:8.1f}"
           " ms")
     print(f"  llama-server  first-turn TTFT {s['ttft_s'] * 1000:8.1f} ms (prompt eval "
           f"{s['prompt_eval_s'] * 1000:.1f} ms), follow-up TTFT "
@@ -241,7 +295,6 @@ def main(argv: list[str] | None = None) -> int:
                                          "args": {k: str(v) for k, v in vars(args).items()},
                                          "rounds": rows, "medians": summary,
                                          "ratios": ratios}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
