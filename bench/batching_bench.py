@@ -99,13 +99,16 @@ def sweep_model(name: str, path: Path, args: argparse.Namespace
                 ) -> dict[str, list[LevelResult]]:
     series: dict[str, list[LevelResult]] = {"hearth parallel=N": [], "hearth parallel=1": [],
                                             "llama-server -np N": []}
+    from bench.peers import served_name  # Hearth answers to the name it lists, not a path
+
     with hearth_server(str(path), threads=args.threads, parallel=1, ctx=args.ctx) as one:
-        level(one.url, str(path), 1, args)  # warm-up: page the weights in
-        series["hearth parallel=1"] = [level(one.url, str(path), n, args) for n in LEVELS]
+        model = served_name(one.url, path.stem)
+        level(one.url, model, 1, args)  # warm-up: page the weights in
+        series["hearth parallel=1"] = [level(one.url, model, n, args) for n in LEVELS]
     for n in LEVELS:
         with hearth_server(str(path), threads=args.threads, parallel=n, ctx=args.ctx) as srv:
-            level(srv.url, str(path), 1, args)
-            series["hearth parallel=N"].append(level(srv.url, str(path), n, args))
+            level(srv.url, model, 1, args)
+            series["hearth parallel=N"].append(level(srv.url, model, n, args))
         if LLAMA_SERVER.exists():
             with llama_server(path, n, args.threads, args.ctx) as srv:
                 level(srv.url, name, 1, args)

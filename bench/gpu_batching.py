@@ -316,19 +316,23 @@ def main() -> int:
             return False
         return True
 
+    from bench.peers import served_name
+
     hearth = dict(threads=threads, ctx=args.ctx)
     if "p1" in wanted and time_left():
         with hearth_server(str(model), parallel=1, **hearth) as one:
             report["loads"]["hearth parallel=1"] = load_line(one)
-            level(one.url, str(model), 1, args)  # warm-up
+            name = served_name(one.url, model.stem)  # Hearth answers to its listed name
+            level(one.url, name, 1, args)  # warm-up
             for n in LEVELS:
-                record("p1", level(one.url, str(model), n, args))
+                record("p1", level(one.url, name, n, args))
     for n in LEVELS:
         if "pN" in wanted and time_left():
             with hearth_server(str(model), parallel=n, **hearth) as srv:
                 report["loads"][f"hearth parallel={n}"] = load_line(srv)
-                level(srv.url, str(model), 1, args)
-                record("pN", level(srv.url, str(model), n, args))
+                name = served_name(srv.url, model.stem)
+                level(srv.url, name, 1, args)
+                record("pN", level(srv.url, name, n, args))
         if "ls" in wanted and time_left():
             with LlamaServer(binary, model, n, args.ctx, threads, not args.local,
                              not args.keep_eos) as srv:
