@@ -47,6 +47,26 @@ STAGES = ["backend.server.validation:check_text",
 spent: collections.defaultdict[str, float] = collections.defaultdict(float)
 calls: collections.Counter[str] = collections.Counter()
 engine_ttft: list[float] = []
+# Moments of each follow-up, on this process's clock (the client is in this process too).
+marks: list[dict[str, float]] = []
+
+
+def mark(label: str) -> None:
+    # Wall-clock time: the client runs in a process of its own (in this one, it would take
+    # the GIL from the server's threads and slow what is measured).
+    if marks and label not in marks[-1]:  # (the first of its kind in a request)
+        marks[-1][label] = time.time()
+
+
+def marked(label: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(f)
+    async def wrapped(*a: Any, **k: Any) -> Any:
+        mark(label)
+        try:
+            return await f(*a, **k)
+        finally:
+            mark(label + " done")
+    return wrapped
 
 
 def timed(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,10 +117,21 @@ def instrument() -> None:
     validate = pydantic.BaseModel.model_validate_json.__func__  # type: ignore[attr-defined]
     pydantic.BaseModel.model_validate_json = classmethod(  # type: ignore[method-assign]
         timed("model_validate_json (body)", validate))
+    from backend.application.dispatch import Dispatcher
+    from backend.engine.types import TextDelta
+    from backend.server import openai_routes
+
+    openai_routes._messages = marked("route: messages",  # type: ignore[attr-defined]
+                                     openai_routes._messages)  # type: ignore[attr-defined]
+    Dispatcher.generate = marked("dispatch", Dispatcher.generate)  # type: ignore[method-assign]
+    Engine._prepare = marked("engine: prepare", Engine._prepare)  # type: ignore[method-assign]
     generate = Engine.generate
 
     async def generate_timed(self: Engine, request: Any) -> Any:
+        mark("engine: first read")
         async for event in generate(self, request):
+            if isinstance(event, TextDelta):
+                mark("engine: first text out")
             if isinstance(event, Finished):
                 engine_ttft.append(event.usage.time_to_first_token_s)
             yield event
@@ -118,23 +149,71 @@ def report(title: str, client: list[float], n: int) -> None:
     engine_ttft.clear()
 
 
-def ask(url: str, name: str, images: list[bytes], rounds: int) -> None:
-    from bench.vision_bench import FOLLOW_UP, QUESTION, server_turn
+CLIENT = """
+import json, sys, time
+sys.path.insert(0, {root!r})
+from bench.vision_bench import FOLLOW_UP, QUESTION, server_turn
+url, name, rounds = {url!r}, {name!r}, {rounds}
+images = [open(p, "rb").read() for p in {paths!r}]
+server_turn(url, [], images[0], QUESTION, 4, name)  # warm-up
+print("READY", flush=True); sys.stdin.readline()
+history = []
+for image in images[1:]:
+    history = []
+    print("FIRST", server_turn(url, history, image, QUESTION, 4, name)[0], flush=True)
+print("FOLLOW", flush=True); sys.stdin.readline()
+for _ in range(rounds):
+    turn = [dict(m) for m in history]
+    print("SENT", flush=True); sys.stdin.readline()
+    sent = time.time()
+    ttft = server_turn(url, turn, None, FOLLOW_UP, 4, name)[0]
+    print("TURN", sent, ttft, flush=True)
+print("DONE", flush=True)
+"""
 
-    server_turn(url, [], images[0], QUESTION, 4, name)  # warm-up
+
+def ask(url: str, name: str, images: list[Path], rounds: int) -> None:
+    """The client in a process of its own, in step with this one through its pipes."""
+    import subprocess
+
+    code = CLIENT.format(root=str(ROOT), url=url, name=name, rounds=rounds,
+                         paths=[str(p) for p in images])
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def line() -> list[str]:
+        return proc.stdout.readline().split()  # type: ignore[union-attr]
+
+    assert line() == ["READY"]
     spent.clear()
     calls.clear()
     engine_ttft.clear()
-    firsts, history = [], []
-    for image in images[1:]:
-        history = []
-        firsts.append(server_turn(url, history, image, QUESTION, 4, name)[0])
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    firsts = []
+    while (words := line())[0] == "FIRST":
+        firsts.append(float(words[1]))
     report(f"first turns ({len(firsts)}, each a new image)", firsts, len(firsts))
     client = []
     for _ in range(rounds):
-        turn = [dict(m) for m in history]
-        client.append(server_turn(url, turn, None, FOLLOW_UP, 4, name)[0])
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert line() == ["SENT"]
+        marks.append({})
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        words = line()
+        client.append(float(words[2]))
+        marks[-1]["client: send"] = float(words[1])
+        marks[-1]["client: first text"] = float(words[1]) + float(words[2])
+    proc.wait()
     report(f"follow-ups ({rounds}) about the last image", client, rounds)
+    print("  timeline of a follow-up (medians, ms after the client sent it):")
+    labels = sorted(marks[0], key=lambda k: marks[0][k])
+    for label in labels:
+        at = statistics.median(m[label] - m["client: send"] for m in marks if label in m)
+        print(f"    {at * 1000:8.2f}  {label}")
 
 
 def main() -> int:
@@ -165,9 +244,12 @@ def main() -> int:
     instrument()
     port = free_port()
     make_image = IMAGE_KINDS[args.image_kind][0]
-    images = [make_image(7 + n, tuple(args.image_size)) for n in range(4)]
+    images = []
+    for n in range(4):
+        images.append(work / f"image-{n}")
+        images[-1].write_bytes(make_image(7 + n, tuple(args.image_size)))
     print(f"images: {args.image_kind} {args.image_size[0]}x{args.image_size[1]}, "
-          f"{len(images[0]) / 1e6:.2f} MB", flush=True)
+          f"{images[0].stat().st_size / 1e6:.2f} MB", flush=True)
 
     def client() -> None:
         import httpx
