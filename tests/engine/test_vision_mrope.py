@@ -40,6 +40,7 @@ from backend.engine.types import (
 from backend.engine.vision import ImageChunk, MediaChunks, VisionContext
 from backend.library.local import LocalModel
 from tests.engine.mtmd_reference import MtmdReference
+from tests.engine.test_vision_engine import collect as collect_events
 from tests.fixtures.synth_qwen2vl import write_pair
 
 GREEDY = SamplingParams(temperature=0.0)
@@ -115,16 +116,9 @@ def ask(text: str, *images: bytes, history: tuple[ChatMessage, ...] = (),
 
 
 async def collect(engine: Engine, request: GenerationRequest) -> tuple[str, Finished]:
-    parts: list[str] = []
-    final = None
-    async for event in engine.generate(request):
-        if isinstance(event, TextDelta):
-            parts.append(event.text)
-        elif isinstance(event, Finished):
-            final = event
-    assert final is not None
+    text, final = await collect_events(engine, request)
     assert final.finish_reason in ("stop", "length"), final.error
-    return "".join(parts), final
+    return text, final
 
 
 def on_engine(engine: Engine, fn: Callable[[LoadedState], T]) -> T:
