@@ -21,7 +21,6 @@ from app.views.welcome_panel import WelcomePanel
 from app.views.widgets import button, table
 from app.views.work import Work
 from backend.api import Hearth, LibraryModel, human_size
-from backend.errors import BackendError
 
 _DELETABLE = frozenset({"library", "file"})  # downloaded files; imported ones leave the list
 
@@ -166,19 +165,18 @@ class DownloadedTab(QWidget):
 
     @asyncSlot(list)
     async def import_paths(self, paths: list[Path]) -> None:
-        """Import each file (a bad one says why and doesn't stop the others)."""
+        """Import each file, a vision projector paired with the model picked with it (a bad
+        file says why and doesn't stop the others)."""
         imported: str | None = None
         with self._work.running():
             self.import_button.setEnabled(False)
             try:
-                for path in paths:
-                    try:
-                        model = await self._work.off_thread(self._hearth.library.import_file,
-                                                            path)
-                    except BackendError as exc:
-                        self._work.report(exc.user_message)
-                        continue
-                    imported = model.id
+                outcome = await self._work.off_thread(self._hearth.library.import_files,
+                                                      paths)
+                for problem in outcome.problems:
+                    self._work.report(problem)
+                if outcome.imported:
+                    imported = outcome.imported[-1].id
             finally:
                 self.import_button.setEnabled(True)
             await self.reload()

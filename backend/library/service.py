@@ -32,6 +32,7 @@ from backend.library.catalog import CatalogEntry, load_catalog
 from backend.library.catalog_fit import estimate_fit
 from backend.library.downloads import DownloadManager, DownloadProgress
 from backend.library.gguf_meta import GgufMetadata, read_gguf_metadata
+from backend.library.import_pairs import ImportOutcome, import_together
 from backend.library.local import LocalModel, delete_model, list_models, resolve_model
 from backend.library.picks import (
     BestPick,
@@ -138,6 +139,11 @@ class LibraryService:
             self._record_projector(found.path, projector)
             found = self._find_by_path(path) or found
         return found
+
+    def import_files(self, paths: Sequence[Path]) -> ImportOutcome:
+        """Blocking. The window's import: models, each paired with a vision projector picked
+        with it that fits (``import_pairs``)."""
+        return import_together(self, paths)
 
     def _checked_projector(self, mmproj: Path | str, model: Path) -> Path:
         projector = Path(mmproj).expanduser()

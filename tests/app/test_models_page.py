@@ -23,6 +23,7 @@ from backend.library.downloads import DownloadProgress
 from backend.library.local import STARTER_ID
 from backend.library.service import LibraryService
 from backend.paths import hearth_paths
+from tests.fixtures.synth_mmproj import ProjectorShape, write_projector
 from tests.library.hub_server import (
     MULTI_REPO,
     SMOLLM2_FILE,
@@ -230,6 +231,28 @@ def test_import_by_dialog_by_drop_and_a_fake_gguf(
     assert "Looks-Like-A-Model.gguf" in message and "not a GGUF model file" in message
     qtbot.waitUntil(lambda: not page.busy)
     assert "Looks-Like-A-Model" not in local_ids(page)
+
+    # A model and its vision projector picked together: one model that sees images. A
+    # projector picked alone is said, not listed as a model.
+    pair = linked_copy(smollm2_path, tmp_path / "pair" / "Seeing-Model-Q4_1.gguf")
+    (tmp_path / "elsewhere").mkdir()  # not beside the model: only picking pairs them
+    mmproj = write_projector(tmp_path / "elsewhere" / "picked-mmproj.gguf", ProjectorShape())
+    page.last_problem = None
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames",
+                        lambda *a, **k: ([str(mmproj), str(pair)], ""))
+    qtbot.mouseClick(page.downloaded.import_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: "Seeing-Model-Q4_1" in local_ids(page) and not page.busy)
+    (row,) = [r for r in page.downloaded.local_model.rows() if r.id == "Seeing-Model-Q4_1"]
+    assert row.model.mmproj == mmproj.resolve()
+    assert page.last_problem is None
+    assert "picked-mmproj" not in " ".join(local_ids(page))
+    alone = write_projector(tmp_path / "elsewhere" / "lonely-mmproj.gguf", ProjectorShape())
+    monkeypatch.setattr(QFileDialog, "getOpenFileNames", lambda *a, **k: ([str(alone)], ""))
+    with qtbot.waitSignal(page.problem, timeout=LOAD_MS) as problem:
+        qtbot.mouseClick(page.downloaded.import_button, Qt.MouseButton.LeftButton)
+    assert "lonely-mmproj.gguf' is a vision projector" in problem.args[0]
+    assert "576 wide" in problem.args[0]
+    qtbot.waitUntil(lambda: not page.busy)
 
     # Deleting an imported model only takes it off the list: the user's file stays.
     select_local(qtbot, page, "Dropped-Model-Q4_1")

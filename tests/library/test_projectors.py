@@ -223,3 +223,21 @@ def test_the_planner_counts_the_projector_where_it_runs(tmp_path: Path,
     tight = _hardware(0, ram_gib=budget_gib)
     assert plan_offload(meta, tight, request).verdict != "too_large"
     assert plan_offload(meta, tight, replace(request, projector=big)).verdict == "too_large"
+
+
+def test_files_picked_together_pair_each_model_with_the_projector_that_fits(
+        tmp_path: Path, smollm2_path: Path) -> None:
+    library = LibraryService(SettingsStore.open())
+    model = Path(shutil.copy(smollm2_path, tmp_path / "picked.gguf"))
+    wide = write_projector(tmp_path / "a" / "wide-mmproj.gguf", 4096)
+    fits = write_projector(tmp_path / "b" / "fits-mmproj.gguf", SMOL_N_EMBD)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a model")
+    outcome = library.import_files([wide, model, notes, fits])
+    (found,) = outcome.imported
+    assert found.id == "picked" and found.mmproj == fits.resolve()
+    assert len(outcome.problems) == 2, outcome.problems
+    assert any("notes.txt" in p for p in outcome.problems)
+    assert any("wide-mmproj.gguf' is a vision projector" in p and "4,096 wide" in p
+               for p in outcome.problems)
+    assert [m.model.id for m in library.local_models()].count("wide-mmproj") == 0
