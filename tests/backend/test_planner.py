@@ -253,6 +253,11 @@ def test_to_load_plan() -> None:
     assert (load.n_gpu_layers, load.n_ctx, load.n_parallel) == (33, 8192, 2)
     assert load.flash_attn is False and load.n_ubatch == 512
     assert plan_offload(meta_of("llama-3.1-8b"), machine(0)).to_load_plan().flash_attn is None
+    # On the CPU without flash attention, smaller micro-batches (the attention's score matrix
+    # stays in the caches); with it, or on a GPU, llama.cpp's 512.
+    cpu = plan_offload(meta_of("smollm2-135m"), machine(0)).to_load_plan()
+    assert (cpu.n_gpu_layers, cpu.flash_attn, cpu.n_ubatch) == (0, False, 128)
+    assert plan_offload(meta_of("llama-3.1-8b"), machine(0)).to_load_plan().n_ubatch == 512
 
 
 @pytest.mark.parametrize(("name", "gpu_gib", "request_kw", "expected"), [
