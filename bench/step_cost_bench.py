@@ -27,6 +27,34 @@ from bench.spec_prompts import WORKLOADS
 SIZES = (1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33)
 
 
+def step_times(model: NativeModel, threads: int, depth: int, reps: int, *,
+               flash_attn: bool = False, sizes: tuple[int, ...] = SIZES) -> dict[int, float]:
+    """Median seconds of a step of each size (every token wanting logits) after ``depth``
+    cached tokens, on a bare context of ``model``."""
+    ctx = NativeContext(model, ContextConfig(
+        n_ctx=4096, n_batch=2048, n_ubatch=512, n_seq_max=1, n_threads=threads,
+        n_threads_batch=threads, flash_attn=flash_attn))
+    try:
+        text = "\n\n".join(WORKLOADS["edit"]) * 4
+        tokens = model.tokenize(text, add_bos=True)[:depth + max(sizes)]
+        ctx.batch_clear()
+        ctx.batch_add_many(tokens[:depth], 0, 0, True)
+        ctx.decode()
+        times: dict[int, list[float]] = {n: [] for n in sizes}
+        for _ in range(reps):
+            for n in sizes:
+                ctx.batch_clear()
+                for i in range(n):
+                    ctx.batch_add(tokens[depth + i], depth + i, 0, True)
+                started = time.perf_counter()
+                ctx.decode()
+                times[n].append(time.perf_counter() - started)
+                ctx.seq_remove(0, depth, -1)
+    finally:
+        ctx.close()
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, default=None, help="GGUF (default: SmolLM2)")
@@ -36,33 +64,18 @@ def main() -> int:
     parser.add_argument("--flash-attn", choices=("off", "on"), default="off")
     args = parser.parse_args()
     model = NativeModel(args.model or starter_path())
-    ctx = NativeContext(model, ContextConfig(
-        n_ctx=4096, n_batch=2048, n_ubatch=512, n_seq_max=1, n_threads=args.threads,
-        n_threads_batch=args.threads, flash_attn=args.flash_attn == "on"))
-    text = "\n\n".join(WORKLOADS["edit"]) * 4
-    tokens = model.tokenize(text, add_bos=True)[:args.depth + max(SIZES)]
-    ctx.batch_clear()
-    ctx.batch_add_many(tokens[:args.depth], 0, 0, True)
-    ctx.decode()
-    times: dict[int, list[float]] = {n: [] for n in SIZES}
-    for _ in range(args.reps):
-        for n in SIZES:
-            ctx.batch_clear()
-            for i in range(n):
-                ctx.batch_add(tokens[args.depth + i], args.depth + i, 0, True)
-            started = time.perf_counter()
-            ctx.decode()
-            times[n].append(time.perf_counter() - started)
-            ctx.seq_remove(0, args.depth, -1)
-    one = statistics.median(times[1])
+    try:
+        times = step_times(model, args.threads, args.depth, args.reps,
+                           flash_attn=args.flash_attn == "on")
+    finally:
+        model.close()
+    one = times[1]
     print(f"step time by size ({args.threads} threads, depth {args.depth}, flash attention "
           f"{args.flash_attn}, median of {args.reps}):")
     for n in SIZES:
-        t = statistics.median(times[n])
+        t = times[n]
         print(f"  {n:>3} tokens {t * 1000:8.2f} ms  x{t / one:5.2f} of one  "
               f"best gain of a {n - 1}-token draft: x{n * one / t:4.2f}")
-    ctx.close()
-    model.close()
     return 0
 
 
