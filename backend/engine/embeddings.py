@@ -1,9 +1,11 @@
 """``Embeddings``: embedding requests, beside the chats, on the one engine thread.
 
 Embedding models are opened on first use and kept (at most ``MAX_OPEN``, the least recently
-used closed first); they never replace the chat model. An embedding request is tokenized on a
-preparation thread, then queued; one *pump* decodes the queue a batch per ``Scheduler.call``,
-first in first out, and queues itself again while work is left. So:
+used closed first); they never replace the chat model. A model with requests in flight is
+never closed to make room: another request's model must not fail them, so a third model
+opened while two are busy is one too many only until they finish. An embedding request is
+tokenized on a preparation thread, then queued; one *pump* decodes the queue a batch per
+``Scheduler.call``, first in first out, and queues itself again while work is left. So:
 
 - however many requests arrive, the engine runs at most one embedding decode between two decode
   steps of the chats;
@@ -30,13 +32,12 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from backend.engine.embedder import MAX_SEQUENCES, EmbeddingInfo, EmbeddingModel
 from backend.engine.failures import failure_for
 from backend.errors import BackendError, InvalidRequest, ModelNotLoaded
 
-T = TypeVar("T")
 MAX_OPEN = 2
 MAX_INPUTS = 4096  # per request; each becomes a sequence of some decode
 # A decode beside streaming chats lasts about this long: the scheduler's budget for a prompt
@@ -81,9 +82,9 @@ class Embeddings:
         self._lock = threading.Lock()
         self._queue: collections.deque[_Request] = collections.deque()
         self._pumping = False  # a _pump is queued on the engine thread or running
-
-    async def _on_engine(self, fn: Callable[[], T]) -> T:
-        return await asyncio.wrap_future(self._call(fn))  # type: ignore[no-any-return]
+        # Requests in flight per open model (from ``_acquire`` to their end), under _lock: a
+        # model with any is not closed to make room for another.
+        self._users: collections.Counter[EmbeddingModel] = collections.Counter()
 
     async def embed(self, model_id: str, path: Path, inputs: Sequence[str | Sequence[int]], *,
                     truncate: bool = True, n_threads: int, n_gpu_layers: int = 0
@@ -92,8 +93,20 @@ class Embeddings:
             raise InvalidRequest("There is nothing to embed: send at least one input.")
         if len(inputs) > MAX_INPUTS:
             raise InvalidRequest(f"Send at most {MAX_INPUTS:,} inputs per request.")
-        model = await self._on_engine(lambda: self._opened(model_id, path, n_threads,
-                                                            n_gpu_layers))
+        opening = self._call(lambda: self._acquire(model_id, path, n_threads, n_gpu_layers))
+        try:
+            model = await asyncio.wrap_future(opening)
+        except asyncio.CancelledError:
+            # Too late to stop it if the engine thread already opened it: hand it back then.
+            opening.add_done_callback(self._release_opened)
+            raise
+        try:
+            return await self._embed(model, inputs, truncate)
+        finally:
+            self._release(model)
+
+    async def _embed(self, model: EmbeddingModel, inputs: Sequence[str | Sequence[int]],
+                     truncate: bool) -> EmbeddingResult:
         loop = asyncio.get_running_loop()
         try:
             tokenized = await loop.run_in_executor(self._pool, model.tokenize, inputs, truncate)
@@ -225,18 +238,49 @@ class Embeddings:
         for request in queued:
             _settle(request.future, error=error)
 
+    def _acquire(self, model_id: str, path: Path, n_threads: int, n_gpu_layers: int
+                 ) -> EmbeddingModel:
+        """Engine thread: the model for a request, counted in use until ``_release``."""
+        model = self._opened(model_id, path, n_threads, n_gpu_layers)
+        with self._lock:
+            self._users[model] += 1
+        return model
+
+    def _release(self, model: EmbeddingModel) -> None:
+        """Any thread: a request is done with ``model``; close models beyond ``MAX_OPEN``
+        that were kept open only for requests like it."""
+        with self._lock:
+            self._users[model] -= 1
+            if self._users[model] <= 0:
+                del self._users[model]
+            over = len(self._open) > MAX_OPEN
+        if over:
+            self._call(self._trim)  # refused at shutdown: close_all frees them then
+
+    def _release_opened(self, future: concurrent.futures.Future[EmbeddingModel]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._release(future.result())
+
     def _opened(self, model_id: str, path: Path, n_threads: int,
                 n_gpu_layers: int) -> EmbeddingModel:
         model = self._open.get(path)
         if model is not None:
             self._open.move_to_end(path)
             return model
-        while len(self._open) >= MAX_OPEN:
-            _, oldest = self._open.popitem(last=False)
-            oldest.close()  # its queued requests fail with ModelNotLoaded when their turn comes
+        self._trim(room_for=1)
         model = EmbeddingModel(model_id, path, n_threads=n_threads, n_gpu_layers=n_gpu_layers)
         self._open[path] = model
         return model
+
+    def _trim(self, room_for: int = 0) -> None:
+        """Engine thread: close the least recently used models without requests in flight
+        until at most ``MAX_OPEN - room_for`` are open (or only busy ones are left)."""
+        while len(self._open) > MAX_OPEN - room_for:
+            with self._lock:
+                idle = next((p for p, m in self._open.items() if not self._users[m]), None)
+            if idle is None:
+                return  # every one is busy: one over for now, closed when it is free
+            self._open.pop(idle).close()
 
     def close_all(self) -> None:
         """Engine thread: free every embedding model (at shutdown)."""

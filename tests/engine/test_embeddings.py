@@ -71,6 +71,8 @@ class IterationLoop:
                 self._calls.clear()
             self._decodes = 0
             for fn, future in calls:
+                if not future.set_running_or_notify_cancel():
+                    continue  # cancelled by its caller before its turn, as the engine does
                 try:
                     future.set_result(fn())
                 except BaseException as exc:
@@ -234,3 +236,55 @@ def test_a_stream_waits_only_short_embedding_decodes(smollm2_path: Path) -> None
         assert all(n <= budget for n, budget in beside), seen
     finally:
         engine.close()
+
+
+def test_a_model_with_requests_in_flight_is_not_closed_for_another(
+        smollm2_path: Path, bert_path: Path, tmp_path: Path, loop: IterationLoop) -> None:
+    """Two models open (the most kept) and a request on the first still decoding: asking a
+    third model for vectors must not close the first under it (it used to, and the first's
+    request failed "unloaded"). The extra model is closed once the first is free."""
+    from backend.engine import embeddings as module
+
+    other_bert = make_bert(tmp_path / "bert2.gguf", layers=2, embd=64, heads=4, ff=128)
+    emb = _embeddings(loop, streaming=True)  # short decodes: the long request takes many
+    first = _opened(loop, emb, smollm2_path)
+    first.budget_for = lambda seconds: 16  # type: ignore[method-assign]
+
+    async def overlap() -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+        long = asyncio.create_task(_embed(emb, smollm2_path, _texts(200)))
+        while len(loop.decoded) < 2:
+            await asyncio.sleep(0.005)
+        # Queued behind the long request (first in, first out), so opened while it runs.
+        second = asyncio.create_task(_embed(emb, bert_path, ["a second model"]))
+        third = asyncio.create_task(_embed(emb, other_bert, ["and a third"]))
+        for _ in range(6000):  # until the third is open, or the first request ended
+            if len(emb._open) == 3 or long.done():
+                break
+            await asyncio.sleep(0.01)
+        assert not long.done() and not first.closed  # three open while the first is busy
+        return await long, await second, await third
+
+    long, second, third = asyncio.run(overlap())
+    assert len(long) == 200 and len(second[0]) == 128 and len(third[0]) == 64
+    # Every request is done: the models beyond the most kept are closed (idle ones first).
+    loop.call(lambda: None).result(30)
+    assert len(emb._open) == module.MAX_OPEN
+    loop.call(emb.close_all).result(30)
+
+
+def test_a_request_cancelled_while_its_model_opens_does_not_pin_it(
+        smollm2_path: Path, bert_path: Path, tmp_path: Path, loop: IterationLoop) -> None:
+    emb = _embeddings(loop)
+
+    async def cancel_while_opening() -> None:
+        task = asyncio.create_task(_embed(emb, smollm2_path, ["x"]))
+        await asyncio.sleep(0)  # the open is queued on the engine thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_while_opening())
+    loop.call(lambda: None).result(120)  # the open ran (or was dropped)
+    loop.call(lambda: None).result(30)
+    assert not emb._users  # nothing counted in use
+    loop.call(emb.close_all).result(30)
