@@ -13,7 +13,6 @@ import json
 import threading
 import time
 import tracemalloc
-from typing import Any
 
 import pytest
 
@@ -355,7 +354,9 @@ def test_limits_override_is_restored() -> None:
 # --- overhead ------------------------------------------------------------------------------
 
 
-def test_budget_costs_little_on_a_real_template(smollm2_template: str) -> None:
+def test_budget_renders_a_real_template_as_jinja2_does(smollm2_template: str) -> None:
+    """The budget changes nothing an ordinary template renders (what it costs is measured by
+    bench/template_overhead.py, not here: speed belongs in benchmarks)."""
     import jinja2.ext
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -371,18 +372,3 @@ def test_budget_costs_little_on_a_real_template(smollm2_template: str) -> None:
                "eos_token": "<|im_end|>", "add_generation_prompt": True}  # fmt: skip
     budgeted = ChatTemplate(source, eos_token="<|im_end|>")
     assert budgeted.render(messages) == reference.render(**context)
-
-    def timed(render: Any) -> float:
-        started = time.perf_counter()
-        for _ in range(100):
-            render()
-        return time.perf_counter() - started
-
-    # Alternating rounds, best of each: other work on the machine slows both alike.
-    rounds = [
-        (timed(lambda: budgeted.render(messages)), timed(lambda: reference.render(**context)))
-        for _ in range(9)
-    ]
-    ratio = min(new for new, _ in rounds) / min(old for _, old in rounds)
-    print(f"budgeted / unbudgeted render time: {ratio:.2f}")
-    assert ratio < 1.5  # measured ~1.1; generous, as the machine is shared
