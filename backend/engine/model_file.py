@@ -67,4 +67,9 @@ def _check_split_parts(path: Path, count: int) -> None:
             raise ModelLoadFailed(f"{path.name} is the first of {count} files of a split "
                                   f"model, but {part.name} is missing. Download the model "
                                   "again to get every part.")
-        _checked_header(part, path)
+        meta = _checked_header(part, path)
+        # A later part has no architecture of its own (so its ``problem`` is always set);
+        # the tensors it holds reach llama.cpp all the same.
+        if meta.tensor_problem:
+            raise ModelLoadFailed(f"Hearth could not load {path.name} (its part {part.name}). "
+                                  f"{meta.tensor_problem}")

@@ -9,8 +9,8 @@ range requests (a 20 GB model on the hub costs a few MB of download to plan).
 ``gguf_reader`` reads and checks the header's structure (any malformed header is one
 ``ModelLoadFailed`` with a sentence, with bounded work and memory); this module makes a shape
 of it. A header that is well-formed but that llama.cpp would refuse, or abort the whole
-process on (its ``GGML_ASSERT``s on layer and expert counts), parses with
-``GgufMetadata.problem`` set.
+process on (its ``GGML_ASSERT``s on layer and expert counts, tensor types it crashes on
+once the model runs), parses with ``GgufMetadata.problem`` set.
 
 Local reads are cached per file identity (path, size, mtime, ctime, inode), so listings can
 ask about every model each time without re-reading an unchanged file.
@@ -39,6 +39,7 @@ from backend.library.gguf_reader import (
     read_header,
     whole_number,
 )
+from backend.library.gguf_tensor_problems import tensor_problem
 from backend.library.header_cache import HeaderCache
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,9 @@ class GgufMetadata:
     data_size: int = 0  # bytes of tensor data from header_size on, as the header lays it out
     split_count: int = 1  # files of a split model (split.count); this header is one of them
     problem: str | None = None  # why llama.cpp can't run this (well-formed) file, or None
+    # The part of ``problem`` that is about tensor types: it holds for a split model's later
+    # parts too, which carry no architecture (and so always have a ``problem``).
+    tensor_problem: str | None = None
     causal: bool = True  # False: an encoder (BERT-style) that sees the whole input at once
     pooling_type: int = 0  # llama.cpp's pooling; 0: none named (a model that writes text)
 
@@ -246,6 +250,7 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
 
     file_type = _token_id(kv, "general.file_type")
     n_expert = whole_number(kv, f"{arch}.expert_count")
+    tensors_problem = tensor_problem(tensors)
     return GgufMetadata(
         architecture=arch,
         name=_display_name(kv),
@@ -279,7 +284,8 @@ def _build(kv: dict[str, Any], tensors: list[Tensor], file_size: int, header_siz
         tensor_count=len(tensors),
         data_size=data_size,
         split_count=max(1, whole_number(kv, "split.count")),
-        problem=runnable_problem(kv, arch, n_layer, n_expert),
+        problem=runnable_problem(kv, arch, n_layer, n_expert) or tensors_problem,
+        tensor_problem=tensors_problem,
         causal=kv.get(f"{arch}.attention.causal", True) is not False,
         pooling_type=whole_number(kv, f"{arch}.pooling_type", limit=16),
     )
