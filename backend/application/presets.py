@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend.engine.prepare import MAX_C_INT, check_request
+from backend.engine.types import GenerationRequest, SamplingParams
 from backend.errors import InvalidRequest
 from backend.library.modelfile import Modelfile, parse_modelfile
 from backend.library.preset_builder import build_preset
@@ -56,6 +58,7 @@ class PresetBook:
                 spec.from_.endswith(".gguf") or spec.from_.startswith(".")):
             spec = replace(spec, from_=str(relative_to / base))
         preset, warnings = build_preset(name, spec, allow_paths=allow_paths)
+        check_parameters(preset)
         save_preset(preset)
         return preset, warnings
 
@@ -108,3 +111,32 @@ def modelfile_of(settings: Settings, base: str, old: Preset | None) -> Modelfile
                      template=old.template if old else None,
                      license=old.license if old else None, parameters=params,
                      messages=tuple((m.role, m.content) for m in old.messages) if old else ())
+
+
+# Whole-number parameters the engine's request check doesn't see (num_ctx and num_predict
+# are not sampling values; a seed is 64-bit in both APIs): the same bounds as the APIs'.
+_WHOLE_BOUNDS = {"num_ctx": (1, MAX_C_INT), "num_predict": (-2, MAX_C_INT),
+                 "seed": (-(2**63), 2**64 - 1)}
+
+
+def check_parameters(preset: Preset) -> None:
+    """Refuse parameter values no request could run with (an infinite temperature, a
+    thousand stop strings), now, rather than save a preset that fails on every later use.
+    The same check every request passes (``check_request``), so the two can't disagree."""
+    params = preset.parameters
+    for key, (low, high) in _WHOLE_BOUNDS.items():
+        value = params.get(key)
+        if value is not None and (not isinstance(value, int) or not low <= value <= high):
+            raise InvalidRequest(f"The preset '{preset.name}' was not saved: '{key}' must be "
+                                 f"a whole number from {low:,} to {high:,}, not {value!r}.")
+    fields = {k: v for k, v in params.items() if k in SamplingParams.__dataclass_fields__}
+    if isinstance(fields.get("seed"), int) and fields["seed"] < 0:
+        fields["seed"] = None  # Ollama's -1: random
+    stop = params.get("stop") or ()
+    request = GenerationRequest(prompt="", sampling=replace(SamplingParams(), **fields),
+                                stop=tuple(stop) if isinstance(stop, list | tuple) else (stop,))
+    try:
+        check_request(request)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"The preset '{preset.name}' was not saved: "
+                             f"{exc.user_message}") from None

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 # Lower-case letters, digits, ".", "_", "-", and an optional ":tag". No "/": that spelling
 # belongs to Hub models ("owner/repo:QUANT"), and a preset must never look like one.
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,79}(:[a-z0-9][a-z0-9._-]{0,39})?$")
+# File names Windows keeps for devices, whatever follows the first dot ("con.json" opens the
+# console): a preset's file must never have one, on any system, so presets move freely.
+_WINDOWS_DEVICES = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)),
+                              *(f"lpt{i}" for i in range(10))})
 _SAMPLING_FIELDS = frozenset(SamplingParams.__dataclass_fields__)
 # Request field names that mean "the client chose the reply length" in either API.
 _LENGTH_FIELDS = frozenset({"max_tokens", "max_completion_tokens", "num_predict"})
@@ -104,6 +108,11 @@ def save_preset(preset: Preset) -> None:
     path = _file_for(preset.name)
     if path is None:
         raise InvalidRequest(bad_name(preset.name))
+    device = path.name.split(".", 1)[0]
+    if device in _WINDOWS_DEVICES:
+        raise InvalidRequest(f"'{preset.name}' can't be a preset name: Windows keeps the file "
+                             f"name '{device}' for a device, so the preset could not be "
+                             f"saved there. Pick another name, like '{device}-preset'.")
     write_json_atomic(path, {
         "version": 1, "name": preset.name, "base": preset.base, "system": preset.system,
         "template": preset.template, "chat_template": preset.chat_template,

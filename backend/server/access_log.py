@@ -24,6 +24,9 @@ from backend.api import EventHub, Generation, Hearth, RequestLogEntry
 # Keys of the request's state (``scope["state"]``, which ``request.state`` writes to).
 _MODEL = "log_model"
 _GENERATION = "log_generation"
+# A log entry shows the first this many characters of the model name a request gave: a
+# body may carry a name megabytes long, and every reader of the log would hold it.
+_MODEL_CHARS = 200
 
 
 def hearth_of(request: Request) -> Hearth:
@@ -63,8 +66,11 @@ class RequestLogMiddleware:
             logged = True
             generation: Generation | None = state.get(_GENERATION)
             usage = generation.usage if generation is not None else None
+            model: str | None = state.get(_MODEL)
+            if model is not None and len(model) > _MODEL_CHARS:  # a client's name, any length
+                model = model[:_MODEL_CHARS] + "…"
             self.log.publish(RequestLogEntry(
-                arrived, scope["method"], scope["path"], state.get(_MODEL), final_status,
+                arrived, scope["method"], scope["path"], model, final_status,
                 usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0,
                 time.monotonic() - started))
 

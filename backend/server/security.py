@@ -7,8 +7,9 @@ Web pages are the threat a local server forgets: any page the user visits can se
 cross-origin requests (a form post, ``fetch`` with ``text/plain``) that browsers send without
 asking first. So a request that names a web origin (``Origin``, or failing that ``Referer``)
 outside the allow-list is refused on every route and method, whether or not the browser sent a
-preflight; and a body must be declared JSON, which a page can only do after a preflight this
-middleware refuses. Clients that are not browsers (SDKs, curl) send neither header.
+preflight (a browser's ``Sec-Fetch-Site: cross-site`` with neither header counts as a foreign
+page that hid its address); and a body must be declared JSON, which a page can only do after
+a preflight this middleware refuses. Clients that are not browsers (SDKs, curl) send neither header.
 """
 
 from __future__ import annotations
@@ -40,18 +41,34 @@ PUBLIC_PATHS = frozenset({"/", "/health"})  # liveness only: nothing private
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _host_without_port(value: str) -> str:
+# A Host header: a bracketed IPv6 address or a name/IPv4 address, then at most ":port".
+# Anything else ("[::1]evil.example", "localhost:abc") is no host a browser sends, and is
+# refused rather than cut to something that looks allowed.
+_HOST = re.compile(r"^(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[^:\[\]]*))(?::\d{1,5})?$")
+# Headers the checks below read: a request that repeats one is refused, since each check
+# must see the one value the browser (or client) meant, not whichever copy came last.
+_SINGLE_HEADERS = ("host", "origin", "referer", "content-type", "sec-fetch-site",
+                   "authorization", "content-length")
+
+
+def _host_without_port(value: str) -> str | None:
+    """The host of a Host header, lower-cased; None when it is malformed."""
     value = value.strip().lower()
-    if value.startswith("["):  # [::1]:8080
-        return value[1:value.find("]")] if "]" in value else value
-    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+    match = _HOST.match(value)
+    if match is None:  # a bare IPv6 address ("::1"), which some clients send unbracketed
+        try:
+            ipaddress.IPv6Address(value)
+        except ValueError:
+            return None
+        return value
+    return match["v6"] or match["name"] or ""
 
 
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, *, bound_host: str, api_key: str | None,
                  extra_origins: Iterable[str], max_body_bytes: int) -> None:
         self.app = app
-        self.allowed_hosts = {*LOOPBACK_HOSTS, _host_without_port(bound_host)}
+        self.allowed_hosts = {*LOOPBACK_HOSTS, _host_without_port(bound_host) or bound_host}
         self.api_key = api_key or None
         self.extra_origins = {o.rstrip("/") for o in extra_origins}
         self.max_body = max_body_bytes
@@ -65,12 +82,22 @@ class SecurityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1")
-                   for k, v in scope.get("headers", [])}
+        raw_headers = [(k.decode("latin-1").lower(), v.decode("latin-1"))
+                       for k, v in scope.get("headers", [])]
+        headers = dict(raw_headers)
         path: str = scope.get("path", "")
-        host = _host_without_port(headers.get("host", ""))
-        if host not in self.allowed_hosts and not self._bound_to_all_and_ip(host):
-            await _reject(send, path, 403, f"Host '{host}' is not allowed. Use localhost or "
+        names = [k for k, _ in raw_headers]
+        repeated = next((h for h in _SINGLE_HEADERS if names.count(h) > 1), None)
+        if repeated is not None:
+            await _reject(send, path, 400, f"The request has more than one '{repeated}' "
+                          "header; send it once.")
+            return
+        given = headers.get("host", "")
+        host = _host_without_port(given)
+        if host is None or (host not in self.allowed_hosts
+                            and not self._bound_to_all_and_ip(host)):
+            shown = (host if host is not None else given.strip())[:200]
+            await _reject(send, path, 403, f"Host '{shown}' is not allowed. Use localhost or "
                           "the address the server is bound to.")
             return
         origin = headers.get("origin")
@@ -80,6 +107,11 @@ class SecurityMiddleware:
             await self._preflight(send, origin, cors_ok, headers)
             return
         page = origin if origin is not None else _origin_of_referer(headers.get("referer"))
+        if page is None and headers.get("sec-fetch-site", "").strip().lower() == "cross-site":
+            # A browser made this request for a page on another site that hid its address
+            # (an <img> or no-cors fetch with referrerpolicy="no-referrer" sends neither
+            # Origin nor Referer), and browsers set Sec-Fetch-Site themselves: a page can't.
+            page = "another site"
         if page is not None and not self.origin_allowed(page):
             await _reject(send, path, 403, f"Requests from web pages on {page[:200]} are "
                           "refused. To let a web app use Hearth, add its origin to the "

@@ -85,8 +85,11 @@ def json_body(model: type[_Body]) -> Any:
     where it broke. The security middleware has already made sure it was declared JSON."""
 
     async def parse(request: Request) -> _Body:
+        # A UTF-8 byte order mark is allowed before the text (RFC 8259 §8.1): Windows
+        # tools (PowerShell 5's Out-File, Notepad) write one, and the body is still UTF-8.
+        body = (await request.body()).removeprefix(b"\xef\xbb\xbf")
         try:
-            return model.model_validate_json(await request.body() or b"{}")
+            return model.model_validate_json(body or b"{}")
         except ValidationError as exc:
             raise RequestValidationError(exc.errors(include_url=False)) from None
 
