@@ -235,13 +235,21 @@ class Tensor:
     dims: tuple[int, ...] = ()  # ggml order: ne[0] (the row length) first
 
 
+# Where the installed gguf-py and the llama.cpp Hearth runs disagree, llama.cpp's own
+# ggml-common.h wins: it is what reads the file. Q8_1's block is two halves and 32 quants
+# (36 bytes; gguf-py still says 40, from when they were floats); Q2_0 (64 weights in 2 + 16
+# bytes) is newer than gguf-py, which would have a real Q2_0 file refused as unknown.
+_LLAMA_CPP_TYPES = {9: ("Q8_1", 32, 36), 42: ("Q2_0", 64, 18)}
+
+
 @functools.cache
 def ggml_types() -> dict[int, tuple[str, int, int]]:
-    """ggml type id -> (name, block size, bytes per block), for the types gguf-py knows."""
+    """ggml type id -> (name, block size, bytes per block), for the types llama.cpp knows."""
     import gguf  # numpy comes with it: only once a header is read
 
-    return {int(t): (gguf.GGMLQuantizationType(t).name, int(block), int(size))
-            for t, (block, size) in gguf.GGML_QUANT_SIZES.items() if block > 0}
+    known = {int(t): (gguf.GGMLQuantizationType(t).name, int(block), int(size))
+             for t, (block, size) in gguf.GGML_QUANT_SIZES.items() if block > 0}
+    return {**known, **_LLAMA_CPP_TYPES}
 
 
 def _read_kv(cur: _Cursor, n_kv: int) -> tuple[dict[str, Any], dict[str, int]]:

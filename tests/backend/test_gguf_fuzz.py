@@ -239,7 +239,7 @@ def m_tensor_name(h: Header, rng: random.Random) -> None:
 
 
 def m_tensor_type(h: Header, rng: random.Random) -> None:
-    rng.choice(h.tensors).type_id = rng.choice([4, 5, 31, 36, 42, 999, 2**31, 2**32 - 1,
+    rng.choice(h.tensors).type_id = rng.choice([4, 5, 31, 36, 43, 999, 2**31, 2**32 - 1,
                                                 rng.randrange(45)])
 
 
