@@ -262,3 +262,30 @@ def test_the_request_log_keeps_no_megabyte_model_names() -> None:
     finally:
         hearth.close()
     assert log and log[0].model is not None and len(log[0].model) <= 201
+
+
+def test_websockets_are_refused_before_any_route() -> None:
+    """No route speaks WebSocket, and browsers open one to any origin without a preflight:
+    the middleware closes it without handing it on (so a later route can't skip the checks)."""
+    import asyncio
+
+    from backend.server.security import SecurityMiddleware
+
+    reached: list[str] = []
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["type"])
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "websocket.connect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = SecurityMiddleware(app, bound_host="127.0.0.1", api_key=None,
+                                    extra_origins=(), max_body_bytes=1 << 20)
+    scope = {"type": "websocket", "path": "/v1/chat/completions",
+             "headers": [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1")]}
+    asyncio.run(middleware(scope, receive, send))
+    assert reached == [] and sent == [{"type": "websocket.close", "code": 1008}]
