@@ -174,6 +174,10 @@ class MainWindow(QMainWindow):
         self.chat.streaming_chats_changed.connect(self.sidebar.set_streaming)
         self.server.server_state_changed.connect(self._server_state)
         self.documents.collections_changed.connect(self.chat.documents.refresh)
+        self.chat.documents.bar.documents_requested.connect(
+            lambda: self.show_page("documents"))
+        # A suggestion's chip goes with the welcome: the keyboard goes on in the message box.
+        self.chat.welcome.suggestion_chosen.connect(lambda _prompt: self.chat.composer.setFocus())
         for page in (self.chat, self.models, self.server, self.parameters, self.documents):
             page.problem.connect(self.banner.show_message)
         self.theme.problem.connect(self.banner.show_message)

@@ -113,6 +113,9 @@ QMenu::item:selected {{ background: {p.accent_soft}; }}
 QMenu::separator {{ height: 1px; background: {p.border}; margin: 4px 6px; }}
 QStatusBar {{ background: {p.window}; color: {p.muted}; border-top: 1px solid {p.border}; }}
 QStatusBar QLabel {{ color: {p.muted}; }}
+QStatusBar::item {{ border: none; }}
+#status_server, #status_speed, #status_hardware {{ border-left: 1px solid {p.border};
+                                                   padding-left: 8px; }}
 QSplitter::handle {{ background: {p.border}; }}
 QSplitter::handle:horizontal {{ width: 1px; }}
 QMainWindow::separator {{ background: {p.border}; width: 1px; height: 1px; }}

@@ -175,6 +175,7 @@ class AttachmentBar(QWidget):
     files_chosen = Signal(list)  # list[str]
     remove_requested = Signal(str)
     collection_toggled = Signal(str, bool)  # name, used by this chat
+    documents_requested = Signal()  # no collections yet: open the page that makes them
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -226,9 +227,10 @@ class AttachmentBar(QWidget):
             action.toggled.connect(lambda on, name=info.name: self.collection_toggled.emit(
                 name, on))
         if not collections:
+            # A way there, not a greyed-out sentence to remember and find the page by.
             empty = self.collections_menu.addAction("No collections yet: add a folder on "
-                                                    "the Documents page")
-            empty.setEnabled(False)
+                                                    "the Documents page…")
+            empty.triggered.connect(self.documents_requested)
         count = len(used)
         self.collections_button.setText(f"Collections ({count})" if count else "Collections")
 

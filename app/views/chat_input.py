@@ -26,6 +26,7 @@ from app.views.reading_column import centre_in
 from app.views.transcript import MessageView
 
 SEND_SIZE = 34
+SIDE_MARGIN = 16  # the composer's least side margin, as the transcript's (centre_in's default)
 
 
 class ChatInput(QWidget):
@@ -96,15 +97,24 @@ class ChatInput(QWidget):
         inside.addWidget(self.composer)
         inside.addLayout(bottom)
         column = QVBoxLayout(self)
-        column.setContentsMargins(16, 4, 16, 12)
+        column.setContentsMargins(SIDE_MARGIN, 4, SIDE_MARGIN, 12)
         column.setSpacing(4)
         column.addWidget(self.edit_notice)
         column.addWidget(self.image_notice)
         column.addWidget(self.box)
-        centre_in(self, column)  # lined up with the transcript's reading column
+        centre_in(self, column, minimum=SIDE_MARGIN)  # lined up with the transcript
         self.setTabOrder(self.composer, self.image_button)
         self.setTabOrder(self.image_button, self.send_button)
         self.setTabOrder(self.send_button, self.stop_button)
+
+    def minimumSizeHint(self) -> QSize:
+        # The centring's side margins grow with the width. Counted in the minimum, they held
+        # a window that had once been wide (1,600 px: 435 px for this alone) from being made
+        # 800 px again: the window manager is told the minimum and refuses to go below it.
+        hint = super().minimumSizeHint()
+        margins = self.layout().contentsMargins()
+        return QSize(hint.width() - margins.left() - margins.right() + 2 * SIDE_MARGIN,
+                     hint.height())
 
     def text(self) -> str:
         return self.composer.toPlainText().strip()

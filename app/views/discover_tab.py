@@ -40,9 +40,22 @@ from app.views.model_items import QuantsModel
 from app.views.widgets import button
 from app.views.work import Work
 from backend.api import CatalogCard, Hearth, QuantChoice
-from backend.errors import BackendError
+from backend.errors import BackendError, HubUnavailable
 
 NOTICE_LINES = 3  # the longest Hub sentence wraps to three lines at 800 px
+
+
+def download_problem(what: str, exc: BackendError) -> str:
+    """Why ``what`` didn't start downloading, and what to do meanwhile. The bare Hub sentence
+    was the one the search had already put in the notice, so pressing Download offline
+    changed nothing on screen: it looked as if the button did nothing. Kept to three lines
+    at 800 px; the Hub's own sentence (its cause) is the notice's tooltip."""
+    if isinstance(exc, HubUnavailable):
+        return (f"{what} didn't start downloading: the Hugging Face Hub can't be reached. "
+                "Check the connection and press Download again; meanwhile, chat with the "
+                "built-in model, or add a .gguf file you have with Import .gguf… on the "
+                "Downloaded tab.")
+    return f"{what} didn't start downloading: {exc.user_message}"
 
 
 class Notice(QLabel):
@@ -58,11 +71,12 @@ class Notice(QLabel):
         self.setFixedHeight(self.fontMetrics().lineSpacing() * NOTICE_LINES + 6)
         self.problem = False
 
-    def say(self, text: str, *, problem: bool = False) -> None:
+    def say(self, text: str, *, problem: bool = False, detail: str = "") -> None:
+        """``detail``: more than the line has room for, on hover (else the line itself)."""
         self.problem = problem
         self.setProperty("tone", "problem" if problem else "info")  # for the style sheet
         self.setText(("⚠ " if problem else "") + text)  # not by colour alone
-        self.setToolTip(text)  # the whole sentence, should a narrow window clip it
+        self.setToolTip(detail or text)  # the whole sentence, should a narrow window clip it
         self.setAccessibleName(("Problem: " if problem else "") + text)
         mark_error(self, problem)  # the theme's error colour, light or dark
 
@@ -273,7 +287,11 @@ class DiscoverTab(QWidget):
                     download_id = await self._work.off_thread(library.download, choice.repo,
                                                               choice.option)
             except BackendError as exc:
-                self.notice.say(exc.user_message, problem=True)
+                row = self.repo_model.row_of(choice.repo)
+                card = self.repo_model.row_at(row) if row is not None else None
+                name = card.title if card is not None else choice.repo
+                self.notice.say(download_problem(f"{name} {choice.option.quant}", exc),
+                                problem=True, detail=exc.user_message)
                 return
             self.notice.say(f"Downloading {choice.repo} {choice.option.quant}: follow it on "
                             "the Downloads tab.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
@@ -74,3 +74,33 @@ class ElidedLabel(QLabel):
         room = self.contentsRect().width()
         super().setText(elide_at_word(
             self._full, lambda text, width: metrics.horizontalAdvance(text) <= width, room))
+
+
+class FittingLabel(ElidedLabel):
+    """An ``ElidedLabel`` for a row of parts (the status bar, the chat header's context
+    meter): as wide as its whole text when there is room, shortened at a word down to
+    ``minimum_width()`` when there isn't. A plain label asked for its whole text as its
+    minimum, and a few of them side by side held the window wider than 800 px."""
+
+    def __init__(self, parent: QWidget | None = None, *, minimum: int = 60) -> None:
+        super().__init__(parent)
+        self._minimum = minimum
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def setText(self, text: str) -> None:  # type: ignore[override]
+        super().setText(text)
+        self.updateGeometry()  # a longer text asks for more room (when there is some)
+
+    def minimum_width(self) -> int:
+        """The least room worth keeping (subclasses keep their key words)."""
+        return self._minimum
+
+    def sizeHint(self) -> QSize:
+        margins = self.contentsMargins()
+        width = (self.fontMetrics().horizontalAdvance(self.text()) + margins.left()
+                 + margins.right() + 2 * self.margin() + 4)
+        return QSize(width, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(self.minimum_width(), self.sizeHint().width()),
+                     super().minimumSizeHint().height())

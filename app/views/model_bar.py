@@ -26,7 +26,8 @@ class ModelBar(QWidget):
         self.picker = QComboBox(self)
         self.picker.setObjectName("model_picker")
         self.picker.setToolTip("Pick the model to chat with (Ctrl+K)")
-        self.picker.setMinimumWidth(200)  # the chat page fits an 800 px window
+        # The chat page fits an 800 px window with the panel open, the context meter beside.
+        self.picker.setMinimumWidth(160)
         self.progress = QProgressBar(self)
         self.progress.setObjectName("load_progress")
         self.progress.setRange(0, 100)
@@ -36,7 +37,7 @@ class ModelBar(QWidget):
         # mid-word, so it shows the whole words that fit, then "…" (all of it on hover).
         self.verdict = ElidedLabel(self)
         self.verdict.setObjectName("verdict_label")
-        self.verdict.setMinimumWidth(40)
+        self.verdict.setMinimumWidth(0)  # the first to give way (it is all on hover)
         self.remote_ids: set[str] = set()
         self._layout = QHBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)

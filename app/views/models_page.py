@@ -21,16 +21,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from PySide6.QtCore import QTimer, QUrl, Signal
-from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent
+from PySide6.QtGui import QDragEnterEvent, QDragMoveEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import QTabWidget, QVBoxLayout, QWidget
 from qasync import asyncSlot
 
 from app.streams import StreamReader
-from app.views.discover_tab import DiscoverTab
+from app.views.discover_tab import DiscoverTab, download_problem
 from app.views.downloaded_tab import DownloadedTab
 from app.views.downloads_tab import DownloadsTab
 from app.views.work import Work
 from backend.api import BestPick, CatalogCard, DownloadProgress, Hearth
+from backend.errors import BackendError
 
 DOWNLOADED, DISCOVER, DOWNLOADS = range(3)
 
@@ -124,10 +125,20 @@ class ModelsPage(QWidget):
             try:
                 download_id = await self.work.off_thread(
                     self._hearth.library.download_quant, pick.entry.repo, pick.quant)
+            except BackendError as exc:  # which download, and what to do meanwhile
+                self._report(download_problem(pick.entry.alias, exc))
+                return
             finally:
                 best.setEnabled(True)
             self.downloads.show_started(download_id)
             self.tabs.setCurrentIndex(DOWNLOADS)
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # The chat may have loaded the starter since the tab was filled: that saved it as the
+        # default model, and the welcome's "Start with SmolLM2" would offer what is in use.
+        if self.tabs.currentIndex() == DOWNLOADED and not self.busy:
+            self.downloaded.refresh()
 
     def _tab_changed(self, index: int) -> None:
         if index == DOWNLOADED and not self.busy:

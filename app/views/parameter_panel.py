@@ -179,6 +179,9 @@ class ParameterPanel(QScrollArea):
         self.setWidget(content)
         self.setWidgetResizable(True)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # Not a Tab stop of its own: it had no name and drew no ring, so Tab seemed to vanish
+        # for a press; the fields inside are the stops, and it scrolls to whichever has focus.
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.setMinimumWidth(260)
         self._streams = StreamReader(self)
         self._streams.read(self._store.changes, lambda _snapshot: self._follow())

@@ -12,6 +12,7 @@ from typing import Any
 from PySide6.QtWidgets import QLabel, QWidget
 
 from app.views.chat_images import show_message_images
+from app.views.elided_label import FittingLabel
 from app.views.tool_card import add_stored_result
 from app.views.transcript import MessageView, TranscriptView
 from backend.api import Finished, LoadedModel, OverflowPolicy, StoredMessage
@@ -102,15 +103,34 @@ def show_stored(transcript: TranscriptView, message: StoredMessage) -> MessageVi
     return view
 
 
-class ContextMeter(QLabel):
+class ContextMeter(FittingLabel):
     """How much of the loaded model's context the shown chat fills, and what happens when
     it is full. The count is the prompt as the engine read it (already fitted to the context
-    by the overflow policy) plus the reply, so it never reads more than the context holds."""
+    by the overflow policy) plus the reply, so it never reads more than the context holds.
+    In a narrow window the policy gives way ("Context 134 / 4,096…"), then the word "Context"
+    ("134 / 4,096"; all of it on hover): the whole sentence held the chat page 544 px wide,
+    and with it the window over 1,000."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("context_meter")
         self.setAccessibleName("Context used")
+
+    def _numbers(self) -> str:
+        """"134 / 4,096": the least worth showing."""
+        return self.text().split(" · ")[0].removeprefix("Context ")
+
+    def minimum_width(self) -> int:
+        return self.fontMetrics().horizontalAdvance(self._numbers()) + 8
+
+    def _fit(self) -> None:
+        super()._fit()  # the whole sentence, or as many of its words as fit
+        numbers = self._numbers()
+        if self.shown_text().startswith(f"Context {numbers}") or not self.text():
+            return
+        # Not even "Context 134 / 4,096…" ("Context 134 /…" would misread): the count alone.
+        fits = self.fontMetrics().horizontalAdvance(numbers) <= self.contentsRect().width()
+        QLabel.setText(self, numbers if fits else "")
 
     def show_usage(self, stats: dict[str, Any] | None, loaded: LoadedModel | None,
                    overflow: OverflowPolicy) -> None:

@@ -42,6 +42,15 @@ def _root(url: str) -> str:
     return url.rstrip("/").removesuffix("/v1")
 
 
+def intro_text(root: str, running: bool) -> str:
+    """What the server is for and what to give another app, in the words of the moment."""
+    how = ("give it the Base URL below" if running
+           else "start the server, then give it the Base URL below")
+    return ("Lets other apps on this computer (code editors, chat front ends, scripts) use "
+            f"Hearth's models: {how}, as an OpenAI-compatible API; an Ollama client takes "
+            f"{root}.")
+
+
 class ServerPage(QWidget):
     # What the page shows (for the status bar): ``url`` is the OpenAI base URL while running.
     server_state_changed = Signal(object)  # ServerStatus
@@ -93,6 +102,12 @@ class ServerPage(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.toggle_button)
         top.addWidget(self.state_label, 1)
+        # What the page is for, and which address to hand over: "Stopped" alone left a
+        # newcomer guessing what a server was, and which of the URLs their tool wanted.
+        self.intro = QLabel(self)
+        self.intro.setObjectName("server_intro")
+        self.intro.setWordWrap(True)
+        self.intro.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         self.url_edit = QLineEdit(self)
         self.url_edit.setReadOnly(True)
@@ -114,6 +129,7 @@ class ServerPage(QWidget):
         content.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
         column = QVBoxLayout(content)
         column.addLayout(top)
+        column.addWidget(self.intro)
         column.addLayout(url_row)
         column.addWidget(self.form)
         column.addWidget(self.snippets)
@@ -121,6 +137,7 @@ class ServerPage(QWidget):
         scroll = QScrollArea(self)
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # no nameless, ringless Tab stop
         scroll.setWidget(content)
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -168,6 +185,7 @@ class ServerPage(QWidget):
         self.form.restart_note.setVisible(applied is not None and any(
             getattr(applied, name) != getattr(current, name) for name in RESTART_FIELDS))
         self.url_edit.setText(self._root_url() + "/v1")
+        self.intro.setText(intro_text(self._root_url(), running))
         self._render_snippets()
 
         shown_state = ServerState(self._busy or ("failed" if failed else status.state))

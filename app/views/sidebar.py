@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPoint, Qt, QTimer, Signal
-from PySide6.QtGui import QMouseEvent, QPalette
+from PySide6.QtGui import QMouseEvent, QPalette, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -141,6 +141,13 @@ class Sidebar(QWidget):
         layout.addWidget(self.rail)
         layout.addLayout(column, 1)
         self.refresh()
+
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # The rows were measured when the constructor filled the list, before the style sheet
+        # reached it; with uniform sizes the list kept that height (14 px instead of 26, rows
+        # crammed together from the second launch on). Styled now: measure again.
+        self.list_view.doItemsLayout()
 
     # -- what the window calls -------------------------------------------------------------
 

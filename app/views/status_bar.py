@@ -2,6 +2,12 @@
 
 Hardware is probed off the GUI thread every few seconds (NVML and psutil calls are quick,
 but the first probe of a session can take a moment).
+
+Each part is a ``Segment``: it shows its whole text when there is room and shortens at a word
+with "…" when there isn't (the whole text on hover). Plain labels held the window at their
+combined width: with the server on and a CPU's long name, about 1,000 px, so the window could
+no longer be made 800 px wide. An empty part hides, so the separator drawn at each part's
+left edge (the style sheet) never stands alone.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ import contextlib
 from collections.abc import Callable
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QStatusBar, QWidget
+from PySide6.QtWidgets import QStatusBar, QWidget
 from qasync import asyncSlot
 
+from app.views.elided_label import FittingLabel
 from backend.api import Finished, Hardware, LoadedModel
 
 REFRESH_MS = 5_000
+SEGMENT_MIN_WIDTH = 60  # a few words and "…": the rest is on hover
 
 
 def _gib(n: int) -> str:
@@ -43,18 +51,28 @@ def hardware_text(hw: Hardware) -> tuple[str, str]:
     return text, tip
 
 
+class Segment(FittingLabel):
+    """One part of the status bar, hidden while it has nothing to say."""
+
+    def __init__(self, text: str, name: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent, minimum=SEGMENT_MIN_WIDTH)
+        self.setObjectName(name)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # type: ignore[override]
+        super().setText(text)
+        self.setVisible(bool(self.text()))
+
+
 class StatusBar(QStatusBar):
     def __init__(self, probe: Callable[[], Hardware], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._probe = probe
-        self.hardware_label = QLabel("Checking hardware…", self)
-        self.hardware_label.setObjectName("status_hardware")
-        self.model_label = QLabel("No model loaded", self)
-        self.model_label.setObjectName("status_model")
-        self.speed_label = QLabel(self)
-        self.speed_label.setObjectName("status_speed")
-        self.server_label = QLabel(self)
-        self.server_label.setObjectName("status_server")
+        self.hardware_label = Segment("Checking hardware…", "status_hardware", self)
+        self.model_label = Segment("No model loaded", "status_model", self)
+        self.speed_label = Segment("", "status_speed", self)
+        self.speed_label.setToolTip("How fast the last reply was written")
+        self.server_label = Segment("", "status_server", self)
         self.addWidget(self.model_label, 1)
         self.addPermanentWidget(self.server_label)
         self.addPermanentWidget(self.speed_label)
@@ -91,11 +109,13 @@ class StatusBar(QStatusBar):
     def show_model(self, loaded: LoadedModel | None) -> None:
         if loaded is None:
             self.model_label.setText("No model loaded")
+            self.model_label.setToolTip("")
             return
         where = (f"{loaded.n_gpu_layers}/{loaded.n_layer} layers on GPU" if loaded.n_gpu_layers
                  else "CPU")
-        self.model_label.setText(f"{loaded.model_id} · {where} · ctx {loaded.n_ctx:,}")
-        self.model_label.setToolTip(loaded.path)
+        text = f"{loaded.model_id} · {where} · ctx {loaded.n_ctx:,}"
+        self.model_label.setText(text)
+        self.model_label.setToolTip(f"{text}\n{loaded.path}")  # the whole line, if shortened
 
     def show_reply(self, event: Finished) -> None:
         self.speed_label.setText(f"{event.usage.decode_tokens_per_s:.1f} tok/s")

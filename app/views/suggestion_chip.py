@@ -9,7 +9,7 @@ accessible name. GUI thread only.
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QResizeEvent
+from PySide6.QtGui import QKeyEvent, QResizeEvent
 from PySide6.QtWidgets import QPushButton, QSizePolicy, QWidget
 
 MIN_WIDTH = 130
@@ -36,11 +36,22 @@ class SuggestionChip(QPushButton):
         # elided text, or each resize would ask for another.
         return QSize(self._wanted, super().sizeHint().height())
 
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        # Enter, as everywhere on the chat page: outside a dialog a push button only answers
+        # Space, so a keyboard user's Enter on a chip did nothing at all.
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers():
+            self.click()
+            return
+        super().keyPressEvent(event)
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._fit(event.size().width())
 
     def _fit(self, width: int) -> None:
-        line = self.fontMetrics().elidedText(self.prompt, Qt.TextElideMode.ElideRight,
-                                             max(40, width - PADDING))
-        self.setText(f"{self.label}\n{line}")
+        # The label too: at 800 px with the panel open a chip is ~127 px, and "Explain a
+        # concept" was cut through its last letter.
+        room = max(40, width - PADDING)
+        label, line = (self.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room)
+                       for text in (self.label, self.prompt))
+        self.setText(f"{label}\n{line}")
