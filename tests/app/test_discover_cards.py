@@ -24,8 +24,7 @@ from app.views.model_cards import CardListModel, ModelCard
 from app.views.models_page import ModelsPage
 from backend.api import Hearth
 from backend.library.hub import RepoSummary
-from backend.library.service import LibraryService
-from tests.app.test_models_page import FAST, HARDWARE, LOAD_MS, open_page, wait_download
+from tests.app.test_models_page import LOAD_MS, open_page, real_catalog_service, wait_download
 from tests.library.hub_server import SMOLLM2_FILE, SMOLLM2_REPO, HubServer
 
 pytest_plugins = ["tests.library.hub_server"]
@@ -40,8 +39,7 @@ def empty_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def hearth() -> Iterator[Hearth]:
     """The real catalog on a fixed machine (one 8 GiB GPU): deterministic badges."""
     hearth = Hearth()
-    hearth.library = LibraryService(hearth.settings, hardware=HARDWARE,  # type: ignore[misc]
-                                    download_options=FAST)
+    hearth.library = real_catalog_service(hearth)  # type: ignore[misc]
     yield hearth
     hearth.close()
 
@@ -259,8 +257,7 @@ def test_a_failed_download_stays_listed_with_retry(
 
     page.shutdown()  # the app quits and starts again: the failure is still listed, with why
     hearth.library.close()
-    hearth.library = LibraryService(hearth.settings, hardware=HARDWARE,  # type: ignore[misc]
-                                    download_options=FAST)
+    hearth.library = real_catalog_service(hearth)  # type: ignore[misc]
     page = open_page(qtbot, hearth)
     page.tabs.setCurrentIndex(2)
     downloads = page.downloads

@@ -58,6 +58,11 @@ def make_service(hearth: Hearth) -> LibraryService:
                           download_options=FAST)
 
 
+def real_catalog_service(hearth: Hearth) -> LibraryService:
+    """The real catalog on the fixed machine (one 8 GiB GPU): deterministic badges."""
+    return LibraryService(hearth.settings, hardware=HARDWARE, download_options=FAST)
+
+
 @pytest.fixture
 def hearth() -> Iterator[Hearth]:
     hearth = Hearth()

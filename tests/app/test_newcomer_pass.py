@@ -34,8 +34,7 @@ from app.views.suggestion_chip import PADDING
 from backend.api import Hearth, LoadedModel, OverflowPolicy
 from backend.errors import DiskFull, HubUnavailable
 from backend.library.local import STARTER_ID
-from backend.library.service import LibraryService
-from tests.app.test_models_page import FAST, HARDWARE, LOAD_MS, open_page
+from tests.app.test_models_page import LOAD_MS, open_page, real_catalog_service
 
 pytest_plugins = ["tests.library.hub_server"]
 
@@ -184,8 +183,7 @@ def test_the_server_page_says_what_it_is_for_and_which_url_to_give(
 def library_hearth() -> Iterator[Hearth]:
     """The real catalog on a fixed machine (one 8 GiB GPU)."""
     hearth = Hearth()
-    hearth.library = LibraryService(hearth.settings, hardware=HARDWARE,  # type: ignore[misc]
-                                    download_options=FAST)
+    hearth.library = real_catalog_service(hearth)  # type: ignore[misc]
     yield hearth
     hearth.close()
 
