@@ -10,12 +10,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QKeyEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
     QMenu,
+    QPushButton,
     QSplitter,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -103,6 +105,17 @@ class MainWindow(QMainWindow):
         to bottom: its replies made since included), the panel."""
         return [self.sidebar.rail, self.sidebar, *laid_out(self.chat.layout()), self.pages,
                 self.parameters]
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:
+        # Outside a dialog a push button answers Space only and passes Enter up to here: a
+        # keyboard user's Enter on the rail's page icons, a reply's Copy or a card's button
+        # did nothing. So Enter clicks the focused button, wherever it is in the window.
+        focused = self.focusWidget()
+        if (event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not event.modifiers()
+                and isinstance(focused, QPushButton | QToolButton) and focused.isEnabled()):
+            focused.click()
+            return
+        super().keyPressEvent(event)
 
     def focusNextPrevChild(self, next: bool) -> bool:
         self._focus_order.apply()  # replies and rows made since joined Qt's chain at its end

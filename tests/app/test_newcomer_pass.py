@@ -143,6 +143,19 @@ def test_a_status_part_with_nothing_to_say_hides_with_its_separator(window: Main
 
 # -- Tab never vanishes into a container --------------------------------------------------------
 
+@pytest.mark.parametrize("page", ["models", "server", "documents"])
+def test_enter_on_a_focused_button_clicks_it_anywhere_in_the_window(
+        qtbot: QtBot, window: MainWindow, page: str) -> None:
+    """Outside a dialog a push button answers Space only: Enter on the rail's page icons
+    (or any button) did nothing for a keyboard user."""
+    button = window.sidebar.rail.buttons[page]
+    button.setFocus()
+    qtbot.waitUntil(button.hasFocus)
+    qtbot.keyClick(button, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: window.sidebar.rail.buttons[page].isChecked())
+    assert window.pages.currentWidget() is getattr(window, page)
+
+
 @pytest.mark.parametrize("page", ["chat", "server"])
 def test_tab_never_stops_on_a_nameless_scroll_area(qtbot: QtBot, window: MainWindow,
                                                    page: str) -> None:
