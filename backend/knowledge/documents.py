@@ -44,6 +44,29 @@ class Limits:
     max_pages: int = 5_000
     max_unzipped_bytes: int = 200 * MiB  # a .docx's parts, as its zip directory declares
     max_zip_ratio: int = 200  # expansion of any one part; real XML compresses ~10-20x
+    max_zip_entries: int = 10_000  # a .docx has dozens of parts; a million costs ~1 GB to list
+    # Reading time of one file. A 5,000-page PDF of text reads in ~10-30 s; a few KB can be
+    # built to take hours (one page drawing a form a million times, HTML that the standard
+    # parser takes quadratic time on), so the readers that can be made slow check this.
+    max_seconds: float = 120.0
+
+
+# A heading or title is a label: it is copied into every chunk under it, every embedding
+# request and every citation, so a 1 MB "heading" would cost a gigabyte. Longer ones are cut.
+MAX_LABEL_CHARS = 200
+
+
+def label(text: str | None) -> str | None:
+    """``text`` as a one-line label of at most ``MAX_LABEL_CHARS``; None when empty."""
+    if not text:
+        return None
+    if len(text) > 4 * MAX_LABEL_CHARS:  # split() of a huge one would copy it all first
+        text = text[: 4 * MAX_LABEL_CHARS]
+    words = " ".join(text.split())
+    if len(words) <= MAX_LABEL_CHARS:
+        return words or None
+    cut = words.rfind(" ", 0, MAX_LABEL_CHARS)
+    return words[: cut if cut > MAX_LABEL_CHARS // 2 else MAX_LABEL_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -51,6 +74,9 @@ class Section:
     text: str
     page: int | None = None  # 1-based page of a PDF
     heading: str | None = None  # the heading it sits under (Markdown, HTML, Word styles)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "heading", label(self.heading))
 
 
 @dataclass(frozen=True)
@@ -64,6 +90,7 @@ class ParsedDocument:
     chars: int = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "title", label(self.title) or self.path.stem)
         object.__setattr__(self, "chars", sum(len(s.text) for s in self.sections))
 
 

@@ -5,8 +5,11 @@ paragraphs become section headings for citations) and tables; its one native dep
 lxml (BSD), ships wheels for every platform PyInstaller builds on.
 
 A .docx is a zip archive. Before python-docx sees it, its zip directory is checked: the
-declared size of every part, their total, and each part's expansion ratio. A zip bomb (a few
-KB that inflate to gigabytes) is refused from the directory alone, without inflating a byte.
+number of entries (counted from their signatures before ``zipfile`` builds an object for each:
+a million empty entries cost ~1 GB and 10 s to list), the declared size of every part, their
+total, and each part's expansion ratio. A zip bomb (a few KB that inflate to gigabytes) is
+refused from the directory alone, without inflating a byte; a part that inflates past what
+its entry declares fails zipfile's check when read.
 lxml parses without resolving external entities or network access (python-docx's parser).
 
 Threading: pure; run it on a worker thread.
@@ -24,6 +27,13 @@ from backend.knowledge.documents import Limits, MiB, ParsedDocument, Section
 
 def check_zip(name: str, data: bytes, limits: Limits) -> None:
     """Refuse an archive whose directory promises more than ``limits`` allow."""
+    # Every central directory entry starts with this signature, so the count is an upper
+    # bound on the entries zipfile would list (compressed data can hold it only by chance).
+    entries = data.count(b"PK\x01\x02")
+    if entries > limits.max_zip_entries:
+        raise DocumentUnreadable(f"{name} holds {entries:,} parts, far more than a Word "
+                                 f"document has (Hearth reads up to {limits.max_zip_entries:,}"
+                                 "); it may be damaged. Hearth didn't unpack it.")
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             infos = archive.infolist()

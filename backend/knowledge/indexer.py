@@ -172,6 +172,12 @@ class Indexer:
         result = await asyncio.to_thread(scan, folders, known, lambda: self._closing)
         if result.changed:
             self._library.mark_pending(collection.id, result.changed)
+        skipped = [(path, why) for path, why in result.skipped
+                   if path not in known or known[path][3] != "failed"]  # new ones only
+        if skipped:
+            self._library.record_failed(collection.id, skipped)
+            for path, why in skipped:
+                self.events.publish(FileFailed(collection.name, path, why))
         if result.gone:
             by_id = {row[0]: path for path, row in known.items()}
             self._library.forget(result.gone)

@@ -134,6 +134,21 @@ class LibraryStore:
             db.execute("UPDATE files SET state = 'failed', error = ?, note = NULL, "
                        "indexed_at = ? WHERE id = ?", (error, now(), file_id))
 
+    def record_failed(self, collection_id: int, entries: Iterable[tuple[str, str]]) -> None:
+        """(path, error) of entries the scan found but won't read (a link, a pipe, a name
+        that isn't text): listed as failed with why, never read. A file read before (a
+        document since replaced by a link) loses its passages: they no longer match it."""
+        entries = list(entries)
+        with self._db.transaction() as db:
+            db.executemany("DELETE FROM chunks WHERE file_id IN (SELECT id FROM files WHERE "
+                           "collection_id = ? AND path = ?)",
+                           [(collection_id, p) for p, _ in entries])
+            db.executemany(
+                "INSERT INTO files (collection_id, path, state, error, indexed_at) "
+                "VALUES (?, ?, 'failed', ?, ?) ON CONFLICT (collection_id, path) DO UPDATE "
+                "SET state = 'failed', error = excluded.error, note = NULL",
+                [(collection_id, p, e, now()) for p, e in entries])
+
     def forget(self, file_ids: Iterable[int]) -> None:
         with self._db.transaction() as db:
             db.executemany("DELETE FROM files WHERE id = ?", [(i,) for i in file_ids])

@@ -1,15 +1,22 @@
 """``parse_document``: a supported file's text in sections, or its ``DocumentUnreadable``.
 
-The size is checked before reading, the reader is chosen by suffix (each imported on first
-use), and any failure of a parser on a damaged file becomes that file's error with a
-sentence; see ``documents.py`` for the values and limits.
+Only a regular file is read, opened without following a link in its last component and
+without blocking: a library folder is the person's, but what is in it may come from anyone
+(a cloned repository, a synced share), and a file can be swapped between the folder scan and
+the read. A named pipe would block ``open`` forever, ``/dev/zero`` never ends, a link could
+pull in ``~/.ssh/id_rsa``; each is refused with a sentence instead. The size is checked on
+the opened file before reading, the reader is chosen by suffix (each imported on first use),
+and any failure of a parser on a damaged file becomes that file's error with a sentence; see
+``documents.py`` for the values and limits.
 
 Threading: blocking (reads the file, parses in pure Python); run it on a worker thread.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,14 +68,28 @@ def parse_document(path: Path, limits: Limits | None = None) -> ParsedDocument:
     return document
 
 
+# O_NONBLOCK: opening a named pipe returns at once (for reading) instead of waiting for a
+# writer; the fstat below then refuses it. Neither flag exists on Windows, which has neither
+# danger in the same form.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
+               | getattr(os, "O_BINARY", 0))
+
+
 def _read_bytes(path: Path, limits: Limits) -> bytes:
     try:
-        size = os.stat(path).st_size
-        if size > limits.max_file_bytes:
-            raise DocumentUnreadable(
-                f"{path.name} is {size / MiB:,.0f} MB, over the {limits.max_file_bytes // MiB} "
-                "MB Hearth reads from one file; split it, or attach the part you need.")
-        with open(path, "rb") as handle:
+        fd = os.open(path, _OPEN_FLAGS)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise IsADirectoryError(errno.EISDIR, "is a directory")
+            if not stat.S_ISREG(info.st_mode):
+                raise DocumentUnreadable(f"{path.name} isn't a regular file (a pipe, socket or "
+                                         "device); Hearth reads only files.")
+            if info.st_size > limits.max_file_bytes:
+                raise DocumentUnreadable(
+                    f"{path.name} is {info.st_size / MiB:,.0f} MB, over the "
+                    f"{limits.max_file_bytes // MiB} MB Hearth reads from one file; split it, "
+                    "or attach the part you need.")
             data = handle.read(limits.max_file_bytes + 1)
     except FileNotFoundError as exc:
         raise DocumentUnreadable(f"{path.name} is gone: it was moved or deleted before Hearth "
@@ -79,8 +100,14 @@ def _read_bytes(path: Path, limits: Limits) -> bytes:
         raise DocumentUnreadable(f"Hearth may not read {path.name} (permission denied); "
                                  "check the file's permissions.") from exc
     except OSError as exc:
+        if exc.errno == errno.ELOOP or (exc.errno == errno.EMLINK and path.is_symlink()):
+            # O_NOFOLLOW met a link (EMLINK on FreeBSD): the scanner skips links, and an
+            # attachment's path is resolved, so this one was swapped in meanwhile.
+            raise DocumentUnreadable(f"{path.name} is a link now, not the file Hearth found; "
+                                     "Hearth doesn't follow links. Add the file it points "
+                                     "to instead.") from exc
         raise DocumentUnreadable(f"{path.name} could not be read: "
-                                 f"{exc.strerror or exc}.") from exc
+                                 f"{exc.strerror or 'error ' + str(exc.errno)}.") from exc
     if len(data) > limits.max_file_bytes:  # it grew after the stat
         raise DocumentUnreadable(f"{path.name} is over the {limits.max_file_bytes // MiB} MB "
                                  "Hearth reads from one file.")

@@ -11,6 +11,11 @@ Each page is one section (its number goes into citations). A PDF with an owner p
 only (printing/copying restrictions, readable by anyone) is opened with the empty password;
 one that needs a password to open is refused with a sentence.
 
+Reading is bounded by a ``ReadBudget`` (``budget.py``): pypdf calls back before every
+operator of a page and its forms and with every piece of text, and the budget is checked
+there, so a page built to be slow (a form drawn a hundred thousand times, a content stream
+that inflates to 75 MB) is refused after ``Limits.max_seconds`` rather than read for hours.
+
 Threading: pure; run it on a worker thread.
 """
 
@@ -24,6 +29,7 @@ from pypdf import PdfReader
 from pypdf.errors import DependencyError, FileNotDecryptedError, PdfReadError
 
 from backend.errors import DocumentUnreadable
+from backend.knowledge.budget import ReadBudget
 from backend.knowledge.documents import Limits, ParsedDocument, Section
 
 # pypdf logs every recoverable oddity of a damaged file as a warning; the index says what
@@ -35,6 +41,7 @@ def read_pdf(path: Path, data: bytes, limits: Limits) -> ParsedDocument:
     if not data.lstrip()[:5].startswith(b"%PDF"):
         raise DocumentUnreadable(f"{path.name} isn't a PDF (it doesn't start like one); "
                                  "give it its real extension.")
+    budget = ReadBudget(path.name, limits)
     try:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
@@ -54,11 +61,20 @@ def read_pdf(path: Path, data: bytes, limits: Limits) -> ParsedDocument:
     if count > limits.max_pages:
         raise DocumentUnreadable(f"{path.name} has {count:,} pages, more than the "
                                  f"{limits.max_pages:,} Hearth reads from one file; split it.")
+
+    def operator(*_: object) -> None:
+        budget.check()
+
+    def text_piece(text: object, *_: object) -> None:
+        budget.add_text(len(text) if isinstance(text, str) else 0)
+
     sections = []
     chars = 0
     for number, page in enumerate(pages, start=1):
+        budget.check()
         try:
-            text = page.extract_text() or ""
+            text = page.extract_text(visitor_operand_before=operator,
+                                     visitor_text=text_piece) or ""
         except FileNotDecryptedError as exc:
             raise _encrypted(path) from exc
         text = _tidy(text)

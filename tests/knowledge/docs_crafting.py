@@ -88,3 +88,43 @@ def make_binary_txt(path: Path) -> Path:
     """An ELF executable's first bytes and random data, named .txt."""
     path.write_bytes(b"\x7fELF\x02\x01\x01\x00" + os.urandom(4096))
     return path
+
+
+def raw_pdf(objects: dict[int, bytes]) -> bytes:
+    """A PDF of ``objects`` (number → body) with a correct xref table; object 1 is the root."""
+    out = bytearray(b"%PDF-1.7\n")
+    offsets = {}
+    for number in sorted(objects):
+        offsets[number] = len(out)
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, objects[number])
+    xref, size = len(out), max(objects) + 1
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % size
+    for number in range(1, size):
+        out += (b"%010d 00000 n \n" % offsets[number] if number in offsets
+                else b"0000000000 65535 f \n")
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref)
+    return bytes(out)
+
+
+def make_form_bomb_pdf(path: Path, draws: int = 5000, form_text: bytes = b"(x) Tj " * 20_000
+                       ) -> Path:
+    """One page that draws one form XObject ``draws`` times: a few KB that pypdf takes hours
+    (or gigabytes of text) to read."""
+    import zlib
+
+    def stream(data: bytes, extra: bytes = b"") -> bytes:
+        packed = zlib.compress(data, 9)
+        return (b"<< /Length %d /Filter /FlateDecode %s>>\nstream\n" % (len(packed), extra)
+                + packed + b"\nendstream")
+
+    font = b"<< /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >>"
+    path.write_bytes(raw_pdf({
+        1: b"<< /Type /Catalog /Pages 2 0 R >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font "
+           + font + b" /XObject << /X 5 0 R >> >> /Contents 4 0 R >>",
+        4: stream(b"BT /F1 12 Tf (Page) Tj ET " + b"/X Do " * draws),
+        5: stream(b"BT /F1 12 Tf " + form_text + b" ET", b"/Type /XObject /Subtype /Form "
+                  b"/BBox [0 0 612 792] /Resources << /Font " + font + b" >> "),
+    }))
+    return path
