@@ -50,6 +50,7 @@ from backend.knowledge.library_store import CHAT_PREFIX, LibraryStore
 from backend.knowledge.passage_store import PassageStore
 from backend.knowledge.records import Citation, CollectionInfo, FileInfo, KnowledgeEvent, Passage
 from backend.knowledge.retrieval import CANDIDATES, VectorIndex, reciprocal_rank_fusion
+from backend.knowledge.scanner import printable
 from backend.library.image_tokens import FALLBACK_IMAGE_TOKENS
 from backend.settings_store import SettingsStore
 
@@ -100,7 +101,10 @@ class Knowledge:
         after the folder when not given). Indexing runs in the background."""
         path = Path(folder).expanduser().resolve()
         if not path.is_dir():
-            raise InvalidRequest(f"{path} isn't a folder Hearth can open.")
+            raise InvalidRequest(f"{printable(str(path))} isn't a folder Hearth can open.")
+        if printable(str(path)) != str(path):  # the library stores paths as UTF-8 text
+            raise InvalidRequest(f"The folder {printable(str(path))} has a name that isn't "
+                                 "valid UTF-8; rename it (or the folder holding it) first.")
         name = collection or path.name or str(path)
         info = self.library.find(name) or self.library.create(name)
         self.library.add_folder(info.id, path)
@@ -150,7 +154,10 @@ class Knowledge:
         ``DocumentUnreadable`` (said per file: encrypted, too large, binary…)."""
         file = Path(path).expanduser().resolve()
         if not file.is_file():
-            raise DocumentUnreadable(f"{file.name} isn't a file Hearth can open.")
+            raise DocumentUnreadable(f"{printable(file.name)} isn't a file Hearth can open.")
+        if printable(str(file)) != str(file):  # the library stores paths as UTF-8 text
+            raise DocumentUnreadable(f"{printable(file.name)}: its name (or its folder's) "
+                                     "isn't valid UTF-8; rename it, then attach it again.")
         info = await asyncio.to_thread(self._chat_collection, conversation_id)
         stat = file.stat()
         await asyncio.to_thread(self.library.mark_pending, info.id,

@@ -22,7 +22,7 @@ from backend.api import (
     KnowledgeEvent,
     SettingsStore,
 )
-from backend.errors import DocumentUnreadable
+from backend.errors import DocumentUnreadable, InvalidRequest
 from tests.fixtures.minilm_gguf import minilm_gguf
 from tests.knowledge.docs_crafting import (
     make_binary_txt,
@@ -287,5 +287,27 @@ def test_an_attachment_the_indexer_read_first_is_attached_all_the_same(
         else:
             with pytest.raises(DocumentUnreadable, match=error):
                 asyncio.run(knowledge.attach_file(chat.id, path))
+    finally:
+        hearth.close()
+
+
+def test_a_name_that_isnt_utf8_is_refused_with_a_sentence(tmp_path: Path) -> None:
+    """A file or folder name with bytes that aren't UTF-8 (made on another system) can't be
+    stored in the library: attaching or adding it says to rename it, not UnicodeEncodeError."""
+    import os
+
+    folder = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    folder.mkdir()
+    (folder / "notes.txt").write_text("tea", encoding="utf-8")
+    hearth = Hearth(SettingsStore.open())
+    try:
+        knowledge = hearth.knowledge
+        chat = hearth.history.create_conversation("smollm2:135m")
+        with pytest.raises(DocumentUnreadable, match="isn't valid UTF-8; rename it") as caught:
+            asyncio.run(knowledge.attach_file(chat.id, folder / "notes.txt"))
+        caught.value.user_message.encode("utf-8")  # printable: no lone surrogates
+        with pytest.raises(InvalidRequest, match="isn't valid UTF-8") as refused:
+            knowledge.add_folder(folder)
+        refused.value.user_message.encode("utf-8")
     finally:
         hearth.close()
